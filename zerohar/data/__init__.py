@@ -1,0 +1,1 @@
+"""Data layer: channels and layouts, recordings and window sets, transforms, folds, sources."""

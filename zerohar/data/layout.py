@@ -1,0 +1,204 @@
+"""Channels and sensor layouts: what each column of a recording measures, and where.
+
+A :class:`Channel` is one column: sensor kind, axis, body placement, device and unit. Channels that share
+sensor, placement and device and cover x, y and z form a :class:`Sensor` (a triad). A :class:`SensorLayout`
+is the ordered list of sensors of a recording; in canonical form the channels of a recording are stored
+sensor by sensor, x then y then z, so a window `(C, T)` reshapes to `(S, 3, T)`.
+
+Layout files (`metadata/sensors/<dataset>.yaml`, or a user's own) look like::
+
+    name: hapt
+    channels:
+      - {column: acc_x, sensor: acc, axis: x, placement: waist, device: smartphone, unit: g}
+      ...
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from zerohar.errors import ZeroharError
+
+SENSOR_KINDS = ("acc", "gyro", "mag")
+AXES = ("x", "y", "z")
+#: Units each sensor kind may be declared in; the first is canonical.
+UNITS = {
+    "acc": ("g", "m/s^2"),
+    "gyro": ("rad/s", "deg/s"),
+    "mag": ("uT", "mT", "gauss"),
+}
+SENSOR_NAMES = {"acc": "accelerometer", "gyro": "gyroscope", "mag": "magnetometer"}
+
+
+@dataclass(frozen=True)
+class Channel:
+    """One signal column."""
+
+    sensor: str  # one of SENSOR_KINDS
+    axis: str  # x, y or z
+    placement: str  # e.g. "waist", "left wrist", "right trouser pocket"
+    device: str  # e.g. "smartphone", "smartwatch", "IMU"
+    unit: str  # declared unit of the raw column, see UNITS
+    column: str = ""  # column name in the raw file, if any
+
+    def __post_init__(self):
+        if self.sensor not in SENSOR_KINDS:
+            raise ZeroharError(
+                f"unknown sensor kind {self.sensor!r} for channel {self.column or self.axis!r}: "
+                f"expected one of {', '.join(SENSOR_KINDS)}"
+            )
+        if self.axis not in AXES:
+            raise ZeroharError(f"unknown axis {self.axis!r} for channel {self.column!r}: expected x, y or z")
+        if self.unit not in UNITS[self.sensor]:
+            raise ZeroharError(
+                f"unknown unit {self.unit!r} for {self.sensor} channel {self.column or self.axis!r}: "
+                f"expected one of {', '.join(UNITS[self.sensor])}"
+            )
+
+    @property
+    def sensor_key(self) -> tuple[str, str, str]:
+        return (self.sensor, self.placement, self.device)
+
+
+@dataclass(frozen=True)
+class Sensor:
+    """A triad: three channels (x, y, z) of one sensor kind on one device at one placement."""
+
+    sensor: str
+    placement: str
+    device: str
+    unit: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.sensor, self.placement, self.device)
+
+    def channels(self, unit: str | None = None) -> list[Channel]:
+        u = unit or self.unit
+        return [Channel(self.sensor, a, self.placement, self.device, u) for a in AXES]
+
+
+@dataclass(frozen=True)
+class SensorLayout:
+    """Ordered sensors of a recording; channel `3*s + a` is axis `a` of sensor `s` (canonical order)."""
+
+    sensors: tuple[Sensor, ...]
+    name: str = ""
+    columns: tuple[str, ...] = field(default=())  # raw column names in canonical order, if known
+
+    @property
+    def n_sensors(self) -> int:
+        return len(self.sensors)
+
+    @property
+    def n_channels(self) -> int:
+        return 3 * len(self.sensors)
+
+    @property
+    def channels(self) -> list[Channel]:
+        out = []
+        for i, s in enumerate(self.sensors):
+            for j, a in enumerate(AXES):
+                col = self.columns[3 * i + j] if self.columns else ""
+                out.append(Channel(s.sensor, a, s.placement, s.device, s.unit, col))
+        return out
+
+    def canonical(self) -> SensorLayout:
+        """The same layout with every unit canonical (g, rad/s, uT): what transforms produce."""
+        return SensorLayout(
+            tuple(Sensor(s.sensor, s.placement, s.device, UNITS[s.sensor][0]) for s in self.sensors),
+            self.name,
+            self.columns,
+        )
+
+    def select(self, keys: list[tuple[str, str, str]]) -> SensorLayout:
+        """A sub-layout with the sensors whose (sensor, placement, device) key is in `keys`, in this order."""
+        idx = [i for i, s in enumerate(self.sensors) if s.key in set(keys)]
+        cols = tuple(c for i in idx for c in self.columns[3 * i : 3 * i + 3]) if self.columns else ()
+        return SensorLayout(tuple(self.sensors[i] for i in idx), self.name, cols)
+
+    def channel_indices(self, keys: list[tuple[str, str, str]]) -> list[int]:
+        """Channel indices (canonical order) of the sensors with these keys."""
+        return [3 * i + a for i, s in enumerate(self.sensors) if s.key in set(keys) for a in range(3)]
+
+    # ------------------------------------------------------------------ construction / (de)serialisation
+    @classmethod
+    def from_channels(cls, channels: list[Channel], name: str = "", source: str = "layout") -> SensorLayout:
+        """Group channels into triads (sensor, placement, device); every triad must have x, y and z once.
+
+        Returns the layout and keeps each channel's column name in canonical order.
+        """
+        groups: dict[tuple[str, str, str], dict[str, Channel]] = {}
+        for ch in channels:
+            g = groups.setdefault(ch.sensor_key, {})
+            if ch.axis in g:
+                raise ZeroharError(
+                    f"{source}: {ch.sensor} at {ch.placement} on {ch.device} has two {ch.axis}-axis channels "
+                    f"({g[ch.axis].column!r} and {ch.column!r})"
+                )
+            g[ch.axis] = ch
+        sensors, cols = [], []
+        for key, g in groups.items():
+            missing = [a for a in AXES if a not in g]
+            if missing:
+                raise ZeroharError(
+                    f"{source}: {key[0]} at {key[1]} on {key[2]} lacks axis {', '.join(missing)}; "
+                    "every sensor needs x, y and z"
+                )
+            units = {g[a].unit for a in AXES}
+            if len(units) != 1:
+                raise ZeroharError(f"{source}: {key[0]} at {key[1]} on {key[2]} mixes units {sorted(units)}")
+            sensors.append(Sensor(key[0], key[1], key[2], units.pop()))
+            cols.extend(g[a].column for a in AXES)
+        return cls(tuple(sensors), name, tuple(cols) if all(cols) else ())
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "channels": [_channel_dict(c) for c in self.channels]}
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "layout") -> SensorLayout:
+        if not isinstance(d, dict) or not isinstance(d.get("channels"), list) or not d["channels"]:
+            raise ZeroharError(f"{source}: expected a mapping with a non-empty 'channels' list")
+        allowed = {"column", "sensor", "axis", "placement", "device", "unit"}
+        chans = []
+        for i, c in enumerate(d["channels"]):
+            if not isinstance(c, dict):
+                raise ZeroharError(f"{source}: channel {i} is not a mapping")
+            extra = set(c) - allowed
+            missing = {"sensor", "axis", "placement", "device", "unit"} - set(c)
+            if extra or missing:
+                raise ZeroharError(
+                    f"{source}: channel {i} has unknown keys {sorted(extra)} / lacks {sorted(missing)}; "
+                    f"expected keys {sorted(allowed)}"
+                )
+            chans.append(
+                Channel(
+                    str(c["sensor"]), str(c["axis"]), str(c["placement"]), str(c["device"]), str(c["unit"]),
+                    str(c.get("column", "")),
+                )
+            )
+        return cls.from_channels(chans, str(d.get("name", "")), source)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SensorLayout:
+        path = Path(path)
+        if not path.is_file():
+            raise ZeroharError(f"sensor layout file {path} does not exist")
+        try:
+            d = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ZeroharError(f"sensor layout file {path} is not valid YAML ({e.__class__.__name__})") from None
+        return cls.from_dict(d, str(path))
+
+    def to_yaml(self, path: str | Path) -> None:
+        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def _channel_dict(c: Channel) -> dict:
+    d = asdict(c)
+    if not d["column"]:
+        d.pop("column")
+    return d

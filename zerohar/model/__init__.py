@@ -1,0 +1,1 @@
+"""HARNet backbone, the ZeroHAR model, checkpoint loading."""

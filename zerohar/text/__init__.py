@@ -1,0 +1,1 @@
+"""Text side: frozen sentence encoder, sensor and label descriptions, LLM describe tool."""
