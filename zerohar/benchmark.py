@@ -1,0 +1,386 @@
+"""Every method of BENCHMARK.md on every fold and seed, from one invocation, into one results table.
+
+`zerohar benchmark --dataset hapt --seeds 3 --out DIR` trains and evaluates each method (below) on each
+fold and seed, then writes `DIR/results.md` and `DIR/results.csv` (mean and standard deviation over folds
+and seeds of the unseen-class accuracy, macro-F1, top-2 accuracy and the GZSL harmonic mean) and
+`DIR/runs.csv` (one row per run). Runs live in `DIR/runs/<method>/<fold>/seed<k>/<step>/`; an identical step
+of two methods (e.g. the Stage I run that `zerohar` and `label_names` share) is trained once and referenced
+by both. The benchmark is resumable: finished runs and evaluations are reused, unfinished ones resumed.
+
+Methods (BENCHMARK.md, "Methods in the table"):
+
+- ``chance``: 1 / number of candidates (macro-F1: the expected macro-F1 of uniform guessing on the test
+  windows, :func:`chance_metrics`);
+- ``zerohar``: Stage I + Stage II with LLM label descriptions (backbone: `--backbone-init`, default random);
+- ``no_stage1``: Stage II only, from the same backbone;
+- ``label_names``: Stage II trained and evaluated with each label's name as its only text;
+- ``random_backbone`` / ``ssl_backbone``: Stage I + Stage II from a random backbone / from a backbone
+  pretrained self-supervised on the training windows of the fold's seen classes (no external data here);
+- ``original_encoder``: the original ZeroHAR encoder (a transformer over time steps of all channels) in
+  the same pipeline (`model.encoder: original`);
+- ``supervised``: the upper bound: the same encoder trained with every class's labels on a subject-disjoint
+  split, tested on the unseen classes of its held-out test subjects.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from zerohar.errors import ZeroharError
+
+logger = logging.getLogger(__name__)
+
+#: method -> row title in the table, in table order.
+METHODS = {
+    "chance": "chance (1 / candidates)",
+    "zerohar": "zerohar (Stage I + Stage II, LLM descriptions)",
+    "no_stage1": "zerohar without Stage I",
+    "label_names": "zerohar with label names instead of descriptions",
+    "random_backbone": "zerohar, random backbone",
+    "ssl_backbone": "zerohar, SSL-pretrained backbone",
+    "original_encoder": "original ZeroHAR encoder (same pipeline)",
+    "supervised": "supervised upper bound (unseen labels in training)",
+}
+#: The four figures of the table: key in a run's metrics -> column title.
+COLUMNS = {
+    "accuracy": "unseen acc",
+    "macro_f1": "unseen macro-F1",
+    "top2_accuracy": "unseen top-2",
+    "gzsl_h": "GZSL H",
+}
+
+
+@dataclass(frozen=True)
+class Step:
+    """One training stage of a method: its name in the run directory, the stage, config overrides, init step."""
+
+    name: str
+    stage: str
+    overrides: dict = field(default_factory=dict)
+    init: str | None = None  # the step whose run directory is this step's `init`
+
+
+def method_steps(method: str, fold: str, backbone_init: str | None) -> list[Step]:
+    """The training steps of a method on a fold (the last one is evaluated)."""
+    names = {"train": {"label_text": "names"}}
+    original = {"model": {"encoder": "original"}}
+    s1 = Step("stage1", "stage1", {"init": backbone_init})
+    s1_random = Step("stage1", "stage1", {"init": None})
+    steps = {
+        "zerohar": [s1, Step("stage2", "stage2", {}, "stage1")],
+        "no_stage1": [Step("stage2", "stage2", {"init": None, "backbone_init": backbone_init})],
+        "label_names": [s1, Step("stage2", "stage2", names, "stage1")],
+        "random_backbone": [s1_random, Step("stage2", "stage2", {}, "stage1")],
+        "ssl_backbone": [
+            # Pretraining sees only the fold's seen-class training windows: no external data exists here.
+            Step("pretrain", "pretrain", {"data": {"fold": fold}, "init": None}),
+            Step("stage1", "stage1", {}, "pretrain"),
+            Step("stage2", "stage2", {}, "stage1"),
+        ],
+        "original_encoder": [
+            Step("stage1", "stage1", {**original, "init": None}),
+            Step("stage2", "stage2", original, "stage1"),
+        ],
+        "supervised": [s1, Step("supervised", "supervised", {}, "stage1")],
+    }
+    if method not in steps:
+        raise ZeroharError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
+    return steps[method]
+
+
+def _merge(a: dict, b: dict) -> dict:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- chance
+def chance_metrics(y: np.ndarray, n_unseen: int, n_classes: int) -> dict:
+    """Metrics of uniform random guessing among the candidates, in expectation.
+
+    Accuracy 1/n and top-2 2/n by definition; the macro-F1 of a uniform guesser on classes with prevalences
+    p_c is the mean of 2 p_c (1/n) / (p_c + 1/n) (precision p_c, recall 1/n); GZSL: 1 / number of classes
+    for seen and unseen alike, so H is the same.
+    """
+    _, counts = np.unique(y, return_counts=True)
+    p = counts / counts.sum()
+    r = 1.0 / n_unseen
+    f1 = float(np.mean(2 * p * r / (p + r)))
+    return {"accuracy": r, "macro_f1": f1, "top2_accuracy": min(1.0, 2 * r), "gzsl_h": 1.0 / n_classes,
+            "chance": r}
+
+
+# ---------------------------------------------------------------------------------------------- aggregation
+def aggregate(rows: list[dict], methods: list[str]) -> list[dict]:
+    """Mean and standard deviation (ddof 1; 0 for one run) of each column per method, over folds and seeds.
+
+    Args:
+        rows: one dict per run with "method" and the keys of :data:`COLUMNS` (None = not available).
+        methods: the methods in table order.
+
+    Returns:
+        One dict per method: "method", "n_runs", and "<column>_mean" / "<column>_std" (None without values).
+    """
+    out = []
+    for m in methods:
+        mine = [r for r in rows if r["method"] == m]
+        agg: dict = {"method": m, "n_runs": len(mine)}
+        for c in COLUMNS:
+            vals = np.array([r[c] for r in mine if r.get(c) is not None and not _isnan(r[c])], dtype=float)
+            agg[f"{c}_mean"] = float(vals.mean()) if len(vals) else None
+            agg[f"{c}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else (0.0 if len(vals) else None)
+        out.append(agg)
+    return out
+
+
+def _isnan(x) -> bool:
+    return isinstance(x, float) and math.isnan(x)
+
+
+def _pm(mean, std) -> str:
+    return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
+
+
+def results_markdown(agg: list[dict], header: dict) -> str:
+    """The results table in Markdown, with what produced it."""
+    lines = [f"# zerohar benchmark: {header['dataset']}", ""]
+    lines.append(
+        f"Folds {', '.join(header['folds'])}; seeds {', '.join(map(str, header['seeds']))}; mean ± std over "
+        f"folds and seeds ({header['n_runs_per_method']} runs per method). Protocol: BENCHMARK.md."
+    )
+    lines += ["", f"Command: `{header['command']}`", ""]
+    lines.append("| method | " + " | ".join(COLUMNS.values()) + " | runs |")
+    lines.append("|---|" + "---|" * len(COLUMNS) + "---|")
+    for a in agg:
+        cells = [_pm(a[f"{c}_mean"], a[f"{c}_std"]) for c in COLUMNS]
+        lines.append(f"| {METHODS.get(a['method'], a['method'])} | " + " | ".join(cells) + f" | {a['n_runs']} |")
+    notes = header.get("notes") or []
+    if notes:
+        lines += [""] + [f"- {n}" for n in notes]
+    lines += ["", f"Written {header['date']}; wall time {header['wall_time_s'] / 60:.1f} min.", ""]
+    return "\n".join(lines)
+
+
+def results_csv(agg: list[dict]) -> str:
+    """The aggregated table as CSV (one row per method)."""
+    buf = io.StringIO()
+    cols = ["method", "n_runs"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
+    w.writeheader()
+    for a in agg:
+        w.writerow({k: ("" if a[k] is None else (f"{a[k]:.6f}" if isinstance(a[k], float) else a[k])) for k in cols})
+    return buf.getvalue()
+
+
+def runs_csv(rows: list[dict]) -> str:
+    buf = io.StringIO()
+    cols = ["method", "fold", "seed", *COLUMNS, "chance", "run"]
+    w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: ("" if r.get(k) is None else r[k]) for k in cols})
+    return buf.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------- the benchmark
+class _Runner:
+    """Trains (or reuses) the steps of every method, sharing identical steps between methods."""
+
+    def __init__(self, out: Path, dataset: str, root: str | None, sets: dict, epochs_scale: float,
+                 backbone_init: str | None, progress: bool):
+        self.out, self.dataset, self.root = out, dataset, root
+        self.sets, self.epochs_scale, self.backbone_init, self.progress = sets, epochs_scale, backbone_init, progress
+        self.trained: dict[str, Path] = {}  # config key -> run directory
+
+    def config(self, step: Step, fold: str, seed: int, init_dir: Path | None):
+        from zerohar.config import resolve_config
+
+        over = _merge({"data": {"dataset": self.dataset, "fold": fold}, "train": {"seed": seed}}, self.sets)
+        if self.root is not None:
+            over = _merge(over, {"data": {"root": self.root}})
+        over = _merge(over, step.overrides)
+        if step.init is not None:
+            over["init"] = str(init_dir)
+        if self.epochs_scale != 1.0:
+            base = resolve_config(step.stage, overrides=over)
+            over = _merge(over, {"train": {"epochs": max(1, round(base.train.epochs * self.epochs_scale))}})
+        return resolve_config(step.stage, overrides=over)
+
+    def run_steps(self, method: str, fold: str, seed: int, log) -> Path:
+        from zerohar.train import train_stage
+
+        dirs: dict[str, Path] = {}
+        for step in method_steps(method, fold, self.backbone_init):
+            cfg = self.config(step, fold, seed, dirs.get(step.init))
+            key = json.dumps([step.stage, cfg.to_dict()], sort_keys=True, default=str)
+            where = self.out / "runs" / method / fold / f"seed{seed}" / step.name
+            if key in self.trained:
+                dirs[step.name] = self.trained[key]
+                log(f"{step.name}: same run as {self.trained[key].relative_to(self.out)}")
+                continue
+            t0 = time.perf_counter()
+            from zerohar.runs import is_finished
+
+            reused = is_finished(where)
+            train_stage(step.stage, cfg, where, resume=True, progress=self.progress)
+            log(f"{step.name}: {'reused finished run' if reused else 'trained'} {where.relative_to(self.out)} "
+                f"({time.perf_counter() - t0:.0f} s)")
+            self.trained[key] = dirs[step.name] = where
+        return dirs[step.name]
+
+
+def run_benchmark(
+    dataset: str,
+    out: str | Path,
+    *,
+    root: str | None = None,
+    folds: list[str] | None = None,
+    seeds: int = 3,
+    methods: list[str] | None = None,
+    epochs_scale: float = 1.0,
+    backbone_init: str | None = None,
+    sets: dict | None = None,
+    batch_size: int = 256,
+    precision: str = "auto",
+    progress: bool = True,
+    command: str = "",
+) -> list[dict]:
+    """Train and evaluate every method on every fold and seed; write results.md, results.csv and runs.csv.
+
+    Args:
+        dataset: a dataset name (metadata/folds/NAME.yaml).
+        out: the benchmark directory (resumable: finished runs in it are reused).
+        root: the dataset's raw folder (default: the data layer's default for the dataset).
+        folds: folds to run (default all of the folds file).
+        seeds: number of seeds (0 .. seeds - 1).
+        methods: methods to run (default all of :data:`METHODS`), in table order.
+        epochs_scale: multiply every stage's epochs by this (at least 1 epoch).
+        backbone_init: backbone for `zerohar`, `no_stage1`, `label_names`, `supervised` (released HARNet file or
+            pretrain run; None = random).
+        sets: extra config overrides for every stage, e.g. `{"train": {"max_steps_per_epoch": 5}}`.
+        batch_size, precision: the inference path of the evaluations.
+        progress: progress bars.
+        command: the command line, recorded in results.md.
+
+    Returns:
+        The aggregated rows (one per method).
+    """
+    from zerohar.data.folds import load_folds
+    from zerohar.evaluate import evaluate_run
+    from zerohar.runs import atomic_write_text
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    all_folds = load_folds(dataset)
+    folds = list(folds or all_folds.folds)
+    for f in folds:
+        all_folds.unseen(f)  # unknown fold -> ZeroharError naming the known ones
+    methods = list(methods or METHODS)
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ZeroharError(f"unknown methods {unknown}: expected some of {', '.join(METHODS)}")
+    methods = [m for m in METHODS if m in methods]  # table order
+    if seeds < 1:
+        raise ZeroharError(f"--seeds must be at least 1, found {seeds}")
+    if epochs_scale <= 0:
+        raise ZeroharError(f"--epochs-scale must be positive, found {epochs_scale}")
+    out.mkdir(parents=True, exist_ok=True)
+    log_path = out / "benchmark.log"
+    runner = _Runner(out, dataset, root, sets or {}, epochs_scale, backbone_init, progress)
+    trained = [m for m in methods if m != "chance"]
+    jobs = [(m, f, s) for f in folds for s in range(seeds) for m in trained]
+    rows: list[dict] = []
+    evals: dict[str, dict] = {}  # final run dir -> its metrics (shared runs are evaluated once)
+    for i, (method, fold, seed) in enumerate(jobs, 1):
+        tag = f"[{i}/{len(jobs)}] {method} {fold} seed{seed}"
+        run_dir = out / "runs" / method / fold / f"seed{seed}"
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+        def log(msg: str, tag=tag, run_dir=run_dir) -> None:
+            line = f"{datetime.now().isoformat(timespec='seconds')} {tag}: {msg}"
+            logger.info("%s: %s", tag, msg)
+            for p in (log_path, run_dir / "progress.log"):
+                with open(p, "a", encoding="utf-8") as f:
+                    f.write(line + "\n")
+
+        t0 = time.perf_counter()
+        final = runner.run_steps(method, fold, seed, log)
+        eval_dir = final / "eval"
+        key = str(final)
+        if key in evals:
+            m = evals[key]
+        elif (eval_dir / "metrics.json").is_file():
+            m = json.loads((eval_dir / "metrics.json").read_text())
+            log(f"reused evaluation {eval_dir.relative_to(out)}")
+        else:
+            m = evaluate_run(final, eval_dir, batch_size=batch_size, precision=precision, progress=progress,
+                             force=True)
+            log(f"evaluated: unseen acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
+        evals[key] = m
+        rows.append(_row(method, fold, seed, m, final.relative_to(out)))
+        log(f"done in {time.perf_counter() - t0:.0f} s")
+    if "chance" in methods:
+        rows += _chance_rows(evals, folds, seeds, all_folds, dataset, root, sets or {})
+    rows.sort(key=lambda r: (methods.index(r["method"]), folds.index(r["fold"]), r["seed"]))
+    agg = aggregate(rows, methods)
+    notes = []
+    if backbone_init is None and {"zerohar", "random_backbone"} <= set(methods):
+        notes.append("zerohar's backbone is randomly initialised (no released HARNet weights given), so its runs "
+                     "are the random-backbone runs.")
+    header = {
+        "dataset": dataset, "folds": folds, "seeds": list(range(seeds)), "command": command or "zerohar benchmark",
+        "n_runs_per_method": len(folds) * seeds, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "wall_time_s": time.perf_counter() - t_start, "notes": notes,
+    }
+    atomic_write_text(out / "results.md", results_markdown(agg, header))
+    atomic_write_text(out / "results.csv", results_csv(agg))
+    atomic_write_text(out / "runs.csv", runs_csv(rows))
+    logger.info("results -> %s, %s", out / "results.md", out / "results.csv")
+    return agg
+
+
+def _row(method: str, fold: str, seed: int, m: dict, run: Path) -> dict:
+    g = m.get("gzsl") or {}
+    return {
+        "method": method, "fold": fold, "seed": seed, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
+        "top2_accuracy": m["top2_accuracy"], "gzsl_h": g.get("harmonic_mean"), "chance": m["chance"],
+        "run": str(run),
+    }
+
+
+def _chance_rows(evals: dict, folds: list[str], seeds: int, all_folds, dataset: str, root: str | None,
+                 sets: dict) -> list[dict]:
+    """Chance per fold, with the class prevalences of the fold's unseen-class windows (the same for every seed)."""
+    out = []
+    n_classes = len(all_folds.classes)
+    ws = None
+    for fold in folds:
+        unseen = all_folds.unseen(fold)
+        ref = next((m for m in evals.values() if (m.get("run") or {}).get("fold") == fold
+                    and (m.get("run") or {}).get("stage") == "stage2"), None)
+        if ref is not None:
+            counts = [ref["per_class"][c]["support"] for c in ref["class_order"]]
+        else:  # no zero-shot run of this fold: count the windows
+            if ws is None:
+                from zerohar.data.prepare import load_windowset
+
+                ws = load_windowset(dataset, root=root)
+                subjects = (sets.get("data") or {}).get("subjects")
+                if subjects:
+                    ws = ws.subset(np.isin(ws.subject, [str(x) for x in subjects]))
+            counts = [int((ws.y == ws.class_names.index(c)).sum()) for c in unseen]
+        y = np.repeat(np.arange(len(counts)), counts)
+        c = chance_metrics(y, len(unseen), n_classes)
+        out += [{"method": "chance", "fold": fold, "seed": s, **c, "run": ""} for s in range(seeds)]
+    return out

@@ -1,0 +1,674 @@
+"""Recording -> windows -> labels, streaming: what `zerohar classify` does.
+
+A recording (a CSV with a time column, or .npy / .npz) is read chunk by chunk, brought to the canonical
+form by :func:`zerohar.data.transforms.canonical_stream` (30 Hz, canonical units, gaps split), cut into
+windows (step = half a window) that may run across chunk borders, embedded by the fast inference path and
+named by a :class:`~zerohar.index.LabelIndex` search. Each batch of windows is written out as soon as it is
+labelled, so memory does not grow with the length of the recording. The output is written to a temporary
+file and renamed into place at the end: an interrupted run leaves no half-written file.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from zerohar.data.layout import SENSOR_NAMES, SensorLayout
+from zerohar.errors import ZeroharError
+
+logger = logging.getLogger(__name__)
+
+RATE = 30.0
+#: Windows labelled per batch (embedding + search + write); bounds memory independently of the recording length.
+BATCH_WINDOWS = 4096
+#: Raw rows read per chunk from .npy / .npz input.
+CHUNK_ROWS = 200_000
+
+
+# ---------------------------------------------------------------------------------------------- labels
+def clean_labels(labels: Iterable[str], source: str = "--labels") -> list[str]:
+    """Labels with whitespace normalised, duplicates (ignoring case) removed, and at least two left.
+
+    Duplicates are reported once, in one warning. Zero-shot classification needs two candidates at least:
+    with one, every window would get it.
+
+    Raises:
+        ZeroharError: no labels, an empty label, or a single label.
+    """
+    from zerohar.text.labels import normalize_label
+
+    out: list[str] = []
+    seen: dict[str, str] = {}
+    repeated: Counter[str] = Counter()
+    for i, raw in enumerate(labels):
+        name = normalize_label(raw)
+        if not name:
+            raise ZeroharError(f"{source}: label {i + 1} is empty; expected a non-empty activity name")
+        key = name.casefold()
+        if key in seen:
+            repeated[seen[key]] += 1
+            continue
+        seen[key] = name
+        out.append(name)
+    if not out:
+        raise ZeroharError(f"{source}: the label list is empty; expected at least two activity labels")
+    if repeated:
+        logger.warning(
+            "%s: repeated labels used once: %s", source, ", ".join(f"{k!r} (x{n + 1})" for k, n in repeated.items())
+        )
+    if len(out) == 1:
+        raise ZeroharError(
+            f"{source}: only one label ({out[0]!r}); zero-shot classification needs at least two candidate labels"
+        )
+    return out
+
+
+def read_labels_file(path: str | Path) -> tuple[list[str], dict[str, list[str]]]:
+    """Labels (and written descriptions, if any) from a file.
+
+    A `.json` file is a label-description file (`metadata/labels/*.json` format, as `zerohar describe`
+    writes); any other file is text with one label per line (blank lines and `#` comments skipped).
+
+    Returns:
+        (labels in file order, label -> descriptions for the labels the file describes)
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ZeroharError(f"labels file {p} does not exist")
+    if p.suffix.lower() == ".json":
+        from zerohar.text.labels import read_label_file
+
+        _, descs = read_label_file(p)
+        return list(descs), descs
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise ZeroharError(f"labels file {p} is not a UTF-8 text file (expected one label per line)") from None
+    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+    return [ln for ln in lines if ln], {}
+
+
+def label_descriptions(
+    labels: Sequence[str],
+    *,
+    written: dict[str, list[str]] | None = None,
+    known=None,
+    label_text: str = "descriptions",
+    describe: bool = False,
+    llm_model: str | None = None,
+    base_url: str | None = None,
+) -> dict[str, list[str]]:
+    """The texts of each label: given ones, else shipped ones (metadata/labels), else LLM or template ones.
+
+    Args:
+        labels: cleaned labels (see :func:`clean_labels`).
+        written: descriptions supplied by the user (a labels JSON file); they win.
+        known: where shipped descriptions come from (see :func:`zerohar.text.labels.descriptions_for`).
+        label_text: "names" for a model trained on label names (the label is its own only text).
+        describe: ask an LLM (`zerohar.text.describe`) for labels without written descriptions.
+        llm_model, base_url: the LLM for `describe`.
+    """
+    from zerohar.text.labels import descriptions_for
+
+    if label_text == "names":
+        return {lab: [lab] for lab in labels}
+    written = dict(written or {})
+    if describe:
+        missing = [lab for lab in labels if lab not in written and not _shipped_has(lab, known)]
+        if missing:
+            written.update(_describe(missing, llm_model, base_url))
+    sources = [written, known] if written else known
+    return descriptions_for(list(labels), known=sources)
+
+
+def _shipped_has(label: str, known) -> bool:
+    from zerohar.text.labels import descriptions_for, template_descriptions
+
+    return descriptions_for([label], known=known)[label] != template_descriptions(label)
+
+
+def _describe(labels: list[str], llm_model: str | None, base_url: str | None) -> dict[str, list[str]]:
+    """LLM descriptions for `labels` via the text side's describe API."""
+    if not llm_model:
+        raise ZeroharError("--describe needs --llm-model (the model name of an OpenAI-compatible server)")
+    from zerohar.text import describe as describe_mod
+
+    logger.info("asking %s for descriptions of %s", llm_model, ", ".join(repr(lab) for lab in labels))
+    result = describe_mod.describe_labels(labels, model=llm_model, base_url=base_url)
+    return {lab: list(result[lab]) for lab in labels}
+
+
+# ---------------------------------------------------------------------------------------------- layouts
+def _sensor_phrase(s) -> str:
+    return f"{SENSOR_NAMES.get(s.sensor, s.sensor)} at {s.placement} on {s.device}"
+
+
+def match_layout(model_layout: SensorLayout, layout: SensorLayout, source: str) -> tuple[list[int], SensorLayout]:
+    """Which channels of a recording the model can use, with a warning when the layouts differ.
+
+    The model takes any number of sensors, each with its text context, so a recording may lack some of the
+    model's sensors or bring sensors at other placements: those are used as they are (with a warning). A
+    sensor *kind* the model never saw (e.g. a magnetometer for a model trained on acc + gyro) is dropped.
+
+    Returns:
+        (channel indices to keep, in canonical order; the layout of the kept channels)
+
+    Raises:
+        ZeroharError: no sensor of the recording is of a kind the model knows.
+    """
+    have = {s.key for s in layout.sensors}
+    want = {s.key for s in model_layout.sensors}
+    kinds = {s.sensor for s in model_layout.sensors}
+    missing = [s for s in model_layout.sensors if s.key not in have]
+    unknown_kind = [s for s in layout.sensors if s.sensor not in kinds]
+    new = [s for s in layout.sensors if s.key not in want and s.sensor in kinds]
+    keep = [s.key for s in layout.sensors if s.sensor in kinds]
+    if not keep:
+        raise ZeroharError(
+            f"{source}: none of its sensors ({'; '.join(_sensor_phrase(s) for s in layout.sensors)}) is of a kind "
+            f"the model was trained on ({', '.join(sorted(SENSOR_NAMES[k] for k in kinds))})"
+        )
+    if missing or new or unknown_kind:
+        parts = []
+        if missing:
+            parts.append(f"lacks the model's {'; '.join(_sensor_phrase(s) for s in missing)}")
+        if new:
+            parts.append(f"has sensors the model was not trained on: {'; '.join(_sensor_phrase(s) for s in new)}")
+        if unknown_kind:
+            parts.append(f"ignoring {'; '.join(_sensor_phrase(s) for s in unknown_kind)} (a sensor kind the model "
+                         "does not know)")
+        used = [s for s in layout.sensors if s.key in set(keep)]
+        logger.warning(
+            "%s %s; classifying with the sensors present (%s)", source, ", ".join(parts),
+            "; ".join(_sensor_phrase(s) for s in used),
+        )
+    return layout.channel_indices(keep), layout.select(keep)
+
+
+# ---------------------------------------------------------------------------------------------- input
+@dataclass
+class InputRecording:
+    """A recording opened for streaming: its declared layout and a chunk iterator (times, signals, None)."""
+
+    path: Path
+    layout: SensorLayout
+    chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+    absolute_time: bool = False  # times are seconds since the Unix epoch (a datetime column)
+
+    def __post_init__(self):
+        self.t_first: float | None = None  # time of the first sample, known once the first chunk is read
+        self.chunks = self._track(self.chunks)
+
+    def _track(self, chunks):
+        for t, x, lab in chunks:
+            if self.t_first is None and len(t):
+                self.t_first = float(t[0])
+            yield t, x, lab
+
+
+def open_recording(
+    path: str | Path,
+    *,
+    layout: str | Path | SensorLayout | None = None,
+    placement: str | None = None,
+    device: str | None = None,
+    rate: float | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> InputRecording:
+    """Open a CSV (via the csv source), `.npy` (`(T, C)`, needs `rate`) or `.npz` recording for streaming.
+
+    Args:
+        path: the recording.
+        layout: its sensor layout (a YAML file in the format of `metadata/sensors/`, or a SensorLayout).
+        placement, device: instead of a layout, the placement and device of every sensor (the columns name
+            the sensor kinds; see the csv source).
+        rate: sampling rate in Hz of a `.npy` / `.npz` without times.
+        chunk_rows: rows per chunk.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ZeroharError(f"input file {p} does not exist")
+    if isinstance(layout, (str, Path)):
+        layout = SensorLayout.from_yaml(layout)
+    suffix = p.suffix.lower()
+    if suffix in (".npy", ".npz"):
+        return _open_numpy(p, layout, placement, device, rate, chunk_rows)
+    from zerohar.data.sources import csv as csv_source
+
+    opened = csv_source.open_csv_stream(p, layout=layout, placement=placement, device=device, chunk_rows=chunk_rows)
+    return InputRecording(p, opened.layout, opened.chunks, bool(getattr(opened, "absolute_time", False)))
+
+
+def _numpy_layout(p: Path, n_channels: int, layout, placement, device) -> SensorLayout:
+    if layout is None:
+        if not (placement and device):
+            raise ZeroharError(
+                f"{p}: a .npy / .npz recording needs its sensor layout: pass --layout FILE.yaml, or --placement and "
+                "--device (then its columns are read as acc x, y, z [, gyro x, y, z [, mag x, y, z]] in g, rad/s, uT)"
+            )
+        kinds = {3: ["acc"], 6: ["acc", "gyro"], 9: ["acc", "gyro", "mag"]}.get(n_channels)
+        if kinds is None:
+            raise ZeroharError(
+                f"{p}: {n_channels} columns cannot be read as acc [, gyro [, mag]] triads (expected 3, 6 or 9); "
+                "pass --layout FILE.yaml"
+            )
+        from zerohar.data.layout import UNITS, Channel
+
+        chans = [Channel(k, a, placement, device, UNITS[k][0]) for k in kinds for a in ("x", "y", "z")]
+        layout = SensorLayout.from_channels(chans, p.stem, str(p))
+    if layout.n_channels != n_channels:
+        raise ZeroharError(f"{p}: has {n_channels} signal columns, but its sensor layout has {layout.n_channels}")
+    return layout
+
+
+def _open_numpy(p: Path, layout, placement, device, rate, chunk_rows) -> InputRecording:
+    try:
+        if p.suffix.lower() == ".npy":
+            signals = np.load(p, mmap_mode="r", allow_pickle=False)  # memory-mapped: read chunk by chunk
+            times = None
+        else:
+            with np.load(p, allow_pickle=False) as z:
+                keys = set(z.files)
+                if "signals" not in keys:
+                    raise ZeroharError(
+                        f"{p}: expected an array 'signals' (T, C) and 'time' (T,) seconds or 'rate', "
+                        f"found {sorted(keys)}"
+                    )
+                signals = z["signals"]
+                times = z["time"] if "time" in keys else None
+                if times is None and "rate" in keys:
+                    rate = float(z["rate"])
+    except ZeroharError:
+        raise
+    except Exception as e:  # noqa: BLE001 - not a numpy file, pickled objects, truncated file
+        raise ZeroharError(f"{p} is not a readable numpy file ({e.__class__.__name__}: {e})") from None
+    if signals.ndim != 2 or not np.issubdtype(signals.dtype, np.number):
+        raise ZeroharError(f"{p}: expected a numeric (T, C) array of signals, found shape {signals.shape}")
+    if times is None and not rate:
+        raise ZeroharError(f"{p}: has no 'time' array; pass --rate (its sampling rate in Hz)")
+    if times is not None and times.shape != (len(signals),):
+        raise ZeroharError(f"{p}: 'time' has shape {times.shape}, expected ({len(signals)},) like 'signals'")
+    layout = _numpy_layout(p, signals.shape[1], layout, placement, device)
+
+    def chunks():
+        for a in range(0, len(signals), chunk_rows):
+            b = min(a + chunk_rows, len(signals))
+            t = np.asarray(times[a:b], np.float64) if times is not None else np.arange(a, b) / float(rate)
+            yield t, np.asarray(signals[a:b], dtype=np.float64), None
+
+    return InputRecording(p, layout, chunks())
+
+
+# ---------------------------------------------------------------------------------------------- windows
+def stream_windows(
+    pieces: Iterable, length: int, step: int, keep: Sequence[int] | None = None, max_windows: int = BATCH_WINDOWS
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Cut canonical pieces (from `canonical_stream`) into windows, in batches.
+
+    Consecutive pieces of one segment (`meta["segment"]`) are one signal on one grid, so windows run across
+    their borders; a new segment (after a long gap) starts a new window grid, as `make_windows` does for
+    the pieces of `to_canonical`.
+
+    Args:
+        pieces: canonical Recordings with `meta["t0"]` (grid time of the first sample) and `meta["segment"]`.
+        length, step: window length and step in samples.
+        keep: channel indices to keep (None = all).
+        max_windows: windows per yielded batch.
+
+    Yields:
+        `(X (n, C, length) float32, start times (n,) in the input's time base)`.
+    """
+    buf = None  # (m, C) samples not yet consumed by a window
+    buf_t0 = 0.0
+    segment = None
+    rate = None
+    out_x: list[np.ndarray] = []
+    out_t: list[np.ndarray] = []
+    n_out = 0
+    for piece in pieces:
+        x = np.asarray(piece.signals, dtype=np.float32)
+        if keep is not None:
+            x = x[:, keep]
+        rate = float(piece.rate)
+        seg = piece.meta.get("segment", id(piece))
+        if seg != segment or buf is None:
+            segment, buf, buf_t0 = seg, x, float(piece.meta["t0"])
+        else:
+            buf = np.concatenate([buf, x])
+        n = (len(buf) - length) // step + 1 if len(buf) >= length else 0
+        if n > 0:
+            starts = np.arange(n) * step
+            win = np.lib.stride_tricks.sliding_window_view(buf, length, axis=0)[starts]  # (n, C, T)
+            out_x.append(np.ascontiguousarray(win, dtype=np.float32))
+            out_t.append(buf_t0 + starts / rate)
+            n_out += n
+            buf = buf[n * step :]
+            buf_t0 += n * step / rate
+        while n_out >= max_windows:
+            X, T = np.concatenate(out_x), np.concatenate(out_t)
+            yield X[:max_windows], T[:max_windows]
+            out_x, out_t = [X[max_windows:]], [T[max_windows:]]
+            n_out -= max_windows
+    if n_out:
+        yield np.concatenate(out_x), np.concatenate(out_t)
+
+
+# ---------------------------------------------------------------------------------------------- output
+class _TableWriter:
+    """Rows written batch by batch into a temporary file, renamed to `path` on `commit()`."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path, self.columns = path, columns
+        self.parquet = path.suffix.lower() == ".parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        if self.parquet:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            self._pa = pa
+            types = {c: pa.string() if c.startswith("label") or c == "start_time" else pa.float64() for c in columns}
+            self.schema = pa.schema([(c, types[c]) for c in columns])
+            self._writer = pq.ParquetWriter(self.tmp, self.schema)
+        else:
+            self._file = open(self.tmp, "w", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._file)
+            self._writer.writerow(columns)
+
+    def write(self, cols: dict[str, np.ndarray | list]) -> None:
+        if self.parquet:
+            self._writer.write_table(self._pa.table({c: list(cols[c]) for c in self.columns}, schema=self.schema))
+        else:
+            rows = zip(*(_fmt(cols[c]) for c in self.columns))
+            self._writer.writerows(rows)
+
+    def commit(self) -> None:
+        self._close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self._close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+    def _close(self) -> None:
+        if self.parquet:
+            self._writer.close()
+        elif not self._file.closed:
+            self._file.close()
+
+
+def _fmt(values) -> list:
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f":
+        return [f"{v:.4f}" for v in arr.tolist()]
+    return [str(v) for v in arr.tolist()]
+
+
+def check_output(out: str | Path, force: bool) -> Path:
+    """The output path, refused when it exists (without `force`) or names an unsupported format."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ZeroharError(f"output {out}: expected a .csv or .parquet file name, found suffix {suffix or '(none)'!r}")
+    if suffix == ".parquet":
+        try:
+            import pyarrow.parquet  # noqa: F401
+        except ImportError:
+            raise ZeroharError(
+                f"output {out}: writing Parquet needs pyarrow (pip install pyarrow); or name a .csv file"
+            ) from None
+    if out.exists() and not force:
+        raise ZeroharError(f"output {out} already exists; pass --force to overwrite it")
+    if out.is_dir():
+        raise ZeroharError(f"output {out} is a directory; expected a file name")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- summary
+@dataclass
+class ClassifyResult:
+    """What :func:`classify_recording` wrote."""
+
+    out: Path
+    n_windows: int
+    window_s: float
+    step_s: float
+    duration_s: float  # time covered by windows (each window counts for one step, the last for a whole window)
+    seconds_per_label: dict[str, float] = field(default_factory=dict)
+
+    def summary_lines(self) -> list[str]:
+        """A table of time per label, largest first."""
+        total = sum(self.seconds_per_label.values()) or 1.0
+        width = max([5] + [len(k) for k in self.seconds_per_label])
+        lines = [f"{'label':<{width}}  {'time':>10}  {'share':>6}"]
+        for lab, s in sorted(self.seconds_per_label.items(), key=lambda kv: -kv[1]):
+            lines.append(f"{lab:<{width}}  {format_duration(s):>10}  {100 * s / total:5.1f}%")
+        return lines
+
+
+def format_duration(seconds: float) -> str:
+    """`HH:MM:SS` (with days as `Nd HH:MM:SS` beyond 24 h)."""
+    s = int(round(seconds))
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return f"{d}d {h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def segments(starts: Sequence[float], labels: Sequence[str], step_s: float, window_s: float) -> list[tuple]:
+    """Merge consecutive windows with one label into `(start_s, end_s, label)` segments.
+
+    A window stands for the `step_s` seconds from its start; the last window before a gap (or the end)
+    stands for its whole length. Windows further apart than one step start a new segment.
+    """
+    out: list[list] = []
+    prev = None
+    for t, lab in zip(np.asarray(starts, dtype=np.float64).tolist(), labels):
+        contiguous = prev is not None and abs(t - prev - step_s) < 1e-6 * max(1.0, step_s)
+        if prev is not None and not contiguous:
+            out[-1][1] = prev + window_s
+        if contiguous and out[-1][2] == lab:
+            out[-1][1] = t + step_s
+        else:
+            out.append([t, t + step_s, lab])
+        prev = t
+    if out:
+        out[-1][1] = prev + window_s
+    return [tuple(x) for x in out]
+
+
+# ---------------------------------------------------------------------------------------------- label index
+def label_index_for_run(
+    run,
+    *,
+    labels: Sequence[str] | None = None,
+    labels_file: str | Path | None = None,
+    dataset: str | None = None,
+    describe: bool = False,
+    llm_model: str | None = None,
+    base_url: str | None = None,
+):
+    """A :class:`~zerohar.index.LabelIndex` of the given labels, projected by the run's model.
+
+    Exactly one of `labels`, `labels_file` or `dataset` (every label of a shipped dataset) names the labels.
+    The texts follow the run: a model trained on label names gets names, else descriptions (the run's
+    descriptions file first, then the shipped ones, then LLM descriptions with `describe`, else templates).
+    """
+    from zerohar.index import LabelIndex
+    from zerohar.text.encoder import get_text_encoder
+
+    if sum(x is not None for x in (labels, labels_file, dataset)) != 1:
+        raise ZeroharError("give the labels one way: --labels, --labels-file or --dataset")
+    written: dict[str, list[str]] = {}
+    if labels_file is not None:
+        names, written = read_labels_file(labels_file)
+        candidates = clean_labels(names, f"labels file {labels_file}")
+    elif dataset is not None:
+        from zerohar.text.labels import load_label_descriptions
+
+        written = load_label_descriptions(dataset)
+        candidates = clean_labels(list(written), f"dataset {dataset}")
+    else:
+        candidates = clean_labels(labels, "--labels")
+    label_text = getattr(run.config.train, "label_text", "descriptions")
+    known = [src for src in (run.config.data.descriptions, _shipped_dataset(run.dataset)) if src] + [None]
+    texts = label_descriptions(
+        candidates, written=written, known=known, label_text=label_text,
+        describe=describe, llm_model=llm_model, base_url=base_url,
+    )
+    return LabelIndex.build(run.model, texts, get_text_encoder(run.text_encoder))
+
+
+def _shipped_dataset(name: str | None) -> str | None:
+    """`name` if zerohar ships label descriptions for it (so a run's own classes keep its training texts)."""
+    from zerohar.text.labels import known_datasets
+
+    return name if name and name in known_datasets() else None
+
+
+def build_label_index(model_dir: str | Path, out: str | Path, *, force: bool = False, **labels):
+    """`zerohar index`: build the label index of a run's model and save it to `out` (see
+    :func:`label_index_for_run` for the label arguments)."""
+    from zerohar.runs import load_run
+
+    out = Path(out)
+    if out.exists() and not force:
+        raise ZeroharError(f"label index {out} already exists; pass --force to overwrite it")
+    run = load_run(model_dir)
+    if run.model is None:
+        raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; use a Stage II run")
+    index = label_index_for_run(run, **labels)
+    index.save(out, force=force)
+    return index
+
+
+# ---------------------------------------------------------------------------------------------- classify
+def classify_recording(
+    model_dir: str | Path,
+    input_path: str | Path,
+    out: str | Path,
+    *,
+    labels: Sequence[str] | None = None,
+    labels_file: str | Path | None = None,
+    index_dir: str | Path | None = None,
+    layout: str | Path | SensorLayout | None = None,
+    placement: str | None = None,
+    device: str | None = None,
+    rate: float | None = None,
+    describe: bool = False,
+    llm_model: str | None = None,
+    base_url: str | None = None,
+    top_k: int = 3,
+    batch_size: int = 256,
+    precision: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    run=None,
+) -> ClassifyResult:
+    """Name every window of a recording with the best of the candidate labels.
+
+    Args:
+        model_dir: a finished Stage II (or supervised) run directory.
+        input_path: CSV (time column + channel columns), `.npy` or `.npz` recording.
+        out: `.csv` (or `.parquet` with pyarrow) output: one row per window with `start_s` (seconds from the
+            recording's first sample; plus `start_time` for datetime input), `label`, `score`, and the next
+            `top_k - 1` labels and scores.
+        labels / labels_file / index_dir: the candidates (exactly one of them).
+        layout / placement / device / rate: how to read the input (see :func:`open_recording`).
+        describe, llm_model, base_url: LLM descriptions for labels without written ones.
+        top_k: labels per window in the output.
+        batch_size, precision: the inference path (`zerohar.inference.embed_windows`).
+        force: overwrite an existing output.
+        progress: show a progress bar.
+        run: an already loaded :class:`zerohar.runs.Run` (skips loading `model_dir`).
+
+    Returns:
+        A :class:`ClassifyResult` (time per label for the summary).
+    """
+    from tqdm.auto import tqdm
+
+    from zerohar.data.transforms import canonical_stream
+    from zerohar.index import LabelIndex
+    from zerohar.inference import embed_windows
+    from zerohar.runs import load_run
+
+    out = check_output(out, force)
+    given = [x is not None for x in (labels, labels_file, index_dir)]
+    if sum(given) != 1:
+        raise ZeroharError("give the candidate labels one way: --labels, --labels-file or --index")
+    if top_k < 1:
+        raise ZeroharError(f"--top-k must be at least 1, found {top_k}")
+    run = run or load_run(model_dir)
+    if run.model is None:
+        raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; use a Stage II run")
+    model = run.model
+
+    if index_dir is not None:
+        index = LabelIndex.load(index_dir, model=model)
+        candidates = clean_labels(index.labels, f"label index {index_dir}")
+    else:
+        index = label_index_for_run(
+            run, labels=labels, labels_file=labels_file, describe=describe, llm_model=llm_model, base_url=base_url
+        )
+        candidates = list(index.labels)
+    k = min(top_k, len(candidates))
+
+    rec = open_recording(input_path, layout=layout, placement=placement, device=device, rate=rate)
+    keep, used_layout = match_layout(run.layout, rec.layout.canonical(), str(rec.path))
+    window_s = run.window_s
+    length = int(round(window_s * RATE))
+    step = length // 2
+    step_s = step / RATE
+    pieces = canonical_stream(rec.chunks, rec.layout, RATE, max_gap_s=window_s, source=str(rec.path))
+
+    columns = ["start_s"] + (["start_time"] if rec.absolute_time else []) + ["label", "score"]
+    for j in range(2, k + 1):
+        columns += [f"label_{j}", f"score_{j}"]
+    writer = _TableWriter(out, columns)
+    per_label: Counter[str] = Counter()
+    n = 0
+    last_label = None
+    bar = tqdm(desc="classifying", unit="window", disable=not progress)
+    try:
+        for X, starts in stream_windows(pieces, length, step, keep):
+            emb = embed_windows(model, X, used_layout, batch_size=batch_size, precision=precision)  # (n, E)
+            scores, top = index.search(np.asarray(emb, dtype=np.float32), k, candidates=candidates)
+            cols: dict = {"start_s": starts - rec.t_first, "label": top[:, 0], "score": scores[:, 0]}
+            if rec.absolute_time:
+                cols["start_time"] = [
+                    datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds") for t in starts
+                ]
+            for j in range(2, k + 1):
+                cols[f"label_{j}"], cols[f"score_{j}"] = top[:, j - 1], scores[:, j - 1]
+            writer.write(cols)
+            per_label.update({lab: c * step_s for lab, c in Counter(top[:, 0].tolist()).items()})
+            n += len(X)
+            last_label = str(top[-1, 0])
+            bar.update(len(X))
+        if n == 0:
+            raise ZeroharError(
+                f"{rec.path}: the recording (after resampling and splitting at gaps) is shorter than one "
+                f"{window_s:g} s window; nothing to classify"
+            )
+        writer.commit()
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    # The last window stands for its whole length, not just one step.
+    per_label[last_label] += window_s - step_s
+    duration = float(sum(per_label.values()))
+    logger.info("classified %d windows of %s into %s", n, rec.path, out)
+    return ClassifyResult(out, n, window_s, step_s, duration, dict(per_label))

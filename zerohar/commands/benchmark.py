@@ -1,0 +1,51 @@
+"""`zerohar benchmark`: every method of BENCHMARK.md on every fold and seed, one results table."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    from zerohar.benchmark import METHODS
+
+    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset (metadata/folds/NAME.yaml)")
+    p.add_argument("--root", metavar="DIR", help="the dataset's raw folder (default: $ZEROHAR_DATA, ../shared/data, "
+                   "or the embedded HAPT derivative)")
+    p.add_argument("--folds", metavar="fold1,...", help="comma-separated folds (default: all)")
+    p.add_argument("--seeds", type=int, default=3, help="seeds per fold (default 3)")
+    p.add_argument("--methods", metavar="M,...",
+                   help=f"comma-separated methods (default: all): {', '.join(METHODS)}")
+    p.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
+                   help="multiply every stage's epochs by F (quick looks; default 1)")
+    p.add_argument("--backbone-init", metavar="FILE",
+                   help="backbone of the zerohar rows: a released HARNet file or a pretrain run (default: random)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every stage, e.g. --set train.max_steps_per_epoch=5 (repeatable)")
+    p.add_argument("--batch-size", type=int, default=256, help="evaluation windows per forward pass")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="evaluation precision")
+    p.add_argument("--out", required=True, metavar="DIR", help="benchmark directory (resumable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    from zerohar.benchmark import COLUMNS, METHODS, run_benchmark
+    from zerohar.config import parse_set
+
+    split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)  # noqa: E731
+    argv = sys.argv[1:] if "benchmark" in sys.argv[1:] else ["benchmark", *sys.argv[1:]]
+    agg = run_benchmark(
+        args.dataset, args.out, root=args.root, folds=split(args.folds), seeds=args.seeds, methods=split(args.methods),
+        epochs_scale=args.epochs_scale, backbone_init=args.backbone_init, sets=parse_set(args.set),
+        batch_size=args.batch_size, precision=args.precision, progress=not args.no_progress,
+        command="zerohar " + " ".join(shlex.quote(a) for a in argv),
+    )
+    width = max(len(t) for t in METHODS.values())
+    print(f"{'method':<{width}}  " + "  ".join(f"{t:>17}" for t in COLUMNS.values()))
+    for a in agg:
+        cells = ["n/a" if a[f"{c}_mean"] is None else f"{a[f'{c}_mean']:.3f} ± {a[f'{c}_std']:.3f}" for c in COLUMNS]
+        print(f"{METHODS[a['method']]:<{width}}  " + "  ".join(f"{c:>17}" for c in cells))
+    print(f"-> {args.out}/results.md, results.csv")
+    return 0

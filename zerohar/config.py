@@ -1,0 +1,380 @@
+"""Training configuration: dataclasses, strict YAML, per-dataset defaults and command-line overrides.
+
+A :class:`Config` has three sections, `data`, `model` (the model's own :class:`~zerohar.model.zerohar.ModelConfig`)
+and `train`, plus the stage and the initialisation source. It is resolved in this order, later wins:
+
+1. the dataclass defaults below;
+2. `metadata/hyperparameters.yaml`: its `default` entry, then the dataset's entry, each per stage;
+3. a user's YAML file (`--config FILE`, the same shape as a run's `config.yaml`);
+4. explicit overrides (`--epochs`, `--set train.lr=3e-4`, ...).
+
+Unknown keys are errors naming the key and the file (as nanoGPT's configurator does): a typo must never be
+silently ignored. The resolved config is written to every run directory as `config.yaml`, and a run's
+`config.yaml` is itself a valid `--config` file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from zerohar.errors import ZeroharError
+from zerohar.paths import metadata_dir
+
+#: The stages of the training loop. `supervised` is Stage II on every class with a subject-disjoint test split
+#: (the upper bound of BENCHMARK.md); it takes Stage II's hyperparameters.
+STAGES = ("pretrain", "stage1", "stage2", "supervised")
+PRECISIONS = ("auto", "bf16", "fp32")
+LABEL_TEXTS = ("descriptions", "names")
+LABEL_SAMPLING = ("prototype", "description")
+SCHEDULES = ("cosine", "constant")
+
+
+@dataclass
+class DataConfig:
+    """Where the windows come from, and which classes are unseen."""
+
+    dataset: str | None = "hapt"  # a dataset name (metadata/folds/NAME.yaml); None with `data`
+    data: str | None = None  # a window set .npz written by `zerohar prepare` (a user's own data)
+    root: str | None = None  # folder of the raw dataset (default: $ZEROHAR_DATA, ../shared/data, embedded HAPT)
+    folds: str | None = None  # folds file (default: metadata/folds/<dataset>.yaml)
+    descriptions: str | None = None  # label descriptions JSON (default: metadata/labels/<dataset>.json)
+    fold: str | None = "fold1"  # whose unseen classes are excluded from training; pretrain: None = all windows
+    window_s: float = 5.0  # window length in seconds (5 for harnet5, 10 for harnet10, 30 for harnet30)
+    subjects: list[str] | None = None  # restrict to these subjects (smoke tests, small studies); None = all
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation, model selection and run behaviour."""
+
+    epochs: int = 10
+    batch_size: int = 64  # global batch: per process = batch_size / world size
+    lr: float = 1e-3
+    backbone_lr_mult: float = 1.0  # backbone LR = lr * this (below 1 protects pretrained weights)
+    weight_decay: float = 0.01
+    warmup: float = 0.05  # fraction of all optimiser steps with linear warm-up
+    schedule: str = "cosine"  # cosine | constant (after warm-up)
+    grad_clip: float | None = 1.0  # max gradient norm; None = no clipping
+    seed: int = 0  # initialisation, subject split, shuffling, augmentation
+    precision: str = "auto"  # auto (bf16 autocast when the CPU has native bf16) | bf16 | fp32
+    val_fraction: float = 0.2  # fraction of subjects held out for model selection (0 = keep the last epoch)
+    test_fraction: float = 0.3  # supervised only: fraction of subjects held out for testing
+    max_minutes: float | None = None  # stop early (at a step boundary, then validate) after this long
+    max_steps_per_epoch: int | None = None  # cap on optimiser steps per epoch (smoke tests, quick looks)
+    max_val_windows: int | None = None  # cap on validation windows (a fixed, seeded subset)
+    num_workers: int = 0  # intra-op threads (0 = torch's default); batches are slices of in-memory arrays
+    transductive: bool = False  # Stage II: unseen labels' text as extra negatives (the original paper did this)
+    label_text: str = "descriptions"  # descriptions | names (the label name as its only text)
+    label_sampling: str = "prototype"  # Stage II text per label: prototype (mean of descriptions) | description
+    augment: bool = True  # random rotation + scaling of each triad during Stage I / II training
+    pretrain_sensors: list[str] = field(default_factory=lambda: ["acc"])  # SSL pretext triads (gyro optional)
+
+
+@dataclass
+class Config:
+    """A resolved training configuration (what `config.yaml` holds)."""
+
+    stage: str = "stage1"
+    #: pretrain: a backbone to continue from; stage1: the backbone (released .mdl, a pretrain run, None = random);
+    #: stage2 / supervised: a Stage I run (None = Stage II without Stage I, backbone from `backbone_init`).
+    init: str | None = None
+    backbone_init: str | None = None  # stage2 / supervised without `init`: the backbone source
+    text_encoder: str | None = None  # sentence-transformers name or folder; None = all-MiniLM-L6-v2 (offline)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: Any = None  # zerohar.model.zerohar.ModelConfig, filled in by __post_init__
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self):
+        if self.model is None:
+            self.model = model_config_class()()
+
+    def to_dict(self) -> dict:
+        """A plain mapping (what `config.yaml` holds)."""
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> Path:
+        """Write `config.yaml` atomically."""
+        from zerohar.runs import atomic_write_text
+
+        return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+def model_config_class() -> type:
+    """The model engineer's ModelConfig (imported lazily: torch is slow to import)."""
+    from zerohar.model.zerohar import ModelConfig
+
+    return ModelConfig
+
+
+# ---------------------------------------------------------------------------------------------- strict parsing
+def _type_hints(cls: type) -> dict[str, Any]:
+    import sys
+
+    return typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
+
+
+def _describe(tp: Any) -> str:
+    if isinstance(tp, type):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
+    """`value` checked against the annotation `tp`; ints are accepted for floats, nothing else is converted."""
+
+    def bad() -> ZeroharError:
+        return ZeroharError(f"{source}: key {key!r} expects {_describe(tp)}, found {value!r}")
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise bad()
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, key, source)
+            except ZeroharError:
+                continue
+        raise bad()
+    if origin is typing.Literal:
+        if value in typing.get_args(tp):
+            return value
+        raise bad()
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        args = typing.get_args(tp)
+        inner = args[0] if args else Any
+        out = [_coerce(v, inner, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(out) if origin is tuple else out
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise bad()
+        return from_dict(tp, value, source, prefix=f"{key}.")
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad()
+    return value  # Any, or a type this checker does not know: left to the dataclass
+
+
+def from_dict(cls: type, d: dict, source: str, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a mapping; an unknown key is an error naming it and `source`."""
+    if not isinstance(d, dict):
+        raise ZeroharError(f"{source}: {prefix.rstrip('.') or 'the top level'} must be a mapping, found {d!r}")
+    hints = _type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in d.items():
+        if k not in names:
+            raise ZeroharError(
+                f"{source}: unknown key {prefix + str(k)!r}; expected one of {', '.join(prefix + n for n in names)}"
+            )
+        tp = hints[k]
+        if prefix == "" and cls is Config and k == "model":
+            tp = model_config_class()
+        kwargs[k] = _coerce(v, tp, prefix + k, source)
+    try:
+        return cls(**kwargs)
+    except ZeroharError:
+        raise
+    except (TypeError, ValueError) as e:
+        raise ZeroharError(f"{source}: invalid {prefix.rstrip('.') or 'config'}: {e}") from None
+
+
+def _merge(base: dict, update: dict, source: str, path: str = "") -> dict:
+    """Deep merge of plain mappings (update wins); keys are checked later, by from_dict."""
+    out = dict(base)
+    for k, v in update.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v, source, f"{path}{k}.")
+        else:
+            out[k] = v
+    return out
+
+
+def load_yaml(path: str | Path, what: str = "config file") -> dict:
+    """A YAML mapping from `path` (yaml.safe_load), or a ZeroharError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZeroharError(f"{what} {path} does not exist")
+    try:
+        d = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ZeroharError(f"{what} {path} is not valid YAML ({e.__class__.__name__})") from None
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise ZeroharError(f"{what} {path}: expected a mapping at the top level, found {type(d).__name__}")
+    return d
+
+
+def parse_set(items: list[str] | tuple[str, ...]) -> dict:
+    """`["train.epochs=3", "data.fold=fold2"]` -> nested mapping; values are parsed as YAML scalars/lists."""
+    out: dict = {}
+    for item in items:
+        if "=" not in item:
+            raise ZeroharError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=3")
+        key, raw = item.split("=", 1)
+        key = key.strip()
+        if not key or any(not p for p in key.split(".")):
+            raise ZeroharError(f"--set {item!r}: expected a dotted key such as train.lr")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = out
+        parts = key.split(".")
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ZeroharError(f"--set {item!r}: {p!r} is set both as a value and as a section")
+        node[parts[-1]] = value
+    return out
+
+
+def hyperparameters_file() -> Path:
+    return metadata_dir() / "hyperparameters.yaml"
+
+
+def stage_defaults(stage: str, dataset: str | None, path: str | Path | None = None) -> dict:
+    """Defaults of `hyperparameters.yaml` for a stage: the `default` entry, then the dataset's, merged.
+
+    `supervised` takes the `stage2` entries, then its own.
+    """
+    path = Path(path) if path is not None else hyperparameters_file()
+    hp = load_yaml(path, "hyperparameters file")
+    out: dict = {}
+    stages = ["stage2", "supervised"] if stage == "supervised" else [stage]
+    for entry in ("default", dataset):
+        if entry is None or entry not in hp:
+            continue
+        per_stage = hp[entry]
+        if not isinstance(per_stage, dict):
+            raise ZeroharError(f"{path}: entry {entry!r} must map stages to settings")
+        for k in per_stage:
+            if k not in STAGES:
+                raise ZeroharError(f"{path}: entry {entry!r} has unknown stage {k!r}; expected one of {STAGES}")
+        for s in stages:
+            sect = per_stage.get(s) or {}
+            for k in sect:
+                if k in ("stage",):
+                    raise ZeroharError(f"{path}: {entry}.{s} must not set 'stage'")
+            out = _merge(out, sect, str(path))
+    return out
+
+
+def resolve_config(
+    stage: str,
+    *,
+    config_file: str | Path | None = None,
+    overrides: dict | None = None,
+    hyperparameters: str | Path | None = None,
+) -> Config:
+    """The resolved config of a run: defaults < hyperparameters.yaml < `config_file` < `overrides`.
+
+    Args:
+        stage: One of STAGES.
+        config_file: A YAML file shaped like `config.yaml` (sections data / model / train; `stage` optional but,
+            when present, it must equal `stage`).
+        overrides: Nested mapping of explicit settings, e.g. ``{"train": {"epochs": 3}, "data": {"fold": "fold2"}}``
+            (see :func:`parse_set` for `--set KEY=VALUE` lists).
+        hyperparameters: Another hyperparameters file (tests); default `metadata/hyperparameters.yaml`.
+
+    Returns:
+        The validated :class:`Config`.
+    """
+    if stage not in STAGES:
+        raise ZeroharError(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
+    user = load_yaml(config_file) if config_file is not None else {}
+    if "stage" in user and user["stage"] != stage:
+        raise ZeroharError(f"config file {config_file}: 'stage' is {user['stage']!r}, but this command trains {stage}")
+    overrides = overrides or {}
+    # The dataset decides which per-dataset defaults apply, so it is looked up first (later sources win).
+    dataset = DataConfig.dataset
+    for src in (user, overrides):
+        d = src.get("data")
+        if isinstance(d, dict):
+            if "dataset" in d:
+                dataset = d["dataset"]
+            elif d.get("data") is not None:
+                dataset = None  # a user's own window set: only the `default` entry applies
+    merged = _merge({"stage": stage}, stage_defaults(stage, dataset, hyperparameters), "hyperparameters")
+    if dataset is None:
+        merged.setdefault("data", {})["dataset"] = None
+    merged = _merge(merged, user, str(config_file))
+    merged = _merge(merged, overrides, "command line")
+    merged["stage"] = stage
+    # A backbone variant sets the window length it was built for, unless the window length was chosen explicitly.
+    variant = (merged.get("model") or {}).get("backbone") if isinstance(merged.get("model"), dict) else None
+    explicit_window = any(isinstance(s.get("data"), dict) and "window_s" in s["data"] for s in (user, overrides))
+    if variant and not explicit_window:
+        from zerohar.model.harnet import VARIANTS
+
+        if variant in VARIANTS:
+            merged.setdefault("data", {})["window_s"] = VARIANTS[variant] / 30.0
+    source = "command line" if not config_file else f"{config_file} / command line"
+    cfg = from_dict(Config, merged, source)
+    validate(cfg, source)
+    return cfg
+
+
+def validate(cfg: Config, source: str = "config") -> None:
+    """Value checks that types alone cannot express."""
+    t, d = cfg.train, cfg.data
+    checks = [
+        (t.precision in PRECISIONS, "train.precision", f"one of {', '.join(PRECISIONS)}", t.precision),
+        (t.label_text in LABEL_TEXTS, "train.label_text", f"one of {', '.join(LABEL_TEXTS)}", t.label_text),
+        (t.label_sampling in LABEL_SAMPLING, "train.label_sampling", f"one of {', '.join(LABEL_SAMPLING)}",
+         t.label_sampling),
+        (t.schedule in SCHEDULES, "train.schedule", f"one of {', '.join(SCHEDULES)}", t.schedule),
+        (t.epochs >= 1, "train.epochs", "at least 1", t.epochs),
+        (t.batch_size >= 2, "train.batch_size", "at least 2 (contrastive losses need negatives)", t.batch_size),
+        (t.lr > 0, "train.lr", "a positive number", t.lr),
+        (0 <= t.warmup < 1, "train.warmup", "a fraction in [0, 1)", t.warmup),
+        (0 <= t.val_fraction < 1, "train.val_fraction", "a fraction in [0, 1)", t.val_fraction),
+        (0 < t.test_fraction < 1, "train.test_fraction", "a fraction in (0, 1)", t.test_fraction),
+        (t.grad_clip is None or t.grad_clip > 0, "train.grad_clip", "a positive number or null", t.grad_clip),
+        (t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1, "train.max_steps_per_epoch",
+         "at least 1 or null", t.max_steps_per_epoch),
+        (t.num_workers >= 0, "train.num_workers", "0 or more", t.num_workers),
+        (d.window_s > 0, "data.window_s", "a positive number of seconds", d.window_s),
+        (d.dataset is not None or d.data is not None, "data.dataset / data.data",
+         "a dataset name or a window set file", f"{d.dataset!r} / {d.data!r}"),
+        (all(s in ("acc", "gyro", "mag") for s in t.pretrain_sensors) and t.pretrain_sensors,
+         "train.pretrain_sensors", "a non-empty list of acc, gyro, mag", t.pretrain_sensors),
+    ]
+    for ok, key, expected, found in checks:
+        if not ok:
+            raise ZeroharError(f"{source}: {key} must be {expected}, found {found!r}")
+    if cfg.stage in ("stage1", "stage2", "supervised") and d.fold is None:
+        raise ZeroharError(f"{source}: data.fold is required for {cfg.stage} (the fold's unseen classes are held out)")

@@ -1,0 +1,616 @@
+"""Generic recordings: CSV files (one recording, or a folder of them for a whole dataset) and .npy / .npz.
+
+This is how a user brings data zerohar has never heard of, and what ``zerohar classify`` reads.
+
+A CSV file has a header row and:
+
+- a time column (``time``, ``timestamp``, ``t``, ``seconds``, ``datetime``): seconds (any origin) or ISO 8601
+  datetimes (naive ones are read as UTC; only differences matter);
+- channel columns, by default ``acc_x, acc_y, acc_z, gyro_x, ..., mag_z``; common aliases are recognised
+  (``ax``, ``accel_x``, ``x_acc``, ``AccX``; ``gx``, ``wx``, ``gyr_x``; ``mx``, ``mag_x``), or a sensor layout
+  file (``metadata/sensors/`` format) names them with ``column:`` keys;
+- optional ``label`` (activity text; empty = unlabelled) and ``subject`` columns.
+
+Without a layout file, ``placement`` and ``device`` describe every sensor and units are canonical (g, rad/s,
+uT); a layout file declares other units (m/s^2, deg/s, mT, gauss). Every other column is an error: a
+silently ignored column would hide a typo. Comma, semicolon or tab delimited.
+
+Large files are read in chunks (:func:`open_csv_stream`), never whole. A ``.npz`` holds ``signals (T, C)``
+and ``time (T,)`` seconds or a scalar ``rate``; a ``.npy`` is ``signals (T, C)`` and needs ``rate``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from zerohar.data.layout import AXES, UNITS, Channel, SensorLayout
+from zerohar.data.windows import Recording
+from zerohar.errors import ZeroharError
+
+logger = logging.getLogger(__name__)
+
+NAME = "csv"
+URL = None
+DEFAULT_LAYOUT = None
+CHUNK_ROWS = 200_000
+SUFFIXES = (".csv", ".tsv")
+TIME_NAMES = ("time", "timestamp", "t", "times", "seconds", "datetime", "date")
+LABEL_NAMES = ("label", "labels", "activity", "class")
+SUBJECT_NAMES = ("subject", "subjectid", "user", "userid", "participant", "participantid")
+#: Column-name stems of each sensor kind; a channel column is stem + axis or axis + stem (case, spaces,
+#: underscores, hyphens and dots ignored): acc_x, accX, x_acc, ax; gyro_x, gx, wx; mag_x, mx.
+PREFIXES = {
+    "acc": ("acc", "accel", "acceleration", "accelerometer", "a"),
+    "gyro": ("gyro", "gyr", "gyroscope", "angvel", "w", "g"),
+    "mag": ("mag", "magn", "magnetometer", "m"),
+}
+_MIN_RATE, _MAX_RATE = 0.5, 5000.0  # plausible sampling rates, to catch a time column in ms
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[\s_\-.()\[\]]", "", name.strip().lower())
+
+
+_CHANNEL_NAMES = {p + a: (s, a) for s, ps in PREFIXES.items() for p in ps for a in AXES} | {
+    a + p: (s, a) for s, ps in PREFIXES.items() for p in ps for a in AXES
+}
+
+
+def channel_of(column: str) -> tuple[str, str] | None:
+    """`(sensor, axis)` a column name stands for (``acc_x``, ``AccX``, ``x_acc``, ``ax``, ``gx`` ...), else None."""
+    return _CHANNEL_NAMES.get(_norm(column))
+
+
+# ---------------------------------------------------------------------------------------------- column plan
+@dataclass
+class _Plan:
+    """Which CSV column is what: resolved once from the header and the layout."""
+
+    path: Path
+    delimiter: str
+    header: list[str]
+    layout: SensorLayout  # declared units, channels in canonical order
+    channel_cols: list[int]  # header index of each layout channel
+    time_col: int | None
+    label_col: int | None
+    subject_col: int | None
+
+
+def _find(header_norm: list[str], names: tuple[str, ...]) -> int | None:
+    hits = [i for i, h in enumerate(header_norm) if h in names]
+    return hits[0] if hits else None
+
+
+def _read_header(path: Path) -> tuple[str, list[str]]:
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            first = f.readline()
+    except UnicodeDecodeError:
+        raise ZeroharError(f"{path} is not a text (UTF-8) CSV file") from None
+    if not first.strip():
+        raise ZeroharError(f"{path} is empty; expected a header row (time, acc_x, acc_y, acc_z, ...)")
+    delim = "\t" if "\t" in first else ";" if ";" in first and "," not in first else ","
+    header = [h.strip().strip('"') for h in first.rstrip("\r\n").split(delim)]
+    if "\x00" in first or any(not h for h in header):
+        raise ZeroharError(f"{path} has no usable header row (found {first.strip()[:60]!r}); expected column names "
+                           "such as time, acc_x, acc_y, acc_z")
+    dup = sorted({h for h in header if header.count(h) > 1})
+    if dup:
+        raise ZeroharError(f"{path}: column {dup[0]!r} appears twice in the header")
+    return delim, header
+
+
+def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device: str | None) -> _Plan:
+    delim, header = _read_header(path)
+    norm = [_norm(h) for h in header]
+    time_col = _find(norm, TIME_NAMES)
+    label_col = _find(norm, LABEL_NAMES)
+    subject_col = _find(norm, SUBJECT_NAMES)
+    if layout is None:
+        if not (placement and device):
+            raise ZeroharError(
+                f"{path}: give a sensor layout file (--layout FILE.yaml), or the placement and device of its "
+                "sensors (--placement, --device)"
+            )
+        found = [(i, channel_of(h)) for i, h in enumerate(header)]
+        chans = [Channel(k[0], k[1], placement, device, UNITS[k[0]][0], header[i]) for i, k in found if k]
+        if not chans:
+            raise ZeroharError(
+                f"{path} has no sensor columns (found {header}); expected columns such as acc_x, acc_y, acc_z"
+            )
+        layout = SensorLayout.from_channels(chans, path.stem, str(path))
+        cols = [header.index(c) for c in layout.columns]
+    elif layout.columns:
+        index = {h: i for i, h in enumerate(header)} | {n: i for i, n in enumerate(norm)}
+        missing = [c for c in layout.columns if c not in index and _norm(c) not in index]
+        if missing:
+            raise ZeroharError(
+                f"sensor layout {layout.name or '(unnamed)'} does not match {path}: its columns {missing} are not "
+                f"in the file, which has {header}"
+            )
+        cols = [index.get(c, index.get(_norm(c))) for c in layout.columns]
+    else:
+        # A layout without `column` keys: find each channel by its sensor kind and axis.
+        kinds = [s.sensor for s in layout.sensors]
+        if len(set(kinds)) != len(kinds):
+            raise ZeroharError(
+                f"sensor layout {layout.name or '(unnamed)'} has several {kinds[0]} sensors but no 'column' keys; "
+                f"add a 'column' to each channel to say which column of {path} it is"
+            )
+        by_key = {channel_of(h): i for i, h in enumerate(header) if channel_of(h)}
+        cols, missing = [], []
+        for ch in layout.channels:
+            (cols if (ch.sensor, ch.axis) in by_key else missing).append(by_key.get((ch.sensor, ch.axis), ch))
+        if missing:
+            names = [f"{c.sensor}_{c.axis}" for c in missing]
+            raise ZeroharError(
+                f"sensor layout {layout.name or '(unnamed)'} does not match {path}: no column for {names}; the "
+                f"file has {header}"
+            )
+    used = set(cols) | {c for c in (time_col, label_col, subject_col) if c is not None}
+    extra = [h for i, h in enumerate(header) if i not in used]
+    if extra:
+        raise ZeroharError(
+            f"{path} has columns {extra} that are neither time, label, subject nor a channel of the sensor "
+            f"layout; expected only those (remove them, or name them in a layout file)"
+        )
+    return _Plan(path, delim, header, layout, cols, time_col, label_col, subject_col)
+
+
+# ---------------------------------------------------------------------------------------------- parsing
+def _numbers(lines: list[str], plan: _Plan, cols: list[int], first_line: int) -> np.ndarray:
+    try:
+        return np.loadtxt(lines, delimiter=plan.delimiter, usecols=cols, dtype=np.float64, ndmin=2, quotechar='"')
+    except ValueError:
+        pass
+    # Empty cells are missing values (NaN); anything else non-numeric is an error naming line and column.
+    for k, line in enumerate(lines):
+        fields = line.rstrip("\r\n").split(plan.delimiter)
+        if len(fields) != len(plan.header):
+            raise ZeroharError(
+                f"{plan.path} line {first_line + k} has {len(fields)} fields; expected {len(plan.header)} like "
+                "the header"
+            )
+        for c in cols:
+            v = fields[c].strip().strip('"')
+            if v:
+                try:
+                    float(v)
+                except ValueError:
+                    raise ZeroharError(
+                        f"{plan.path} line {first_line + k}, column {plan.header[c]!r}: {v[:30]!r} is not a number"
+                    ) from None
+
+    def conv(s: str) -> float:
+        s = s.strip().strip('"')
+        return float(s) if s else np.nan
+
+    return np.loadtxt(lines, delimiter=plan.delimiter, usecols=cols, dtype=np.float64, ndmin=2, converters=conv)
+
+
+def _strings(lines: list[str], plan: _Plan, col: int) -> np.ndarray:
+    out = np.loadtxt(lines, delimiter=plan.delimiter, usecols=[col], dtype=str, ndmin=1, quotechar='"')
+    return np.char.strip(out)
+
+
+def _datetimes(values: np.ndarray, plan: _Plan, first_line: int) -> np.ndarray:
+    """ISO 8601 strings -> seconds since the Unix epoch (naive times read as UTC)."""
+    col = plan.header[plan.time_col]
+    try:
+        first = datetime.fromisoformat(values[0].replace("Z", "+00:00"))
+    except ValueError:
+        raise ZeroharError(
+            f"{plan.path} line {first_line}, column {col!r}: {values[0][:40]!r} is neither seconds nor an ISO "
+            "8601 datetime"
+        ) from None
+    try:
+        if first.tzinfo is None:
+            dt = values.astype("datetime64[us]")
+            return (dt - np.datetime64(0, "us")).astype(np.float64) / 1e6
+        return np.array([datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() for v in values.tolist()])
+    except ValueError:
+        bad = next(i for i, v in enumerate(values.tolist()) if not _is_datetime(v))
+        raise ZeroharError(
+            f"{plan.path} line {first_line + bad}, column {col!r}: {values[bad][:40]!r} is not an ISO 8601 "
+            "datetime like the first row"
+        ) from None
+
+
+def _is_datetime(v: str) -> bool:
+    try:
+        datetime.fromisoformat(v.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        return False
+
+
+def _iter_rows(plan: _Plan, chunk_rows: int, rate: float | None):
+    """Chunks `(times, signals, label strings | None, subject strings | None)` of one file, checked."""
+    if plan.time_col is None and not rate:
+        raise ZeroharError(
+            f"{plan.path} has no time column (expected one named {', '.join(TIME_NAMES[:4])}, in seconds or "
+            f"ISO datetimes); found {plan.header}"
+        )
+    with open(plan.path, encoding="utf-8-sig") as f:
+        f.readline()
+        line_no, row0, last_t, is_datetime = 2, 0, None, None
+        while True:
+            lines = [ln for ln in itertools.islice(f, chunk_rows)]
+            if not lines:
+                break
+            n_raw = len(lines)
+            lines = [ln for ln in lines if ln.strip()]
+            if plan.time_col is None:
+                x = _numbers(lines, plan, plan.channel_cols, line_no)
+                t = (row0 + np.arange(len(x))) / rate
+            else:
+                if is_datetime is None:
+                    first = lines[0].split(plan.delimiter)[plan.time_col].strip().strip('"')
+                    is_datetime = not _is_float(first)
+                if is_datetime:
+                    x = _numbers(lines, plan, plan.channel_cols, line_no)
+                    t = _datetimes(_strings(lines, plan, plan.time_col), plan, line_no)
+                else:
+                    tx = _numbers(lines, plan, [plan.time_col, *plan.channel_cols], line_no)
+                    t, x = tx[:, 0], tx[:, 1:]
+                _check_chunk_times(t, plan, line_no, last_t)
+                last_t = float(t[-1])
+            labels = _strings(lines, plan, plan.label_col) if plan.label_col is not None else None
+            subjects = _strings(lines, plan, plan.subject_col) if plan.subject_col is not None else None
+            yield t, x, labels, subjects, bool(is_datetime)
+            line_no += n_raw
+            row0 += len(x)
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def _check_chunk_times(t: np.ndarray, plan: _Plan, line_no: int, last_t: float | None) -> None:
+    col = plan.header[plan.time_col]
+    if not np.isfinite(t).all():
+        i = int(np.flatnonzero(~np.isfinite(t))[0])
+        raise ZeroharError(f"{plan.path} line {line_no + i}, column {col!r}: the time is missing; expected a number")
+    prev = np.concatenate([[last_t if last_t is not None else t[0]], t[:-1]])
+    back = np.flatnonzero(t < prev)
+    if len(back):
+        i = int(back[0])
+        raise ZeroharError(
+            f"{plan.path} line {line_no + i}, column {col!r}: time {t[i]:.6g} is earlier than the previous row's "
+            f"{prev[i]:.6g}; expected times that never go backwards"
+        )
+    if last_t is None and len(t) > 1:
+        dt = np.diff(t)
+        dt = dt[dt > 0]
+        if len(dt) and not _MIN_RATE <= 1.0 / np.median(dt) <= _MAX_RATE:
+            raise ZeroharError(
+                f"{plan.path}, column {col!r}: the median time step is {np.median(dt):.6g}, a sampling rate of "
+                f"{1.0 / np.median(dt):.3g} Hz; expected times in seconds (milliseconds would give this)"
+            )
+
+
+# ---------------------------------------------------------------------------------------------- streaming
+@dataclass
+class RecordingStream:
+    """A recording opened for chunked reading: declared layout and `(times, signals, labels)` chunks.
+
+    `signals` are in the layout's declared units and channel order; feed the chunks to
+    :func:`zerohar.data.transforms.canonical_stream`. `labels` is None unless class names were given.
+    """
+
+    path: Path
+    layout: SensorLayout
+    chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
+    absolute_time: bool = False  # times are seconds since the Unix epoch (a datetime column)
+    meta: dict = field(default_factory=dict)
+
+
+def _resolve_layout(layout: SensorLayout | str | Path | None) -> SensorLayout | None:
+    if layout is None or isinstance(layout, SensorLayout):
+        return layout
+    return SensorLayout.from_yaml(layout)
+
+
+def _check_file(path: str | Path, suffixes: tuple[str, ...]) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise ZeroharError(f"input file {p} does not exist")
+    if p.suffix.lower() not in suffixes:
+        raise ZeroharError(f"{p}: expected a {' or '.join(suffixes)} file, found suffix {p.suffix or '(none)'!r}")
+    return p
+
+
+def open_csv_stream(
+    path: str | Path,
+    layout: SensorLayout | str | Path | None = None,
+    placement: str | None = None,
+    device: str | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    class_names: list[str] | None = None,
+    rate: float | None = None,
+) -> RecordingStream:
+    """Open a CSV recording for reading in chunks of `chunk_rows` rows (memory independent of file length).
+
+    The header and layout are checked at once; the rows as the chunks are consumed.
+
+    Args:
+        path: the CSV file.
+        layout: a SensorLayout or layout YAML file; or None with `placement` and `device`.
+        placement, device: describe every sensor when there is no layout (units canonical).
+        chunk_rows: rows per chunk.
+        class_names: map the label column to these ids (a label outside them is an error); None: no labels.
+        rate: sampling rate in Hz for a file without a time column.
+    """
+    p = _check_file(path, SUFFIXES)
+    plan = _plan(p, _resolve_layout(layout), placement, device)
+    lookup = {c: i for i, c in enumerate(class_names)} if class_names is not None else None
+
+    def chunks():
+        for t, x, labels, _, _ in _iter_rows(plan, chunk_rows, rate):
+            yield t, x, (_map_labels(labels, lookup, p) if lookup is not None and labels is not None else None)
+
+    stream = RecordingStream(p, plan.layout, chunks())
+    # Whether times are absolute is known from the first data row; peek without consuming a chunk.
+    stream.absolute_time = _first_time_is_datetime(plan)
+    return stream
+
+
+def _first_time_is_datetime(plan: _Plan) -> bool:
+    if plan.time_col is None:
+        return False
+    with open(plan.path, encoding="utf-8-sig") as f:
+        f.readline()
+        for line in f:
+            if line.strip():
+                return not _is_float(line.split(plan.delimiter)[plan.time_col].strip().strip('"'))
+    return False
+
+
+def iter_csv_chunks(
+    path: str | Path,
+    layout: SensorLayout | str | Path | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+    placement: str | None = None,
+    device: str | None = None,
+) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """`(times (n,) s, signals (n, C) in declared units, None)` chunks of a CSV file (see :func:`open_csv_stream`)."""
+    return open_csv_stream(path, layout, placement, device, chunk_rows).chunks
+
+
+def _map_labels(labels: np.ndarray, lookup: dict[str, int], path: Path) -> np.ndarray:
+    names, inv = np.unique(labels, return_inverse=True)
+    unknown = [n for n in names.tolist() if n and n not in lookup]
+    if unknown:
+        raise ZeroharError(
+            f"{path}: label {unknown[0]!r} is not one of the classes ({', '.join(list(lookup)[:12])}); expected "
+            "labels from the folds file"
+        )
+    ids = np.array([lookup.get(n, -1) for n in names.tolist()], dtype=np.int64)
+    return ids[inv]
+
+
+# ---------------------------------------------------------------------------------------------- whole files
+def _read_file(
+    path: Path, layout, placement, device, rate, chunk_rows: int = CHUNK_ROWS
+) -> tuple[_Plan, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    plan = _plan(path, _resolve_layout(layout), placement, device)
+    ts, xs, labs, subs = [], [], [], []
+    for t, x, labels, subjects, _ in _iter_rows(plan, chunk_rows, rate):
+        ts.append(t)
+        xs.append(x)
+        labs.append(labels)
+        subs.append(subjects)
+    if not ts:
+        raise ZeroharError(f"{path} has a header but no data rows")
+    cat = (lambda a: np.concatenate(a) if a[0] is not None else None)  # noqa: E731
+    return plan, np.concatenate(ts), np.concatenate(xs), cat(labs), cat(subs)
+
+
+def _label_ids(labels: np.ndarray | None, class_names: list[str], path: Path) -> np.ndarray:
+    if labels is None:
+        return None
+    return _map_labels(labels, {c: i for i, c in enumerate(class_names)}, path)
+
+
+def read_csv_recording(
+    path: str | Path,
+    layout: SensorLayout | str | Path | None = None,
+    placement: str | None = None,
+    device: str | None = None,
+    class_names: list[str] | None = None,
+    rate: float | None = None,
+) -> Recording:
+    """Read a whole CSV recording (raw: declared units, its own timestamps).
+
+    Args:
+        path: the CSV file.
+        layout, placement, device, rate: see :func:`open_csv_stream`.
+        class_names: the class ordering for the label column; None: its sorted unique labels.
+
+    Returns:
+        A Recording with `timestamps`; `meta["class_names"]` is the class ordering its labels index.
+    """
+    p = _check_file(path, SUFFIXES)
+    recs = _recordings(p, *_read_file(p, layout, placement, device, rate), class_names)
+    if len(recs) > 1:
+        raise ZeroharError(
+            f"{p} holds {len(recs)} subjects; read it as a dataset (zerohar prepare --dataset csv) to keep them apart"
+        )
+    return recs[0]
+
+
+def _recordings(path, plan, t, x, labels, subjects, class_names) -> list[Recording]:
+    """One Recording per run of equal subject values (one for a file without a subject column)."""
+    if class_names is None:
+        class_names = sorted({v for v in np.unique(labels).tolist() if v}) if labels is not None else []
+    ids = _label_ids(labels, class_names, path)
+    ids = np.full(len(t), -1, dtype=np.int64) if ids is None else ids
+    if subjects is None:
+        bounds, names = [0, len(t)], [path.stem]
+    else:
+        cuts = np.flatnonzero(subjects[1:] != subjects[:-1]) + 1
+        bounds = [0, *cuts.tolist(), len(t)]
+        names = [str(subjects[a]) or path.stem for a in bounds[:-1]]
+    out = []
+    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+        name = path.stem if len(names) == 1 else f"{path.stem}#{k}"
+        out.append(
+            Recording(x[a:b], plan.layout, ids[a:b], names[k], name, timestamps=t[a:b],
+                      meta={"path": str(path), "class_names": list(class_names)})
+        )
+    return out
+
+
+def read(
+    root: str | Path,
+    progress: bool = True,
+    layout: SensorLayout | str | Path | None = None,
+    placement: str | None = None,
+    device: str | None = None,
+    class_names: list[str] | None = None,
+    rate: float | None = None,
+) -> list[Recording]:
+    """Read a CSV file or a folder of them (searched recursively) as a dataset.
+
+    Args:
+        root: a .csv / .tsv file or a folder.
+        progress: show a progress bar.
+        layout, placement, device, rate: see :func:`open_csv_stream`; one layout for every file.
+        class_names: the class ordering (from a folds file); None: the sorted unique labels of all files.
+
+    Returns:
+        Raw recordings (one per file and subject); `meta["class_names"]` is the class ordering of the labels.
+    """
+    root = Path(root)
+    if root.is_file():
+        files = [_check_file(root, SUFFIXES)]
+    elif root.is_dir():
+        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+        if not files:
+            raise ZeroharError(f"csv: {root} holds no .csv or .tsv files")
+    else:
+        raise ZeroharError(f"csv: {root} does not exist; expected a CSV file or a folder of them")
+    layout = _resolve_layout(layout)
+    tables = [(p, *_read_file(p, layout, placement, device, rate))
+              for p in tqdm(files, desc="csv", unit="file", disable=not progress)]
+    keys = {tuple(s.key for s in tab[1].layout.sensors) for tab in tables}
+    if len(keys) > 1:
+        raise ZeroharError(f"csv: the files under {root} have different sensors ({sorted(keys)}); expected one layout")
+    if class_names is None:
+        found = set()
+        for tab in tables:
+            if tab[4] is not None:
+                found |= {v for v in np.unique(tab[4]).tolist() if v}
+        class_names = sorted(found)
+    recs = [r for tab in tables for r in _recordings(*tab, class_names)]
+    logger.info("csv: %d recordings from %d files, %d subjects, classes %s", len(recs), len(files),
+                len({r.subject for r in recs}), class_names)
+    return recs
+
+
+def download(root: str | Path) -> Path:
+    raise ZeroharError("the csv source reads your own files; there is nothing to download")
+
+
+# ---------------------------------------------------------------------------------------------- .npy / .npz
+def _array_layout(p: Path, n_channels: int, layout, placement, device) -> SensorLayout:
+    layout = _resolve_layout(layout)
+    if layout is None:
+        if not (placement and device):
+            raise ZeroharError(
+                f"{p}: give its sensor layout (--layout FILE.yaml), or --placement and --device (then its columns "
+                "are read as acc x, y, z [, gyro x, y, z [, mag x, y, z]] in g, rad/s, uT)"
+            )
+        kinds = {3: ["acc"], 6: ["acc", "gyro"], 9: ["acc", "gyro", "mag"]}.get(n_channels)
+        if kinds is None:
+            raise ZeroharError(
+                f"{p}: {n_channels} columns cannot be read as acc [, gyro [, mag]] triads (expected 3, 6 or 9); "
+                "give a sensor layout file"
+            )
+        chans = [Channel(k, a, placement, device, UNITS[k][0]) for k in kinds for a in AXES]
+        layout = SensorLayout.from_channels(chans, p.stem, str(p))
+    if layout.n_channels != n_channels:
+        raise ZeroharError(
+            f"sensor layout {layout.name or '(unnamed)'} does not match {p}: the layout has {layout.n_channels} "
+            f"channels, the file {n_channels} signal columns"
+        )
+    return layout
+
+
+def open_array_stream(
+    path: str | Path,
+    layout: SensorLayout | str | Path | None = None,
+    placement: str | None = None,
+    device: str | None = None,
+    rate: float | None = None,
+    chunk_rows: int = CHUNK_ROWS,
+) -> RecordingStream:
+    """Open a `.npy` (`(T, C)`, memory-mapped; needs `rate`) or `.npz` (`signals`, `time` or `rate`) recording."""
+    p = _check_file(path, (".npy", ".npz"))
+    try:
+        if p.suffix.lower() == ".npy":
+            signals, times = np.load(p, mmap_mode="r", allow_pickle=False), None
+        else:
+            with np.load(p, allow_pickle=False) as z:
+                if "signals" not in z.files:
+                    raise ZeroharError(
+                        f"{p}: expected arrays 'signals' (T, C) and 'time' (T,) seconds or 'rate', found {z.files}"
+                    )
+                signals = z["signals"]
+                times = z["time"] if "time" in z.files else None
+                if times is None and "rate" in z.files:
+                    rate = float(z["rate"])
+    except ZeroharError:
+        raise
+    except Exception as e:  # noqa: BLE001 - not a numpy file, pickled objects, truncated file
+        raise ZeroharError(f"{p} is not a readable numpy file ({e.__class__.__name__})") from None
+    if signals.ndim != 2 or not np.issubdtype(signals.dtype, np.number):
+        raise ZeroharError(f"{p}: expected a numeric (T, C) array of signals, found shape {signals.shape}")
+    if times is None and not rate:
+        raise ZeroharError(f"{p}: has no 'time' array; give its sampling rate in Hz (--rate)")
+    if times is not None and times.shape != (len(signals),):
+        raise ZeroharError(f"{p}: 'time' has shape {times.shape}, expected ({len(signals)},) like 'signals'")
+    lay = _array_layout(p, signals.shape[1], layout, placement, device)
+
+    def chunks():
+        for a in range(0, len(signals), chunk_rows):
+            b = min(a + chunk_rows, len(signals))
+            t = np.asarray(times[a:b], np.float64) if times is not None else np.arange(a, b) / float(rate)
+            yield t, np.asarray(signals[a:b], dtype=np.float64), None
+
+    return RecordingStream(p, lay, chunks())
+
+
+def read_array_recording(
+    path: str | Path,
+    layout: SensorLayout | str | Path | None = None,
+    placement: str | None = None,
+    device: str | None = None,
+    rate: float | None = None,
+) -> Recording:
+    """A whole `.npy` / `.npz` recording (see :func:`open_array_stream`), unlabelled."""
+    s = open_array_stream(path, layout, placement, device, rate, chunk_rows=1 << 62)
+    t, x, _ = next(s.chunks, (np.zeros(0), np.zeros((0, s.layout.n_channels)), None))
+    return Recording(x, s.layout, np.full(len(t), -1, dtype=np.int64), s.path.stem, s.path.stem, timestamps=t,
+                     meta={"path": str(s.path)})
+
+
+def open_stream(path: str | Path, **kwargs) -> RecordingStream:
+    """:func:`open_csv_stream`, or :func:`open_array_stream` for `.npy` / `.npz`, by file suffix."""
+    if Path(path).suffix.lower() in (".npy", ".npz"):
+        kwargs.pop("class_names", None)
+        return open_array_stream(path, **kwargs)
+    return open_csv_stream(path, **kwargs)

@@ -1,0 +1,185 @@
+"""Zero-shot evaluation of one trained run (`zerohar eval`, `eval/zeroshot.py`), by the protocol of BENCHMARK.md.
+
+- Zero-shot: every window of the fold's unseen classes, candidates = the unseen classes.
+- Generalised zero-shot (GZSL): candidates = every class; test = the windows of the seen classes from the
+  subjects the trainer held out for model selection (read from the run's metadata) + every unseen window.
+- A supervised upper-bound run (trained on every class) is tested on its held-out *test* subjects only.
+
+Every id is in the dataset's class ordering (its folds file), for targets and predictions alike. The label
+texts follow the run's config (its descriptions file, or label names for a run trained on names).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from zerohar.errors import ZeroharError
+
+logger = logging.getLogger(__name__)
+
+#: The first keys of metrics.json, in this order (what a reader looks at first).
+HEADLINE = ("accuracy", "macro_f1", "top2_accuracy", "chance")
+
+
+def load_eval_windows(run, *, root: str | None = None, data: str | None = None):
+    """The labelled windows of a run's dataset (same source, window length and subject restriction).
+
+    Returns:
+        A WindowSet with `y >= 0` only, whose class ordering equals the run's.
+    """
+    from zerohar.data.prepare import load_windowset
+
+    cfg = run.config.data
+    ws = load_windowset(
+        cfg.dataset if (data or cfg.data) is None else None,
+        root=root if root is not None else cfg.root,
+        data=data if data is not None else cfg.data,
+        window_s=run.window_s,
+    )
+    if run.classes and list(ws.class_names) != run.classes:
+        raise ZeroharError(
+            f"the windows of {cfg.dataset or cfg.data} have classes {ws.class_names}, but run {run.path} was trained "
+            f"with the ordering {run.classes}"
+        )
+    mask = ws.y >= 0
+    if cfg.subjects:
+        mask &= np.isin(ws.subject, [str(s) for s in cfg.subjects])
+    return ws.subset(mask)
+
+
+def label_texts(run, classes: list[str]) -> dict[str, list[str]]:
+    """The texts of each class as the run was trained: its descriptions (or names, for `label_text: names`)."""
+    from zerohar.text.labels import descriptions_for
+
+    if run.config.train.label_text == "names":
+        return {c: [c] for c in classes}
+    source = run.config.data.descriptions or run.dataset
+    return descriptions_for(classes, known=source)
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    out: str | Path | None = None,
+    *,
+    root: str | None = None,
+    data: str | None = None,
+    batch_size: int = 256,
+    precision: str = "auto",
+    force: bool = False,
+    progress: bool = True,
+    run=None,
+) -> dict:
+    """Evaluate a finished Stage II (or supervised) run and write `metrics.json` + `confusion.png`.
+
+    Args:
+        run_dir: the run directory.
+        out: output directory (default `RUN/eval`); an existing `metrics.json` there is kept unless `force`.
+        root, data: read the dataset from another raw folder / a prepared window set than the run's config.
+        batch_size, precision: the inference path (`zerohar.inference.embed_windows`).
+        force: overwrite an existing evaluation.
+        progress: progress bars.
+        run: an already loaded :class:`zerohar.runs.Run`.
+
+    Returns:
+        The metrics dict written to `metrics.json`.
+    """
+    from zerohar.index import LabelIndex
+    from zerohar.inference import embed_windows
+    from zerohar.metrics import confusion_figure, gzsl_report, ids_of, zero_shot_report
+    from zerohar.runs import atomic_write_json, load_run
+    from zerohar.text.encoder import get_text_encoder
+
+    run_dir = Path(run_dir)
+    out = Path(out) if out is not None else run_dir / "eval"
+    if (out / "metrics.json").exists() and not force:
+        raise ZeroharError(f"{out / 'metrics.json'} already exists; pass --force to overwrite it")
+    run = run or load_run(run_dir)
+    if run.stage not in ("stage2", "supervised") or run.model is None:
+        raise ZeroharError(
+            f"run {run.path} is a {run.stage} run; zero-shot evaluation needs a Stage II (or supervised) run"
+        )
+    if not run.unseen:
+        raise ZeroharError(f"run {run.path} names no unseen classes (its fold); nothing to evaluate zero-shot")
+    t0 = time.perf_counter()
+    ws = load_eval_windows(run, root=root, data=data)
+    classes = list(ws.class_names)
+    unseen, seen = run.unseen, [c for c in classes if c not in set(run.unseen)]
+    unseen_ids, seen_ids = ids_of(unseen, classes), ids_of(seen, classes)
+    subjects = run.subjects
+    supervised = run.stage == "supervised"
+    if supervised:
+        # The upper bound saw every class in training: only its held-out test subjects are fair test data.
+        test_subjects = [str(s) for s in subjects.get("test", [])]
+        if not test_subjects:
+            raise ZeroharError(f"supervised run {run.path} records no held-out test subjects in its model.json")
+        in_test = np.isin(ws.subject, test_subjects)
+        zs_mask = in_test & np.isin(ws.y, unseen_ids)
+        gz_seen_mask = in_test & np.isin(ws.y, seen_ids)
+    else:
+        zs_mask = np.isin(ws.y, unseen_ids)
+        val_subjects = [str(s) for s in subjects.get("val", [])]
+        gz_seen_mask = np.isin(ws.subject, val_subjects) & np.isin(ws.y, seen_ids)
+    if not zs_mask.any():
+        raise ZeroharError(f"the data of run {run.path} has no windows of its unseen classes {unseen}")
+    need = zs_mask | gz_seen_mask
+    idx = np.flatnonzero(need)
+    logger.info("embedding %d windows (%d unseen-class, %d held-out seen-class)", len(idx), zs_mask.sum(),
+                gz_seen_mask.sum())
+    emb = np.asarray(embed_windows(run.model, ws.X[idx], ws.layout, batch_size=batch_size, precision=precision),
+                     dtype=np.float32)  # (n, E)
+    pos = np.full(len(ws), -1)
+    pos[idx] = np.arange(len(idx))
+
+    index = LabelIndex.build(run.model, label_texts(run, classes), get_text_encoder(run.text_encoder))
+    # Zero-shot: unseen windows, unseen candidates (in the fold's order: the report re-orders by class ids).
+    zi = pos[np.flatnonzero(zs_mask)]
+    _, top = index.search(emb[zi], k=min(3, len(unseen)), candidates=unseen)
+    report = zero_shot_report(ws.y[zs_mask], top, unseen, classes)
+    # Generalised zero-shot: every class is a candidate.
+    gi = pos[np.flatnonzero(need)]
+    _, top_all = index.search(emb[gi], k=1, candidates=classes)
+    gz = gzsl_report(ws.y[need], ids_of(top_all[:, 0], classes), seen_ids, unseen_ids)
+    if not gz_seen_mask.any():
+        logger.warning("run %s holds out no subjects of the seen classes: GZSL seen accuracy is undefined", run.path)
+        gz.update(seen_accuracy=None, harmonic_mean=None)
+
+    metrics = {k: report[k] for k in HEADLINE}
+    metrics.update({k: v for k, v in report.items() if k not in HEADLINE})
+    metrics["gzsl"] = gz
+    metrics["run"] = {
+        "path": str(run.path), "stage": run.stage, "dataset": run.dataset, "fold": run.fold,
+        "unseen": unseen, "seen": seen, "label_text": run.config.train.label_text,
+        "test_subjects": "held-out test subjects" if supervised else "all subjects",
+        "gzsl_seen_subjects": sorted(set(ws.subject[gz_seen_mask].tolist())),
+    }
+    metrics["eval_time_s"] = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    title = f"{run.dataset or 'data'} {run.fold or ''}: unseen classes (acc {report['accuracy']:.2f})"
+    confusion_figure(report["confusion_matrix"], report["class_order"], out / "confusion.png", title=title)
+    atomic_write_json(out / "metrics.json", metrics)
+    logger.info(
+        "%s: unseen accuracy %.3f, macro-F1 %.3f (chance %.3f) -> %s", run.path, report["accuracy"],
+        report["macro_f1"], report["chance"], out,
+    )
+    return metrics
+
+
+def format_metrics(m: dict) -> str:
+    """A few lines for the terminal: the headline numbers and the GZSL harmonic mean."""
+    g = m.get("gzsl") or {}
+
+    def f(x):
+        return "n/a" if x is None else f"{x:.3f}"
+
+    lines = [
+        f"unseen classes: {', '.join(m['class_order'])} ({m['n_windows']} windows)",
+        f"accuracy {f(m['accuracy'])}  macro-F1 {f(m['macro_f1'])}  top-2 {f(m['top2_accuracy'])}  "
+        f"chance {f(m['chance'])}",
+        f"GZSL: seen {f(g.get('seen_accuracy'))}  unseen {f(g.get('unseen_accuracy'))}  "
+        f"harmonic mean {f(g.get('harmonic_mean'))}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,381 @@
+"""The label index: any label text -> prototypes in the joint space, searched with faiss.
+
+A :class:`LabelIndex` holds, for every label, the projected embeddings of its descriptions and their
+normalised mean (the label *prototype*, as Stage II trains it). Windows are named by inner-product search
+over the prototypes (`faiss.IndexFlatIP`, exact); the individual descriptions are kept to explain a
+decision (which description matched best).
+
+On disk an index is a directory: `prototypes.faiss`, `descriptions.faiss` (faiss files) and `index.json`
+(labels, description texts and their owners, the identity of the model whose text projector made the
+vectors, and of the sentence encoder). Vectors only make sense for the model that projected them, so
+loading an index for another model is an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from zerohar.errors import ZeroharError
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "zerohar.LabelIndex/1"
+#: Above this many candidates a restricted search goes through faiss with an id selector; below it, one
+#: matrix product over the candidate prototypes is faster than faiss' per-call overhead.
+_SELECTOR_MIN_CANDIDATES = 2048
+
+
+def model_identity(model) -> str:
+    """A stable fingerprint of a model's weights (sha256 over its state dict in key order).
+
+    Two loads of the same saved model give the same identity; any retraining changes it.
+    """
+    import torch
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        t = v.detach().cpu().contiguous()
+        h.update(k.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(str(t.dtype).encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return "sha256:" + h.hexdigest()[:32]
+
+
+def _normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    n = np.linalg.norm(x, axis=-1, keepdims=True)
+    return x / np.maximum(n, 1e-12)
+
+
+class LabelIndex:
+    """Label prototypes and descriptions in the joint embedding space.
+
+    Build one with :meth:`build` (from a model and label texts) or :meth:`from_embeddings` (from projected
+    description vectors), extend it with :meth:`add`, query it with :meth:`search`.
+
+    Attributes:
+        labels: label names, in insertion order (row i of the prototype matrix).
+        prototypes: `(L, E)` float32, L2-normalised.
+        descriptions: `(M, E)` float32 projected descriptions, L2-normalised.
+        description_texts: the M description texts. description_owner: `(M,)` label id of each.
+        model_identity / text_identity: which model and sentence encoder made the vectors.
+    """
+
+    def __init__(self, dim: int, model_identity: str = "", text_identity: str = ""):
+        self.dim = int(dim)
+        self.model_identity = model_identity
+        self.text_identity = text_identity
+        self.labels: list[str] = []
+        self.description_texts: list[str] = []
+        self.description_owner = np.zeros(0, dtype=np.int64)
+        self.prototypes = np.zeros((0, self.dim), dtype=np.float32)
+        self.descriptions = np.zeros((0, self.dim), dtype=np.float32)
+        self._proto_index = faiss.IndexFlatIP(self.dim)
+        self._desc_index = faiss.IndexFlatIP(self.dim)
+        self._label_id: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __contains__(self, label: str) -> bool:
+        return label in self._label_id
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_embeddings(
+        cls, labels: dict[str, np.ndarray], texts: dict[str, list[str]] | None = None,
+        model_identity: str = "", text_identity: str = "",
+    ) -> LabelIndex:
+        """An index from already projected description vectors.
+
+        Args:
+            labels: label -> `(K, E)` projected description embeddings (K >= 1; normalised here).
+            texts: label -> the K description texts (optional; used by explanations and the sidecar).
+            model_identity, text_identity: recorded and checked on load.
+        """
+        if not labels:
+            raise ZeroharError("the label index needs at least one label; the label list is empty")
+        dim = int(np.asarray(next(iter(labels.values()))).shape[-1])
+        index = cls(dim, model_identity, text_identity)
+        index.add_embeddings(labels, texts)
+        return index
+
+    @classmethod
+    def build(cls, model, labels: dict[str, list[str]], text_encoder, progress: bool | None = None) -> LabelIndex:
+        """Embed every description with the sentence encoder, project it with the model's text projector.
+
+        Args:
+            model: a :class:`zerohar.model.zerohar.ZeroHARModel` (its `encode_text` projector is used).
+            labels: label -> descriptions (e.g. from :func:`zerohar.text.labels.descriptions_for`).
+            text_encoder: a :class:`zerohar.text.encoder.TextEncoder`.
+            progress: progress bar of the sentence encoder (None = its default).
+        """
+        vectors, texts = _project(model, labels, text_encoder, progress)
+        return cls.from_embeddings(vectors, texts, model_identity(model), text_encoder.identity)
+
+    def add(self, model, labels: dict[str, list[str]], text_encoder, progress: bool | None = None) -> None:
+        """Add labels (and their descriptions) projected by `model`, which must be the index's model."""
+        ident = model_identity(model)
+        if self.model_identity and ident != self.model_identity:
+            raise ZeroharError(
+                f"cannot add labels projected by model {ident} to an index built by model {self.model_identity}"
+            )
+        if self.text_identity and text_encoder.identity != self.text_identity:
+            raise ZeroharError(
+                f"cannot add labels embedded by text encoder {text_encoder.identity!r} to an index built with "
+                f"{self.text_identity!r}"
+            )
+        vectors, texts = _project(model, labels, text_encoder, progress)
+        self.add_embeddings(vectors, texts)
+        self.model_identity, self.text_identity = ident, text_encoder.identity
+
+    def add_embeddings(self, labels: dict[str, np.ndarray], texts: dict[str, list[str]] | None = None) -> None:
+        """Add labels from projected description vectors (label -> `(K, E)`); a label already present is an error."""
+        texts = texts or {}
+        dup = [lab for lab in labels if lab in self._label_id]
+        if dup:
+            raise ZeroharError(f"labels {dup} are already in the index; build a new index to change them")
+        protos, descs, owners, desc_texts = [], [], [], []
+        for lab, vecs in labels.items():
+            vecs = np.asarray(vecs, dtype=np.float32)
+            if vecs.ndim == 1:
+                vecs = vecs[None]
+            if vecs.ndim != 2 or vecs.shape[0] == 0 or vecs.shape[1] != self.dim:
+                raise ZeroharError(
+                    f"label {lab!r}: description embeddings have shape {vecs.shape}, expected (K >= 1, {self.dim})"
+                )
+            t = list(texts.get(lab, [""] * len(vecs)))
+            if len(t) != len(vecs):
+                raise ZeroharError(f"label {lab!r}: {len(t)} description texts for {len(vecs)} embeddings")
+            vecs = _normalize(vecs)
+            protos.append(_normalize(vecs.mean(axis=0)))  # normalised mean of the normalised descriptions
+            lid = len(self.labels)
+            self._label_id[lab] = lid
+            self.labels.append(lab)
+            descs.append(vecs)
+            owners.extend([lid] * len(vecs))
+            desc_texts.extend(t)
+        P = np.stack(protos).astype(np.float32)  # (L_new, E)
+        D = np.concatenate(descs).astype(np.float32)  # (M_new, E)
+        self.prototypes = np.concatenate([self.prototypes, P])
+        self.descriptions = np.concatenate([self.descriptions, D])
+        self.description_owner = np.concatenate([self.description_owner, np.asarray(owners, dtype=np.int64)])
+        self.description_texts.extend(desc_texts)
+        self._proto_index.add(P)
+        self._desc_index.add(D)
+
+    # ------------------------------------------------------------------ search
+    def label_ids(self, labels: Sequence[str]) -> np.ndarray:
+        """Row ids of `labels`; an unknown label is an error naming it."""
+        missing = [lab for lab in labels if lab not in self._label_id]
+        if missing:
+            raise ZeroharError(f"labels {missing} are not in the label index (it has {len(self.labels)} labels)")
+        return np.array([self._label_id[lab] for lab in labels], dtype=np.int64)
+
+    def search_ids(
+        self, embeddings: np.ndarray, k: int, candidates: Sequence[str] | Sequence[Sequence[str]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`search` but returns label row ids `(N, k)` instead of names."""
+        x = _normalize(np.atleast_2d(embeddings))  # (N, E)
+        if x.shape[1] != self.dim:
+            raise ZeroharError(f"embeddings have dimension {x.shape[1]}, the label index has {self.dim}")
+        if not self.labels:
+            raise ZeroharError("the label index is empty")
+        if candidates is None:
+            k = min(k, len(self.labels))
+            scores, ids = self._proto_index.search(x, k)
+            return scores, ids.astype(np.int64)
+        if len(candidates) and not isinstance(candidates[0], str):  # one candidate list per query
+            if len(candidates) != len(x):
+                raise ZeroharError(f"{len(candidates)} candidate lists for {len(x)} query windows")
+            groups: dict[tuple[str, ...], list[int]] = {}
+            for i, c in enumerate(candidates):
+                groups.setdefault(tuple(c), []).append(i)
+            k = min([k] + [len(set(c)) for c in groups])
+            scores = np.empty((len(x), k), np.float32)
+            ids = np.empty((len(x), k), np.int64)
+            for cands, rows in groups.items():
+                scores[rows], ids[rows] = self._search_candidates(x[rows], k, list(cands))
+            return scores, ids
+        return self._search_candidates(x, k, list(candidates))
+
+    def _search_candidates(self, x: np.ndarray, k: int, candidates: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        cand = np.unique(self.label_ids(candidates))
+        if len(cand) == 0:
+            raise ZeroharError("the candidate label list is empty")
+        k = min(k, len(cand))
+        if len(cand) >= _SELECTOR_MIN_CANDIDATES:
+            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(cand))
+            scores, ids = self._proto_index.search(x, k, params=params)
+            return scores, ids.astype(np.int64)
+        sims = x @ self.prototypes[cand].T  # (N, Lc)
+        if k < len(cand):
+            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (N, k) unordered
+        else:
+            part = np.broadcast_to(np.arange(len(cand)), sims.shape).copy()
+        part_scores = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        top = np.take_along_axis(part, order, axis=1)
+        return np.take_along_axis(sims, top, axis=1).astype(np.float32), cand[top]
+
+    def search(
+        self, embeddings: np.ndarray, k: int = 1, candidates: Sequence[str] | Sequence[Sequence[str]] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The `k` best labels of each window embedding, by cosine similarity to the label prototypes.
+
+        Args:
+            embeddings: `(N, E)` window embeddings (normalised here).
+            k: labels per window; capped at the number of candidates.
+            candidates: restrict the search to these labels (all windows), or one list per window (length N);
+                None searches every label of the index.
+
+        Returns:
+            `(scores (N, k) float32, labels (N, k) str array)`, best first.
+        """
+        scores, ids = self.search_ids(embeddings, k, candidates)
+        names = np.asarray(self.labels, dtype=object)[ids].astype(str)
+        return scores, names
+
+    def explain(self, embeddings: np.ndarray, labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """For each window and its (predicted) label, the label's description that matches the window best.
+
+        Returns:
+            `(texts (N,), scores (N,))`: the best description text of `labels[i]` for window i and its cosine.
+        """
+        x = _normalize(np.atleast_2d(embeddings))  # (N, E)
+        lids = self.label_ids(list(labels))
+        texts, scores = [], np.empty(len(x), np.float32)
+        for i, lid in enumerate(lids):
+            rows = np.flatnonzero(self.description_owner == lid)
+            sims = self.descriptions[rows] @ x[i]  # (K,)
+            j = int(np.argmax(sims))
+            texts.append(self.description_texts[rows[j]])
+            scores[i] = sims[j]
+        return texts, scores
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, directory: str | Path, force: bool = False) -> Path:
+        """Write the index directory atomically (a temporary sibling renamed into place).
+
+        An existing directory is replaced only with `force`.
+        """
+        directory = Path(directory)
+        if directory.exists() and not force:
+            raise ZeroharError(f"label index {directory} already exists; pass --force to overwrite it")
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp"))
+        try:
+            faiss.write_index(self._proto_index, str(tmp / "prototypes.faiss"))
+            faiss.write_index(self._desc_index, str(tmp / "descriptions.faiss"))
+            sidecar = {
+                "format": FORMAT,
+                "dim": self.dim,
+                "model_identity": self.model_identity,
+                "text_identity": self.text_identity,
+                "labels": self.labels,
+                "descriptions": [
+                    {"id": i, "label": self.labels[o], "text": t}
+                    for i, (o, t) in enumerate(zip(self.description_owner.tolist(), self.description_texts))
+                ],
+            }
+            (tmp / "index.json").write_text(json.dumps(sidecar, indent=1, ensure_ascii=False))
+            if directory.exists():
+                old = directory.with_name(f".{directory.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(directory, old)
+                os.replace(tmp, directory)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, directory)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path, model=None, text_encoder=None) -> LabelIndex:
+        """Read an index written by :meth:`save`; with `model` / `text_encoder`, check it was built by them.
+
+        Raises:
+            ZeroharError: missing or malformed files, or an index built by another model / text encoder.
+        """
+        directory = Path(directory)
+        meta_path = directory / "index.json"
+        if not meta_path.is_file():
+            raise ZeroharError(f"{directory} is not a label index: {meta_path.name} is missing")
+        try:
+            meta = json.loads(meta_path.read_text())
+            if meta.get("format") != FORMAT:
+                raise ValueError("format")
+            protos = faiss.read_index(str(directory / "prototypes.faiss"))
+            descs = faiss.read_index(str(directory / "descriptions.faiss"))
+            P = protos.reconstruct_n(0, protos.ntotal) if protos.ntotal else np.zeros((0, meta["dim"]), np.float32)
+            D = descs.reconstruct_n(0, descs.ntotal) if descs.ntotal else np.zeros((0, meta["dim"]), np.float32)
+            labels = [str(x) for x in meta["labels"]]
+            owner_of = {lab: i for i, lab in enumerate(labels)}
+            owners = np.array([owner_of[d["label"]] for d in meta["descriptions"]], dtype=np.int64)
+            texts = [str(d["text"]) for d in meta["descriptions"]]
+            if len(P) != len(labels) or len(D) != len(texts):
+                raise ValueError("size mismatch")
+        except Exception as e:  # JSON, faiss (RuntimeError), KeyError, ValueError
+            raise ZeroharError(
+                f"label index {directory} is corrupt or was not written by zerohar ({e.__class__.__name__}: {e})"
+            ) from None
+        if model is not None:
+            ident = model_identity(model)
+            if meta["model_identity"] != ident:
+                raise ZeroharError(
+                    f"label index {directory} was built by model {meta['model_identity']}, not by the model given "
+                    f"({ident}); rebuild it with `zerohar index --model RUN`"
+                )
+        if text_encoder is not None and meta["text_identity"] != text_encoder.identity:
+            raise ZeroharError(
+                f"label index {directory} was built with text encoder {meta['text_identity']!r}, not "
+                f"{text_encoder.identity!r}"
+            )
+        index = cls(int(meta["dim"]), meta["model_identity"], meta["text_identity"])
+        index.labels = labels
+        index._label_id = owner_of
+        index.prototypes = np.ascontiguousarray(P, dtype=np.float32)
+        index.descriptions = np.ascontiguousarray(D, dtype=np.float32)
+        index.description_owner = owners
+        index.description_texts = texts
+        index._proto_index, index._desc_index = protos, descs
+        return index
+
+
+def _project(model, labels: dict[str, list[str]], text_encoder, progress) -> tuple[dict, dict]:
+    """label -> `(K, E)` projected, normalised description vectors, and label -> texts."""
+    import torch
+
+    if not labels:
+        raise ZeroharError("the label index needs at least one label; the label list is empty")
+    empty = [lab for lab, d in labels.items() if not d]
+    if empty:
+        raise ZeroharError(f"labels {empty} have no descriptions")
+    texts = [t for d in labels.values() for t in d]
+    emb = text_encoder.encode(texts, progress=progress)  # (M, d_text)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            proj = model.encode_text(torch.from_numpy(np.ascontiguousarray(emb)), normalize=True)  # (M, E)
+    finally:
+        model.train(was_training)
+    proj = proj.float().cpu().numpy()
+    out, start = {}, 0
+    for lab, d in labels.items():
+        out[lab] = proj[start : start + len(d)]
+        start += len(d)
+    return out, {lab: list(d) for lab, d in labels.items()}

@@ -1,0 +1,262 @@
+"""Run directories: what a training run leaves behind, and how evaluation and classification load it.
+
+A run directory holds::
+
+    config.yaml         the resolved config (a valid --config file)
+    model.safetensors   the selected (best) model          } written by ZeroHARModel.save_pretrained,
+    model.json          its config and the run's metadata  } with the metadata below under "extra"
+    state.pt            the last epoch's state, for --resume (model, optimizer, scheduler, RNG, history)
+    metrics.json        per-epoch and best validation metrics, timing; "finished": true once done
+    log.txt             the run's log
+
+A run is *finished* when `metrics.json` says so and the model files exist. An output directory that holds a
+finished run is refused without `force`; an unfinished one needs `resume` (continue) or `force` (start over).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from zerohar.errors import ZeroharError
+
+logger = logging.getLogger(__name__)
+
+#: Files a run writes; `force` removes exactly these (never anything else in the directory).
+RUN_FILES = ("config.yaml", "model.safetensors", "model.json", "state.pt", "metrics.json", "log.txt")
+
+
+# ---------------------------------------------------------------------------------------------- atomic writes
+def _atomic(path: str | Path, write) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` via a temp file in the same folder and os.replace (never half-written)."""
+    return _atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> Path:
+    """`obj` as indented JSON, atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def atomic_torch_save(obj: Any, path: str | Path) -> Path:
+    """torch.save atomically (a kill during the write leaves the previous file intact)."""
+    import torch
+
+    return _atomic(path, lambda f: torch.save(obj, f))
+
+
+# ---------------------------------------------------------------------------------------------- state
+def _read_json(path: Path) -> dict | None:
+    try:
+        d = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """True when `run_dir` holds a completed run (metrics.json says finished and the model files exist)."""
+    d = Path(run_dir)
+    m = _read_json(d / "metrics.json")
+    return bool(m and m.get("finished")) and (d / "model.safetensors").is_file() and (d / "model.json").is_file()
+
+
+def has_run_files(run_dir: str | Path) -> bool:
+    """True when `run_dir` holds any file a run writes."""
+    d = Path(run_dir)
+    return d.is_dir() and any((d / f).exists() for f in RUN_FILES)
+
+
+def check_out_dir(out_dir: str | Path, *, force: bool = False, resume: bool = False) -> str:
+    """What to do with an output directory: "fresh", "resume" or "finished" (read-only; nothing is removed).
+
+    Args:
+        out_dir: The run directory.
+        force: Start over even if the directory holds a run.
+        resume: Continue an unfinished run (a finished one is returned as "finished": nothing to do).
+
+    Returns:
+        "fresh" (start a new run; with `force`, the old run files must be removed first), "resume" (state.pt
+        exists) or "finished" (resume of a finished run).
+
+    Raises:
+        ZeroharError: a finished run without force / resume, an unfinished run without resume / force, or a
+            path that is a file.
+    """
+    d = Path(out_dir)
+    if d.exists() and not d.is_dir():
+        raise ZeroharError(f"output {d} is a file; expected a run directory")
+    if force or not has_run_files(d):
+        return "fresh"
+    if is_finished(d):
+        if resume:
+            return "finished"
+        raise ZeroharError(f"output directory {d} already holds a finished run; pass --force to overwrite it")
+    if resume:
+        if (d / "state.pt").is_file():
+            return "resume"
+        return "fresh"  # killed before its first checkpoint: nothing to resume, start again
+    raise ZeroharError(
+        f"output directory {d} holds an unfinished run; pass --resume to continue it or --force to start over"
+    )
+
+
+def clear_run_files(out_dir: str | Path) -> None:
+    """Remove the files a run writes (used by --force); other files in the directory are left alone."""
+    d = Path(out_dir)
+    for f in RUN_FILES:
+        p = d / f
+        if p.is_file():
+            p.unlink()
+
+
+# ---------------------------------------------------------------------------------------------- loading
+@dataclass
+class Run:
+    """A finished training run, loaded.
+
+    Attributes:
+        path: The run directory.
+        model: The selected model (`ZeroHARModel`, eval mode), or None when loaded with `load_model=False`
+            or for a pretrain run (whose artefact is a backbone: use :func:`zerohar.model.pretrained.load_backbone`).
+        config: The resolved :class:`~zerohar.config.Config`.
+        meta: The run metadata stored in `model.json` (stage, dataset, fold, classes, layout, text encoder, ...).
+        metrics: `metrics.json`.
+    """
+
+    path: Path
+    model: Any
+    config: Any
+    meta: dict
+    metrics: dict = field(default_factory=dict)
+
+    @property
+    def stage(self) -> str:
+        return self.meta["stage"]
+
+    @property
+    def dataset(self) -> str | None:
+        return self.meta.get("dataset")
+
+    @property
+    def fold(self) -> str | None:
+        return self.meta.get("fold")
+
+    @property
+    def classes(self) -> list[str]:
+        """Every class of the dataset, in THE ordering of its folds file."""
+        return list(self.meta.get("classes", []))
+
+    @property
+    def seen(self) -> list[str]:
+        return list(self.meta.get("seen", []))
+
+    @property
+    def unseen(self) -> list[str]:
+        return list(self.meta.get("unseen", []))
+
+    @property
+    def layout(self):
+        """The sensor layout the model was trained on (`SensorLayout`)."""
+        from zerohar.data.layout import SensorLayout
+
+        return SensorLayout.from_dict(self.meta["layout"], f"{self.path / 'model.json'} (layout)")
+
+    @property
+    def text_encoder(self) -> str:
+        """The text encoder's name (pass to `get_text_encoder`)."""
+        return self.meta.get("text_encoder_name")
+
+    @property
+    def text_identity(self) -> str:
+        return self.meta.get("text_encoder")
+
+    @property
+    def window_s(self) -> float:
+        return float(self.meta["window_s"])
+
+    @property
+    def subjects(self) -> dict[str, list[str]]:
+        """Subject split of the run: "train", "val" (model selection) and, for supervised runs, "test"."""
+        return dict(self.meta.get("subjects", {}))
+
+
+def read_run_meta(run_dir: str | Path) -> dict:
+    """The run metadata of `model.json` without loading the weights (ZeroharError if it is not a finished run)."""
+    d = Path(run_dir)
+    _require_finished(d)
+    j = _read_json(d / "model.json")
+    if j is None:
+        raise ZeroharError(f"{d / 'model.json'} is not valid JSON; the run directory is damaged")
+    meta = j.get("extra", j)
+    if not isinstance(meta, dict) or "stage" not in meta:
+        raise ZeroharError(f"{d / 'model.json'} lacks the run metadata ('stage'); it was not written by zerohar train")
+    return meta
+
+
+def _require_finished(d: Path) -> None:
+    if not d.exists():
+        raise ZeroharError(f"run directory {d} does not exist")
+    if not d.is_dir():
+        raise ZeroharError(f"{d} is a file; expected a run directory (with model.safetensors, model.json, ...)")
+    if not has_run_files(d):
+        raise ZeroharError(f"{d} is not a zerohar run directory (no config.yaml, model.json or metrics.json)")
+    if not is_finished(d):
+        raise ZeroharError(
+            f"run {d} is unfinished (metrics.json does not say finished); resume it with --resume or use another run"
+        )
+
+
+def load_run(run_dir: str | Path, *, load_model: bool = True) -> Run:
+    """Load a finished run: its model (via ZeroHARModel.from_pretrained), resolved config and metadata.
+
+    Args:
+        run_dir: The run directory.
+        load_model: False to read only config, metadata and metrics (fast; no torch model built).
+
+    Returns:
+        A :class:`Run`.
+
+    Raises:
+        ZeroharError: the directory is missing, is not a run, is unfinished, or its files are damaged.
+    """
+    from zerohar.config import Config, from_dict, load_yaml
+
+    d = Path(run_dir)
+    meta = read_run_meta(d)
+    cfg = from_dict(Config, load_yaml(d / "config.yaml", "run config"), str(d / "config.yaml"))
+    metrics = _read_json(d / "metrics.json") or {}
+    model = None
+    if load_model and meta["stage"] != "pretrain":
+        from zerohar.model.zerohar import ZeroHARModel
+
+        try:
+            model = ZeroHARModel.from_pretrained(d)
+        except ZeroharError:
+            raise
+        except Exception as e:  # a damaged safetensors file, shapes that do not match model.json, ...
+            raise ZeroharError(
+                f"the model of run {d} could not be loaded ({e.__class__.__name__}: {str(e)[:200]})"
+            ) from None
+        model.eval()
+    return Run(d, model, cfg, meta, metrics)

@@ -1,0 +1,650 @@
+"""What each stage trains on, its loss and its validation metric (the loop itself is :mod:`zerohar.train`).
+
+- **pretrain**: SSL pretext multi-task (arrow of time, permutation, time warp) on every window of the
+  training subjects, labelled or not, one triad at a time (`train.pretrain_sensors`, acc by default);
+  selected on the held-out subjects' pretext accuracy. The artefact is a HARNet backbone.
+- **stage1**: each channel embedding (`encode_channels`) against the projected descriptions of the layout's
+  channels (`axis_description`); equal texts are positives. Selected on held-out subjects' channel
+  retrieval accuracy: does each channel embedding retrieve its own description among the layout's?
+- **stage2**: window embeddings (`encode_windows`, sensor context = `sensor_description` of each triad)
+  against label texts of the seen classes present in the batch, windows of equal labels are positives.
+  Selected on held-out subjects' accuracy among the prototypes of all seen classes.
+- **supervised**: stage2 on every class, with a subject-disjoint split into train / val / test subjects.
+
+Label text per step (`train.label_sampling`): "prototype" (default) uses, for each label, the normalised mean
+of its projected descriptions, exactly what zero-shot inference compares windows with; "description" draws one
+of the label's descriptions per label and step (text-side augmentation). Unseen labels' text never enters
+training unless `train.transductive` is true, in which case their prototypes join every step as negatives
+(as the original ZeroHAR did).
+
+Text embeddings (frozen sentence encoder) are computed once per run, before training.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from zerohar.config import Config
+from zerohar.errors import ZeroharError
+
+logger = logging.getLogger(__name__)
+
+#: Validation embeds this many windows per forward pass.
+VAL_BATCH = 256
+
+
+# ---------------------------------------------------------------------------------------------- data
+@dataclass
+class StageData:
+    """The windows of a stage and their subject split (indices into `ws`)."""
+
+    ws: object  # WindowSet
+    dataset: str | None
+    classes: list[str]  # every class, in the folds file's ordering
+    seen: list[str]  # classes this stage trains on
+    unseen: list[str]  # the fold's unseen classes ([] without a fold)
+    fold: str | None
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    subjects: dict[str, list[str]]
+
+    @property
+    def source(self) -> str:
+        return self.dataset or str(self.ws.meta.get("path", "window set"))
+
+
+def split_subjects(subjects: list[str], val_fraction: float, test_fraction: float, seed: int
+                   ) -> tuple[list[str], list[str], list[str]]:
+    """Seeded subject-disjoint split into (train, val, test); val / test get at least one subject when asked."""
+    subs = sorted(set(subjects))
+    order = [subs[i] for in_order in [np.random.default_rng([seed, 0x5B]).permutation(len(subs))] for i in in_order]
+    n_test = max(1, round(test_fraction * len(subs))) if test_fraction > 0 else 0
+    n_val = max(1, round(val_fraction * len(subs))) if val_fraction > 0 else 0
+    if n_test + n_val >= len(subs):
+        raise ZeroharError(
+            f"{len(subs)} subject(s) cannot be split into training, validation ({val_fraction:.0%}) and test "
+            f"({test_fraction:.0%}) subjects; use data with more subjects or set train.val_fraction=0"
+        )
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    return sorted(train), sorted(val), sorted(test)
+
+
+def load_stage_data(cfg: Config) -> StageData:
+    """Load the windows of `cfg`'s data, check the fold against them and split subjects.
+
+    Raises:
+        ZeroharError: unknown fold, unseen classes missing from the data, window length that does not fit the
+            backbone, no training windows.
+    """
+    from zerohar.data.folds import load_folds
+    from zerohar.data.prepare import load_windowset
+
+    d, t, stage = cfg.data, cfg.train, cfg.stage
+    ws = load_windowset(d.dataset if d.data is None else None, root=d.root, data=d.data, window_s=d.window_s)
+    source = d.data or d.dataset
+    dataset = d.dataset if d.data is None else ws.meta.get("dataset")
+    expected_t = int(round(d.window_s * ws.rate))
+    if ws.window_length != expected_t:
+        raise ZeroharError(
+            f"{source}: windows have {ws.window_length} samples, but data.window_s={d.window_s} at {ws.rate:g} Hz "
+            f"needs {expected_t}"
+        )
+    _check_window_for_model(cfg, ws.window_length, source)
+    if d.subjects:
+        keep = [str(s) for s in d.subjects]
+        missing = sorted(set(keep) - set(ws.subject.tolist()))
+        if missing:
+            raise ZeroharError(f"{source}: data.subjects names subjects {missing} that are not in the data")
+        ws = ws.subset(np.isin(ws.subject, keep))
+    classes = list(ws.class_names)
+    unseen: list[str] = []
+    if d.fold is not None:
+        folds_src = d.folds or dataset
+        if folds_src is None:
+            raise ZeroharError(
+                f"{source}: a fold needs a folds file (--folds FILE.yaml) for a window set without a dataset name"
+            )
+        folds = load_folds(folds_src)
+        unseen = folds.unseen(d.fold)  # unknown fold: ZeroharError naming the folds file
+        missing = [c for c in unseen if c not in classes]
+        if missing:
+            raise ZeroharError(
+                f"fold {d.fold!r} of {folds.source}: unseen classes {missing} are missing from the data {source} "
+                f"(its classes are {classes})"
+            )
+        counts = ws.class_counts()
+        empty = [c for c in unseen if counts.get(c, 0) == 0]
+        if empty:
+            raise ZeroharError(
+                f"fold {d.fold!r} of {folds.source}: unseen classes {empty} have no windows in the data {source}"
+                f"{' (subjects ' + ', '.join(map(str, d.subjects)) + ')' if d.subjects else ''}"
+            )
+    if stage == "pretrain":
+        ids = [classes.index(c) for c in unseen]
+        mask = ~np.isin(ws.y, ids)  # unlabelled windows are welcome; unseen classes' windows are not
+        seen = [c for c in classes if c not in unseen]
+    elif stage == "supervised":
+        mask = ws.y >= 0
+        seen = list(classes)
+    else:
+        seen = [c for c in classes if c not in unseen]
+        mask = np.isin(ws.y, [classes.index(c) for c in seen])
+    ws = ws.subset(mask)
+    if len(ws) == 0:
+        raise ZeroharError(f"{source}: no windows to train {stage} on (fold {d.fold!r})")
+    test_frac = t.test_fraction if stage == "supervised" else 0.0
+    train_s, val_s, test_s = split_subjects(ws.subject.tolist(), t.val_fraction, test_frac, t.seed)
+    idx = np.arange(len(ws))
+    data = StageData(
+        ws=ws, dataset=dataset, classes=classes, seen=seen, unseen=unseen, fold=d.fold,
+        train_idx=idx[np.isin(ws.subject, train_s)], val_idx=idx[np.isin(ws.subject, val_s)],
+        test_idx=idx[np.isin(ws.subject, test_s)], subjects={"train": train_s, "val": val_s, "test": test_s},
+    )
+    if t.max_val_windows is not None and len(data.val_idx) > t.max_val_windows:
+        pick = np.random.default_rng([t.seed, 0x7A1]).choice(len(data.val_idx), t.max_val_windows, replace=False)
+        data.val_idx = np.sort(data.val_idx[pick])
+    logger.info(
+        "%s: %d training windows (%d subjects), %d validation windows (%d subjects)%s", source,
+        len(data.train_idx), len(train_s), len(data.val_idx), len(val_s),
+        f", {len(data.test_idx)} test windows ({len(test_s)} subjects)" if test_s else "",
+    )
+    return data
+
+
+def _check_window_for_model(cfg: Config, t: int, source: str) -> None:
+    from zerohar.model.harnet import VARIANTS
+
+    m = cfg.model
+    if getattr(m, "encoder", "harnet") == "harnet" or cfg.stage == "pretrain":
+        variant = getattr(m, "backbone", "harnet5")
+        if VARIANTS.get(variant) != t:
+            raise ZeroharError(
+                f"{source}: windows have {t} samples, but the {variant} backbone needs {VARIANTS.get(variant)} "
+                f"(set data.window_s={VARIANTS.get(variant, 150) / 30:g} or another model.backbone)"
+            )
+
+
+# ---------------------------------------------------------------------------------------------- augmentation
+def random_rotations(n: int, max_deg: float, rng: np.random.Generator) -> np.ndarray:
+    """`n` rotation matrices `(n, 3, 3)` about uniformly random axes by angles uniform in [0, max_deg]."""
+    axis = rng.normal(size=(n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True) + 1e-12
+    ang = np.deg2rad(rng.uniform(0.0, max_deg, size=n))
+    k = np.zeros((n, 3, 3))
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    k = k - k.transpose(0, 2, 1)
+    s, c = np.sin(ang)[:, None, None], np.cos(ang)[:, None, None]
+    return np.eye(3)[None] + s * k + (1 - c) * (k @ k)
+
+
+def augment(x: np.ndarray, rng: np.random.Generator, max_deg: float, scale: float) -> np.ndarray:
+    """Windows `(B, C, T)`: each triad rotated by a small random rotation and scaled by a random factor.
+
+    The device sits a little differently on every subject; a small rotation (the same one for the sensors of
+    a window, which are on one device or not) and amplitude scaling mimic that without changing the axes'
+    identity (Stage I must still tell x from y from z).
+    """
+    b, c, t = x.shape
+    s = c // 3
+    tri = x.reshape(b, s, 3, t)  # (B, S, 3, T)
+    if max_deg > 0:
+        r = random_rotations(b, max_deg, rng).astype(np.float32)  # (B, 3, 3)
+        tri = np.einsum("bij,bsjt->bsit", r, tri)
+    if scale > 0:
+        f = rng.uniform(1 - scale, 1 + scale, size=(b, 1, 1, 1)).astype(np.float32)
+        tri = tri * f
+    return np.ascontiguousarray(tri.reshape(b, c, t), dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------------- models
+def build_zerohar_model(cfg: Config, backbone_source: str | None):
+    """A fresh ZeroHARModel of `cfg.model`, its HARNet backbone loaded from `backbone_source` (None = random)."""
+    from zerohar.model.zerohar import ZeroHARModel
+
+    model = ZeroHARModel(cfg.model)
+    if backbone_source is not None:
+        src = Path(backbone_source)
+        if src.is_dir():
+            _check_backbone_run(src)
+        model.init_backbone(str(backbone_source))
+    return model
+
+
+def _check_backbone_run(d: Path) -> None:
+    """A run directory given as a backbone must be a finished run (pretrain, or any run with a backbone)."""
+    from zerohar.runs import read_run_meta
+
+    read_run_meta(d)  # ZeroharError for an unfinished or foreign directory
+
+
+def load_stage1_run(path: str, cfg: Config):
+    """The model of a finished Stage I run, checked against this run's data; refuses any other kind of run."""
+    from zerohar.runs import load_run
+
+    p = Path(path)
+    if p.is_file():
+        raise ZeroharError(f"--init {p} is a file; Stage II starts from a Stage I run directory")
+    run = load_run(p)
+    if run.stage != "stage1":
+        raise ZeroharError(f"--init {p} is a {run.stage} run, not a Stage I run; pass the directory of a Stage I run")
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- tasks
+def make_task(cfg: Config, dist):
+    """The task of `cfg.stage` (data loaded, model built or initialised, text embedded)."""
+    if cfg.stage == "pretrain":
+        return PretrainTask(cfg, dist)
+    if cfg.stage == "stage1":
+        return Stage1Task(cfg, dist)
+    return Stage2Task(cfg, dist)
+
+
+class _Task:
+    """Shared parts: data, batches, saving."""
+
+    gather_keys: tuple[str, ...] = ()
+    metric = ""
+    aug_deg = 0.0
+    aug_scale = 0.0
+
+    def __init__(self, cfg: Config, dist):
+        self.cfg, self.dist = cfg, dist
+        self.data = load_stage_data(cfg)
+        self.X = self.data.ws.X  # (N, C, T) float32
+        self.y = self.data.ws.y
+        self.layout = self.data.ws.layout
+        self.train_idx = self.data.train_idx
+        self.device = dist.device
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_idx)
+
+    @property
+    def has_validation(self) -> bool:
+        return len(self.data.val_idx) > 0
+
+    def make_batch(self, idx: np.ndarray, lo_hi: tuple[int, int], rng: np.random.Generator, device) -> dict:
+        """The local slice of global batch `idx` (positions in the training set), augmented reproducibly."""
+        rows = self.train_idx[idx]
+        x = self.X[rows]  # (B, C, T)
+        if self.cfg.train.augment and (self.aug_deg or self.aug_scale):
+            x = augment(x, rng, self.aug_deg, self.aug_scale)  # drawn for the global batch: world-size invariant
+        lo, hi = lo_hi
+        return {"x": torch.from_numpy(np.ascontiguousarray(x[lo:hi])).to(device), "rows": rows, "rng": rng}
+
+    def after_step(self, model) -> None:
+        ls = getattr(model, "logit_scale", None)
+        if isinstance(ls, nn.Parameter):
+            with torch.no_grad():
+                ls.clamp_(0, np.log(100.0))  # CLIP's cap on the temperature
+
+    def metadata(self) -> dict:
+        from zerohar import __version__
+
+        d, c = self.data, self.cfg
+        return {
+            "stage": c.stage,
+            "dataset": d.dataset,
+            "data": c.data.data,
+            "fold": d.fold,
+            "classes": d.classes,
+            "seen": [x for x in d.classes if x not in d.unseen],
+            "unseen": d.unseen,
+            "trained_classes": d.seen,
+            "layout": self.layout.to_dict(),
+            "window_s": c.data.window_s,
+            "rate": float(self.data.ws.rate),
+            "subjects": d.subjects,
+            "label_text": c.train.label_text,
+            "transductive": c.train.transductive,
+            "descriptions": c.data.descriptions,
+            "init": c.init,
+            "seed": c.train.seed,
+            "zerohar_version": __version__,
+        }
+
+    def summary(self) -> dict:
+        d = self.data
+        return {"train_windows": int(len(d.train_idx)), "val_windows": int(len(d.val_idx)),
+                "test_windows": int(len(d.test_idx)), "subjects": {k: len(v) for k, v in d.subjects.items()}}
+
+    def _val_batches(self):
+        idx = self.data.val_idx
+        for i in range(0, len(idx), VAL_BATCH):
+            rows = idx[i : i + VAL_BATCH]
+            yield rows, torch.from_numpy(self.X[rows]).to(self.device)
+
+
+def _autocast(enabled: bool, device):
+    from zerohar.train import autocast
+
+    return autocast(enabled, device)
+
+
+class _ZeroHARTask(_Task):
+    """Stage I and II: the ZeroHAR model, the frozen text encoder, contrastive losses."""
+
+    def __init__(self, cfg: Config, dist):
+        super().__init__(cfg, dist)
+        from zerohar.losses import ContrastiveLoss
+        from zerohar.text.encoder import get_text_encoder
+
+        from zerohar.model.zerohar import kind_indices
+
+        self.text = get_text_encoder(cfg.text_encoder)
+        if self.text.dim != cfg.model.d_text:
+            raise ZeroharError(
+                f"text encoder {self.text.name!r} gives {self.text.dim}-d embeddings, but model.d_text is "
+                f"{cfg.model.d_text}; set model.d_text={self.text.dim}"
+            )
+        self.kinds = kind_indices(self.layout, self.device)  # (S,) sensor kind of each triad
+        self.criterion = ContrastiveLoss()
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(self.text.encode(texts, progress=False), dtype=np.float32)).to(self.device)
+
+    def metadata(self) -> dict:
+        return {**super().metadata(), "text_encoder": self.text.identity, "text_encoder_name": self.text.name}
+
+    def save_model(self, model, out: Path, info: dict) -> None:
+        model.save_pretrained(out, extra={**self.metadata(), **info})
+
+
+class Stage1Task(_ZeroHARTask):
+    """Channel embeddings <-> per-axis sensor descriptions."""
+
+    gather_keys = ("channels",)
+    metric = "channel_acc"
+    aug_deg, aug_scale = 10.0, 0.1
+
+    def __init__(self, cfg: Config, dist):
+        super().__init__(cfg, dist)
+        from zerohar.text.sensors import axis_description
+
+        self.channels = self.layout.channels
+        texts = [axis_description(ch) for ch in self.channels]
+        uniq = list(dict.fromkeys(texts))
+        self.texts = uniq
+        self.text_ids = torch.tensor([uniq.index(t) for t in texts], device=self.device)  # (C,)
+        self.text_emb = self.embed(uniq)  # (U, d_text)
+        self.model = build_zerohar_model(cfg, cfg.init)
+
+    def forward(self, model, batch: dict) -> dict:
+        ch = model.encode_channels(batch["x"])  # (b, C, E)
+        txt = model.encode_text(self.text_emb)  # (U, E)
+        return {"channels": ch, "text": txt, "scale": model.logit_scale}
+
+    def loss(self, out: dict, batch: dict) -> torch.Tensor:
+        ch = out["channels"].float()  # (B, C, E)
+        b, c, e = ch.shape
+        labels = self.text_ids.repeat(b)  # (B*C,)
+        return self.criterion(ch.reshape(b * c, e), out["text"].float(), labels, out["scale"])
+
+    @torch.no_grad()
+    def validate(self, model, bf16: bool) -> dict:
+        model.eval()
+        txt = nn.functional.normalize(model.encode_text(self.text_emb).float(), dim=-1)  # (U, E)
+        hits = []
+        for _, x in self._val_batches():
+            with _autocast(bf16, self.device):
+                ch = model.encode_channels(x)  # (b, C, E)
+            sim = nn.functional.normalize(ch.float(), dim=-1) @ txt.T  # (b, C, U)
+            hits.append(sim.argmax(-1).cpu())
+        model.train()
+        pred = torch.cat(hits).numpy()  # (N, C) predicted text ids
+        return channel_retrieval_report(pred, self.text_ids.cpu().numpy(), self.channels)
+
+
+def channel_retrieval_report(pred: np.ndarray, truth: np.ndarray, channels) -> dict:
+    """Stage I validation: channel retrieval accuracy overall, per channel, and whether kind / axis are right.
+
+    Args:
+        pred: `(N, C)` text id retrieved for each channel of each window.
+        truth: `(C,)` the text id of each channel's own description.
+        channels: the layout's channels (kind and axis of each).
+    """
+    pred_ch = np.array([[int(np.flatnonzero(truth == p)[0]) for p in row] for row in pred]) if len(pred) else pred
+    ok = pred == truth[None, :]  # (N, C)
+    kinds = np.array([ch.sensor for ch in channels])
+    axes = np.array([ch.axis for ch in channels])
+    out = {"channel_acc": float(ok.mean()) if ok.size else float("nan")}
+    if ok.size:
+        out["kind_acc"] = float((kinds[pred_ch] == kinds[None, :]).mean())
+        out["axis_acc"] = float((axes[pred_ch] == axes[None, :]).mean())
+        for k in dict.fromkeys(kinds):
+            out[f"{k}_acc"] = float(ok[:, kinds == k].mean())
+        for a in dict.fromkeys(axes):
+            out[f"{a}_acc"] = float(ok[:, axes == a].mean())
+        for i, ch in enumerate(channels):
+            name = f"{ch.sensor}_{ch.axis}" if len({(c.sensor, c.axis) for c in channels}) == len(channels) \
+                else f"ch{i}_{ch.sensor}_{ch.axis}"
+            out[f"channel/{name}"] = float(ok[:, i].mean())
+    return out
+
+
+class Stage2Task(_ZeroHARTask):
+    """Window embeddings <-> label texts of the seen classes (every class for `supervised`)."""
+
+    gather_keys = ("windows",)
+    metric = "val_acc"
+    aug_deg, aug_scale = 10.0, 0.1
+
+    def __init__(self, cfg: Config, dist):
+        super().__init__(cfg, dist)
+        from zerohar.text.sensors import sensor_description
+
+        t = cfg.train
+        init_meta = None
+        if cfg.init is not None:
+            run = load_stage1_run(cfg.init, cfg)
+            self._check_against_stage1(run)
+            self.model = run.model
+            self.model.train()
+            init_meta = run.meta
+        else:
+            logger.warning("%s without Stage I: the model starts from %s", cfg.stage,
+                           f"the backbone {cfg.backbone_init}" if cfg.backbone_init else "random weights")
+            self.model = build_zerohar_model(cfg, cfg.backbone_init)
+        self.init_meta = init_meta
+        self.context_emb = self.embed([sensor_description(s) for s in self.layout.sensors])  # (S, d_text)
+        d = self.data
+        trained = d.seen
+        self.label_ids = [d.classes.index(c) for c in trained]  # class id -> row of desc_emb below
+        texts = self._label_texts(trained + (d.unseen if t.transductive and cfg.stage != "supervised" else []))
+        k = max(len(v) for v in texts.values())
+        self.n_desc = {c: len(v) for c, v in texts.items()}
+        flat = [s for c in texts for s in texts[c]]
+        emb = self.embed(flat)  # (sum K, d_text)
+        desc = torch.zeros(len(texts), k, emb.shape[1], device=self.device)  # (L, K, d_text)
+        self.desc_mask = torch.zeros(len(texts), k, dtype=torch.bool)
+        i = 0
+        for j, c in enumerate(texts):
+            n = len(texts[c])
+            desc[j, :n] = emb[i : i + n]
+            self.desc_mask[j, :n] = True
+            i += n
+        self.desc = desc
+        self.text_labels = list(texts)  # row j of desc is label text_labels[j]
+        self.row_of_class = {d.classes.index(c): j for j, c in enumerate(self.text_labels) if c in trained}
+        self.extra_rows = [j for j, c in enumerate(self.text_labels) if c not in trained]  # transductive negatives
+        self.y_rows = np.full(len(d.classes), -1)
+        for cid, j in self.row_of_class.items():
+            self.y_rows[cid] = j
+
+    def _check_against_stage1(self, run) -> None:
+        from zerohar.data.layout import SensorLayout
+
+        s1 = SensorLayout.from_dict(run.meta["layout"], f"{run.path}/model.json")
+        known = {s.sensor for s in s1.sensors}
+        bad = sorted({s.sensor for s in self.layout.sensors} - known)
+        if bad:
+            raise ZeroharError(
+                f"{self.data.source}: the layout has sensor kind(s) {', '.join(bad)} that the Stage I run {run.path} "
+                f"never saw (it was trained on {', '.join(sorted(known))})"
+            )
+        if float(run.meta.get("window_s", self.cfg.data.window_s)) != self.cfg.data.window_s:
+            raise ZeroharError(
+                f"Stage I run {run.path} was trained on {run.meta['window_s']} s windows, but data.window_s is "
+                f"{self.cfg.data.window_s}"
+            )
+        if run.text_identity != self.text.identity:
+            raise ZeroharError(
+                f"Stage I run {run.path} used the text encoder {run.meta.get('text_encoder_name')!r}, but this run "
+                f"uses {self.text.name!r}"
+            )
+
+    def _label_texts(self, labels: list[str]) -> dict[str, list[str]]:
+        if self.cfg.train.label_text == "names":
+            return {c: [c] for c in labels}
+        from zerohar.text.labels import descriptions_for, known_datasets
+
+        src = self.cfg.data.descriptions or (self.data.dataset if self.data.dataset in known_datasets() else None)
+        return descriptions_for(labels, known=src)
+
+    def forward(self, model, batch: dict) -> dict:
+        w = model.encode_windows(batch["x"], self.context_emb, batch.get("mask"))  # (b, E)
+        rows = batch["text_rows"]
+        if self.cfg.train.label_sampling == "description" and batch.get("desc_pick") is not None:
+            txt = model.encode_text(self.desc[rows, batch["desc_pick"]])  # (U, E)
+        else:
+            txt = model.label_prototypes(self.desc[rows] if self._full_rows(rows) else self.desc[rows])  # (U, E)
+        return {"windows": w, "text": txt, "scale": model.logit_scale}
+
+    def _full_rows(self, rows) -> bool:
+        return True
+
+    def make_batch(self, idx, lo_hi, rng, device) -> dict:
+        batch = super().make_batch(idx, lo_hi, rng, device)
+        y_rows = self.y_rows[self.y[batch["rows"]]]  # (B,) rows of desc
+        uniq = sorted(set(y_rows.tolist()))
+        rows = uniq + self.extra_rows
+        batch["text_rows"] = torch.tensor(rows, device=device)
+        batch["targets"] = torch.tensor([rows.index(r) for r in y_rows], device=device)  # (B,) global batch
+        if self.cfg.train.label_sampling == "description":
+            n = self.desc_mask[rows].sum(1).numpy()
+            batch["desc_pick"] = torch.from_numpy(np.floor(rng.random(len(rows)) * n).astype(np.int64)).to(device)
+        return batch
+
+    def loss(self, out: dict, batch: dict) -> torch.Tensor:
+        return self.criterion(out["windows"].float(), out["text"].float(), batch["targets"], out["scale"])
+
+    @torch.no_grad()
+    def prototypes(self, model) -> torch.Tensor:
+        """Normalised prototypes `(L, E)` of the trained labels, rows ordered as self.label_ids."""
+        rows = [self.row_of_class[c] for c in self.label_ids]
+        return nn.functional.normalize(model.label_prototypes(self.desc[rows]).float(), dim=-1)
+
+    @torch.no_grad()
+    def validate(self, model, bf16: bool) -> dict:
+        model.eval()
+        proto = self.prototypes(model)  # (L, E)
+        preds, ys = [], []
+        for rows, x in self._val_batches():
+            with _autocast(bf16, self.device):
+                w = model.encode_windows(x, self.context_emb, None)  # (b, E)
+            preds.append((nn.functional.normalize(w.float(), dim=-1) @ proto.T).argmax(-1).cpu().numpy())
+            ys.append(self.y[rows])
+        model.train()
+        pred = np.asarray(self.label_ids)[np.concatenate(preds)]
+        y = np.concatenate(ys)
+        from sklearn.metrics import f1_score
+
+        return {"val_acc": float((pred == y).mean()),
+                "val_macro_f1": float(f1_score(y, pred, labels=self.label_ids, average="macro", zero_division=0))}
+
+    def metadata(self) -> dict:
+        meta = super().metadata()
+        if self.init_meta is not None:
+            meta["stage1"] = {"run": str(self.cfg.init), "dataset": self.init_meta.get("dataset"),
+                              "fold": self.init_meta.get("fold"), "init": self.init_meta.get("init")}
+        return meta
+
+
+class PretrainTask(_Task):
+    """SSL pretext multi-task on single triads (arrow of time, permutation, time warp)."""
+
+    metric = "pretext_acc"
+
+    def __init__(self, cfg: Config, dist):
+        super().__init__(cfg, dist)
+        from zerohar.losses import PretextTasks
+        from zerohar.model.pretrained import load_backbone
+
+        kinds = cfg.train.pretrain_sensors
+        self.triads = [i for i, s in enumerate(self.layout.sensors) if s.sensor in kinds]
+        if not self.triads:
+            raise ZeroharError(
+                f"{self.data.source}: no sensor of kind {', '.join(kinds)} to pretrain on (train.pretrain_sensors); "
+                f"the layout has {', '.join(sorted({s.sensor for s in self.layout.sensors}))}"
+            )
+        backbone = load_backbone(cfg.init, cfg.model.backbone)
+        self.pretext = PretextTasks()
+        self.model = PretrainModel(backbone, self.pretext)
+
+    def make_batch(self, idx, lo_hi, rng, device) -> dict:
+        rows = self.train_idx[idx]
+        lo, hi = lo_hi
+        x = self.X[rows][:, [3 * i + a for i in self.triads for a in range(3)]]  # (B, 3S', T)
+        b = len(rows)
+        x = x.reshape(b * len(self.triads), 3, -1)  # (B*S', 3, T)
+        per = len(self.triads)
+        xt, targets = self.pretext.transform(x, rng)  # numpy in, numpy out
+        xt = xt[lo * per : hi * per]
+        targets = {k: torch.from_numpy(v[lo * per : hi * per]).to(device) for k, v in targets.items()}
+        return {"x": torch.from_numpy(np.ascontiguousarray(xt, dtype=np.float32)).to(device), "targets": targets}
+
+    def forward(self, model, batch: dict) -> dict:
+        return model(batch["x"])
+
+    def loss(self, out: dict, batch: dict) -> torch.Tensor:
+        return self.pretext.loss({k: v.float() for k, v in out.items()}, batch["targets"])
+
+    @torch.no_grad()
+    def validate(self, model, bf16: bool) -> dict:
+        model.eval()
+        rng = np.random.default_rng([self.cfg.train.seed, 0xA11])  # the same pretext draws at every epoch
+        correct: dict[str, float] = {}
+        n = 0
+        for rows, _ in self._val_batches():
+            x = self.X[rows][:, [3 * i + a for i in self.triads for a in range(3)]].reshape(-1, 3, self.X.shape[2])
+            xt, targets = self.pretext.transform(x, rng)
+            with _autocast(bf16, self.device):
+                out = model(torch.from_numpy(np.ascontiguousarray(xt, dtype=np.float32)).to(self.device))
+            for k, v in self.pretext.accuracy({k: o.float() for k, o in out.items()},
+                                              {k: torch.from_numpy(t) for k, t in targets.items()}).items():
+                correct[k] = correct.get(k, 0.0) + v * len(x)
+            n += len(x)
+        model.train()
+        res = {f"{k}_acc": v / n for k, v in correct.items()}
+        res["pretext_acc"] = float(np.mean(list(res.values())))
+        return res
+
+    def save_model(self, model, out: Path, info: dict) -> None:
+        from zerohar.model.pretrained import save_backbone
+        from zerohar.runs import atomic_write_json
+
+        meta = {**self.metadata(), **info, "backbone": model.backbone.variant}
+        save_backbone(model.backbone, out / "model.safetensors", extra=meta)
+        atomic_write_json(out / "model.json", {"format": "zerohar-harnet-backbone", "extra": meta})
+
+
+class PretrainModel(nn.Module):
+    """A HARNet backbone with the pretext heads; forward returns the heads' logits."""
+
+    def __init__(self, backbone: nn.Module, pretext):
+        super().__init__()
+        self.backbone = backbone
+        self.heads = pretext.make_heads(backbone.out_dim)
+
+    def forward(self, x: torch.Tensor) -> dict:
+        f = self.backbone(x)  # (N, D)
+        return {k: h(f) for k, h in self.heads.items()}

@@ -1,0 +1,322 @@
+"""Activity-label descriptions: the texts Stage II aligns windows with and the label index searches.
+
+A label-description file (``metadata/labels/<dataset>.json``, or one written by ``zerohar describe``) is::
+
+    {"provenance": {"generator": ..., "instruction_version": ..., "date": ...},
+     "labels": {"walking": ["legs swing forward in turn ...", ... 10 descriptions], ...}}
+
+A label without descriptions falls back to its name in a few templates (``metadata/templates/labels.yaml``);
+``zerohar describe`` (or ``classify --describe``) writes real ones.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import yaml
+
+from zerohar.errors import ZeroharError
+from zerohar.paths import metadata_dir
+
+logger = logging.getLogger(__name__)
+
+#: Descriptions per label in the shipped files and the default of `zerohar describe`.
+N_DESCRIPTIONS = 10
+
+def labels_dir() -> Path:
+    """`metadata/labels/`: the shipped description files, one per dataset."""
+    return metadata_dir() / "labels"
+
+
+def known_datasets() -> list[str]:
+    """Datasets with a shipped label-description file, sorted."""
+    return sorted(p.stem for p in labels_dir().glob("*.json"))
+
+
+def normalize_label(label: str) -> str:
+    """A label as stored: surrounding whitespace removed, inner runs of whitespace made one space."""
+    return " ".join(str(label).split())
+
+
+def _resolve(dataset_or_path: str | Path) -> Path:
+    p = Path(dataset_or_path)
+    if p.suffix.lower() == ".json" or p.is_file() or len(p.parts) > 1:
+        if not p.is_file():
+            raise ZeroharError(f"label description file {p} does not exist")
+        return p
+    q = labels_dir() / f"{dataset_or_path}.json"
+    if not q.is_file():
+        raise ZeroharError(
+            f"no label descriptions for dataset {str(dataset_or_path)!r}: expected a .json file or one of "
+            f"{', '.join(known_datasets()) or '(none shipped)'}"
+        )
+    return q
+
+
+def read_label_file(path: str | Path) -> tuple[dict, dict[str, list[str]]]:
+    """Read and validate a label-description file.
+
+    Args:
+        path: The JSON file.
+
+    Returns:
+        (provenance, labels): the provenance mapping ({} if absent) and label -> descriptions, in file order.
+
+    Raises:
+        ZeroharError: one sentence naming the file and what is wrong with it.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ZeroharError(f"label description file {p} does not exist")
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ZeroharError(f"label description file {p} is not a UTF-8 text file (expected JSON)") from None
+    except json.JSONDecodeError as e:
+        raise ZeroharError(f"label description file {p} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    return _validate(d, str(p))
+
+
+def _validate(d, source: str) -> tuple[dict, dict[str, list[str]]]:
+    expect = "a JSON object with a 'labels' mapping of label -> list of descriptions"
+    if not isinstance(d, dict) or "labels" not in d:
+        found = f"keys {sorted(d)}" if isinstance(d, dict) else f"a JSON {_json_type(d)}"
+        raise ZeroharError(f"label description file {source}: expected {expect}, found {found}")
+    extra = sorted(set(d) - {"labels", "provenance"})
+    if extra:
+        raise ZeroharError(f"label description file {source}: unexpected top-level keys {extra}; expected {expect}")
+    prov = d.get("provenance", {})
+    if not isinstance(prov, dict):
+        raise ZeroharError(
+            f"label description file {source}: 'provenance' must be an object, found a JSON {_json_type(prov)}"
+        )
+    labels = d["labels"]
+    if not isinstance(labels, dict) or not labels:
+        found = "an empty object" if isinstance(labels, dict) else f"a JSON {_json_type(labels)}"
+        raise ZeroharError(f"label description file {source}: 'labels' must map labels to descriptions, found {found}")
+    out: dict[str, list[str]] = {}
+    for label, descs in labels.items():
+        name = normalize_label(label)
+        if not name:
+            raise ZeroharError(f"label description file {source}: a label name is empty")
+        if name in out:
+            raise ZeroharError(f"label description file {source}: label {name!r} appears twice")
+        if (
+            not isinstance(descs, list)
+            or not descs
+            or not all(isinstance(s, str) and s.strip() for s in descs)
+        ):
+            raise ZeroharError(
+                f"label description file {source}: label {name!r} must have a non-empty list of non-empty "
+                f"description strings, found {_describe_value(descs)}"
+            )
+        out[name] = [" ".join(s.split()) for s in descs]
+    return prov, out
+
+
+def _json_type(v) -> str:
+    return {dict: "object", list: "array", str: "string", bool: "boolean", type(None): "null"}.get(
+        type(v), "number" if isinstance(v, (int, float)) else type(v).__name__
+    )
+
+
+def _describe_value(v) -> str:
+    if isinstance(v, list):
+        if not v:
+            return "an empty array"
+        bad = next(x for x in v if not (isinstance(x, str) and x.strip()))
+        return f"an array holding {json.dumps(bad)}"
+    return f"a JSON {_json_type(v)}"
+
+
+def load_label_descriptions(dataset_or_path: str | Path) -> dict[str, list[str]]:
+    """Label -> descriptions of a shipped dataset ("hapt") or of a label-description file.
+
+    Args:
+        dataset_or_path: A dataset name with a file in `metadata/labels/`, or the path of a JSON file in that
+            format (e.g. written by `zerohar describe`).
+
+    Returns:
+        label -> list of descriptions, in file order.
+
+    Raises:
+        ZeroharError: unknown dataset, missing file, or a file not in the expected format.
+    """
+    return read_label_file(_resolve(dataset_or_path))[1]
+
+
+@functools.lru_cache(maxsize=1)
+def _label_templates() -> tuple[str, ...]:
+    p = metadata_dir() / "templates" / "labels.yaml"
+    if not p.is_file():
+        raise ZeroharError(f"label template file {p} does not exist")
+    try:
+        d = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ZeroharError(f"label template file {p} is not valid YAML ({e.__class__.__name__})") from None
+    t = d.get("templates") if isinstance(d, dict) else None
+    if not isinstance(t, list) or not t or not all(isinstance(s, str) and "{label}" in s for s in t):
+        raise ZeroharError(f"label template file {p}: expected 'templates', a list of strings containing {{label}}")
+    return tuple(t)
+
+
+def template_descriptions(label: str) -> list[str]:
+    """Fallback descriptions of a label without written ones: its name in each template of
+    `metadata/templates/labels.yaml` ("a person is rock climbing.").
+
+    Args:
+        label: The activity label.
+
+    Returns:
+        One text per template (10), all distinct.
+    """
+    name = normalize_label(label)
+    if not name:
+        raise ZeroharError("an activity label is empty: expected a non-empty activity name")
+    return list(dict.fromkeys(t.replace("{label}", name) for t in _label_templates()))
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> dict[str, tuple[str, ...]]:
+    """Every shipped file merged (a label shared by datasets has the same descriptions in each)."""
+    merged: dict[str, tuple[str, ...]] = {}
+    for name in known_datasets():
+        for label, descs in load_label_descriptions(name).items():
+            if label in merged and list(merged[label]) != descs:
+                logger.debug("label %r has other descriptions in %s; keeping the first dataset's", label, name)
+            merged.setdefault(label, tuple(descs))
+    return merged
+
+
+def _known_map(known) -> dict[str, list[str]]:
+    if known is None:
+        return {k: list(v) for k, v in _shipped().items()}
+    if isinstance(known, (str, Path)):
+        return load_label_descriptions(known)
+    if isinstance(known, Mapping):
+        return {normalize_label(k): list(v) for k, v in known.items()}
+    if isinstance(known, Iterable):
+        merged: dict[str, list[str]] = {}
+        for k in known:
+            for label, descs in _known_map(k).items():
+                merged.setdefault(label, descs)
+        return merged
+    raise TypeError(f"known must be a dataset name, a path, a mapping or a list of these, not {type(known).__name__}")
+
+
+def descriptions_for(labels: Iterable[str], known=None) -> dict[str, list[str]]:
+    """Descriptions of each label: written ones where known, else :func:`template_descriptions`.
+
+    Args:
+        labels: Activity labels (duplicates are dropped, order kept).
+        known: Where written descriptions come from: None = every shipped file; a dataset name or file path;
+            a mapping label -> descriptions; or a list of these (earlier ones win). A label matches exactly,
+            else ignoring case and repeated whitespace.
+
+    Returns:
+        label (exactly as given) -> descriptions, in the order of `labels`.
+
+    Raises:
+        ZeroharError: a label is empty.
+    """
+    if isinstance(labels, str):
+        labels = [labels]
+    table = _known_map(known)
+    folded = {k.casefold(): k for k in table}
+    out: dict[str, list[str]] = {}
+    templated = []
+    for i, raw in enumerate(labels):
+        if not isinstance(raw, str) or not normalize_label(raw):
+            raise ZeroharError(f"activity label {i + 1} is empty: expected a non-empty activity name")
+        if raw in out:
+            continue
+        label = normalize_label(raw)
+        hit = table.get(label)
+        if hit is None and label.casefold() in folded:
+            hit = table[folded[label.casefold()]]
+        if hit is None:
+            templated.append(label)
+            hit = template_descriptions(label)
+        out[raw] = list(hit)
+    if templated:
+        logger.info(
+            "no written descriptions for %s; using the label name in templates (`zerohar describe` writes real ones)",
+            ", ".join(repr(t) for t in templated),
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- writing
+def check_output(path: str | Path, update: bool = False, force: bool = False) -> None:
+    """Refuse an output path early (before any work): a folder, or an existing file without --update/--force.
+
+    With `update`, an existing file must be a valid label-description file (it will be merged into).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise ZeroharError(f"output {p} is a folder: expected a .json file name")
+    if p.exists():
+        if update:
+            read_label_file(p)
+        elif not force:
+            raise ZeroharError(
+                f"output {p} exists: pass --update to merge the labels into it, or --force to overwrite it"
+            )
+
+
+def write_label_file(
+    path: str | Path,
+    provenance: dict,
+    labels: Mapping[str, list[str]],
+    *,
+    update: bool = False,
+    force: bool = False,
+) -> dict[str, list[str]]:
+    """Write a label-description file atomically.
+
+    Args:
+        path: The .json file.
+        provenance: Who wrote the descriptions, how and when.
+        labels: label -> descriptions.
+        update: Merge into an existing file: its labels are kept, these added (or replaced), and `provenance`
+            is appended to the file's provenance under "updates" with the labels it covers.
+        force: Overwrite an existing file (without `update`).
+
+    Returns:
+        The labels of the written file.
+
+    Raises:
+        ZeroharError: the file exists and neither `update` nor `force` is set, or the existing file is invalid.
+    """
+    p = Path(path)
+    check_output(p, update, force)
+    merged = {normalize_label(k): list(v) for k, v in labels.items()}
+    prov = dict(provenance)
+    if update and p.exists():
+        old_prov, old = read_label_file(p)
+        merged = {**old, **merged}
+        if old_prov:
+            prov = dict(old_prov)
+            prov["updates"] = list(old_prov.get("updates", [])) + [{**provenance, "labels": list(labels)}]
+    _validate({"provenance": prov, "labels": merged}, str(p))  # never write a file we would refuse to read
+    text = json.dumps({"provenance": prov, "labels": merged}, indent=2, ensure_ascii=False) + "\n"
+    atomic_write_text(p, text)
+    return merged
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write text to a temp file beside `path`, then rename it over `path` (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)

@@ -1,0 +1,609 @@
+"""One training loop for every stage: SSL pretraining, Stage I, Stage II (and its supervised upper bound).
+
+The loop is stage-agnostic; what a stage trains on, its loss and its validation metric live in
+:mod:`zerohar.tasks`. The loop gives every stage the same behaviour:
+
+- AdamW (no weight decay on biases, norms and the logit scale), linear warm-up then cosine decay per step,
+  gradient-norm clipping, bf16 autocast on CPUs with native bf16 (`precision: auto`);
+- determinism: the shuffling of epoch `e` is a permutation drawn from `(seed, e)`, every random choice of a
+  step from `(seed, e, step)`, and torch's RNG is reseeded at each epoch start, so a run killed mid-epoch and
+  resumed from its last checkpoint ends exactly where an uninterrupted run ends;
+- model selection on held-out subjects of the seen classes (never unseen classes, never training loss): the
+  best epoch's model is written as `model.safetensors` + `model.json`;
+- `state.pt` after every epoch (atomic), `metrics.json`, `log.txt`, a tqdm bar that can be switched off;
+- `torchrun --nproc_per_node=N`: DistributedDataParallel (gloo on CPU, nccl on CUDA) with *global* batch
+  semantics: each process takes its slice of the same global batch, and the features of all processes are
+  gathered (with gradient) before the contrastive loss, so 1 and N processes compute the same loss (up to
+  BatchNorm statistics, which stay per process).
+
+Programmatic use (the benchmark does this)::
+
+    from zerohar.config import resolve_config
+    from zerohar.train import train_stage
+
+    cfg = resolve_config("stage1", overrides={"data": {"dataset": "hapt", "fold": "fold1"}, "train": {"seed": 1}})
+    run_dir = train_stage("stage1", cfg, "runs/stage1/hapt-fold1-s1", resume=True)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from zerohar.config import STAGES, Config
+from zerohar.errors import ZeroharError
+from zerohar.runs import (
+    atomic_torch_save,
+    atomic_write_json,
+    check_out_dir,
+    clear_run_files,
+)
+
+logger = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------- distributed
+@dataclass(frozen=True)
+class Dist:
+    """This process's place in a (possibly single-process) job."""
+
+    rank: int = 0
+    world: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world > 1
+
+
+def setup_distributed() -> tuple[Dist, bool]:
+    """Join the process group that `torchrun` describes in the environment (gloo on CPU, nccl on CUDA).
+
+    Returns:
+        (Dist, whether this call created the process group, so the caller destroys it at the end).
+    """
+    import torch.distributed as td
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Dist(), False
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device("cpu")
+    if torch.cuda.is_available():
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    created = False
+    if not td.is_initialized():
+        td.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        created = True
+    return Dist(rank, world, device), created
+
+
+def all_gather_with_grad(t: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """Concatenate `t` (same shape on every process) over processes along dim 0, keeping the autograd graph.
+
+    Each process then computes the loss of the whole global batch. The backward of the gather sums the
+    gradients of every process's copy of the loss into the slice it owns, and DDP averages parameter
+    gradients over processes: the two factors of N cancel, so the update equals the single-process one.
+    """
+    if not dist.enabled:
+        return t
+    from torch.distributed.nn.functional import all_gather
+
+    return torch.cat(all_gather(t), dim=0)
+
+
+def _barrier(dist: Dist) -> None:
+    if dist.enabled:
+        import torch.distributed as td
+
+        td.barrier()
+
+
+# ---------------------------------------------------------------------------------------------- precision
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 arithmetic (AMX-BF16 or AVX512-BF16) and oneDNN can use it."""
+    try:
+        flags = ""
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = line
+                    break
+        native = any(f in flags.split() for f in ("amx_bf16", "avx512_bf16"))
+    except OSError:  # not Linux: ask oneDNN alone
+        native = True
+    try:
+        mkldnn_ok = torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        mkldnn_ok = False
+    return native and mkldnn_ok
+
+
+def use_bf16(precision: str, device: torch.device | None = None) -> bool:
+    """Whether to autocast to bf16: "bf16" yes, "fp32" no, "auto" when the hardware does it natively."""
+    if precision == "bf16":
+        return True
+    if precision == "fp32":
+        return False
+    if device is not None and device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_supports_bf16()
+
+
+def autocast(enabled: bool, device: torch.device):
+    """bf16 autocast on `device`, or a no-op context."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+# ---------------------------------------------------------------------------------------------- schedule & seeds
+def lr_factor(step: int, total_steps: int, warmup_frac: float, schedule: str) -> float:
+    """LR multiplier at optimiser step `step` (0-based): linear warm-up, then cosine to 0 (or constant)."""
+    warm = int(round(warmup_frac * total_steps))
+    if warm > 0 and step < warm:
+        return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warm) / max(1, total_steps - warm)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def step_rng(seed: int, *keys: int) -> np.random.Generator:
+    """A generator determined by the seed and integer keys (epoch, step, ...): the same on every process."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(int(k) for k in keys)])
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which epoch `epoch` visits `n` training windows (independent of world size and resume)."""
+    return step_rng(seed, epoch, 0x5EED).permutation(n)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+    torch.manual_seed(seed)
+
+
+def _param_groups(model: nn.Module, lr: float, weight_decay: float, backbone_lr_mult: float) -> list[dict]:
+    """AdamW groups: decay only on weight matrices / conv kernels; the backbone may get a smaller LR."""
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        decay = p.ndim >= 2 and "logit_scale" not in name
+        backbone = name.startswith("backbone.") or ".backbone." in name
+        groups.setdefault((decay, backbone), []).append(p)
+    out = []
+    for (decay, backbone), params in sorted(groups.items()):
+        out.append(
+            {
+                "params": params,
+                "weight_decay": weight_decay if decay else 0.0,
+                "lr": lr * (backbone_lr_mult if backbone else 1.0),
+            }
+        )
+    return out
+
+
+class _TaskModule(nn.Module):
+    """Wraps the model so DDP sees one forward per step: the task's whole forward (signal and text side)."""
+
+    def __init__(self, model: nn.Module, task):
+        super().__init__()
+        self.model = model
+        self._task = task  # a plain attribute: not a submodule
+
+    def forward(self, batch: dict) -> dict:
+        return self._task.forward(self.model, batch)
+
+
+# ---------------------------------------------------------------------------------------------- logging
+class _RunLog:
+    """While a run trains: `log.txt` in the run directory (main process), and the zerohar loggers at INFO."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self.handler = None
+        self.logger = logging.getLogger("zerohar")
+        self.level = self.logger.level
+
+    def __enter__(self):
+        if self.logger.level == logging.NOTSET or self.logger.level > logging.INFO:
+            self.logger.setLevel(logging.INFO)
+        if self.path is not None:
+            self.handler = logging.FileHandler(self.path, encoding="utf-8")
+            self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+            self.handler.setLevel(logging.INFO)
+            self.logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self.handler is not None:
+            self.logger.removeHandler(self.handler)
+            self.handler.close()
+        self.logger.setLevel(self.level)
+        return False
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+def train_stage(
+    stage: str,
+    cfg: Config,
+    out_dir: str | Path,
+    *,
+    force: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train one stage into `out_dir` and return it.
+
+    Args:
+        stage: "pretrain", "stage1", "stage2" or "supervised" (Stage II on every class, subject-disjoint).
+        cfg: The resolved config (:func:`zerohar.config.resolve_config`); its `stage` must equal `stage`.
+        out_dir: The run directory (created).
+        force: Start over even if `out_dir` holds a run (only the run's own files are removed).
+        resume: Continue an unfinished run from its last epoch checkpoint; a finished run is returned as is.
+        progress: Show a tqdm progress bar (main process only).
+
+    Returns:
+        `out_dir` as a Path, holding a finished run.
+
+    Raises:
+        ZeroharError: bad config, data, init checkpoint or output directory (one sentence each).
+    """
+    if stage not in STAGES:
+        raise ZeroharError(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
+    if cfg.stage != stage:
+        raise ZeroharError(f"the config is for {cfg.stage!r}, but train_stage was asked to train {stage!r}")
+    out = Path(out_dir)
+    dist, created_group = setup_distributed()
+    try:
+        mode = check_out_dir(out, force=force, resume=resume)
+        if mode == "finished":
+            logger.info("%s already holds a finished %s run; nothing to do", out, stage)
+            return out
+        _barrier(dist)  # every process has looked at the directory before the main one changes it
+        if dist.is_main:
+            if force:
+                clear_run_files(out)
+            out.mkdir(parents=True, exist_ok=True)
+        _barrier(dist)
+        state = None
+        if mode == "resume":
+            cfg = _resume_config(cfg, out)
+            state = _load_state(out / "state.pt")
+        with _RunLog(out / "log.txt" if dist.is_main else None):
+            _Trainer(cfg, out, dist, progress=progress, state=state).fit()
+        _barrier(dist)
+        return out
+    finally:
+        if created_group:
+            import torch.distributed as td
+
+            td.destroy_process_group()
+
+
+def run_pretrain(cfg: Config, out_dir: str | Path, **kwargs) -> Path:
+    """SSL pretraining of the backbone (see :func:`train_stage` for the arguments)."""
+    return train_stage("pretrain", cfg, out_dir, **kwargs)
+
+
+def run_stage1(cfg: Config, out_dir: str | Path, **kwargs) -> Path:
+    """Stage I: channel embeddings <-> sensor-axis descriptions (see :func:`train_stage`)."""
+    return train_stage("stage1", cfg, out_dir, **kwargs)
+
+
+def run_stage2(cfg: Config, out_dir: str | Path, **kwargs) -> Path:
+    """Stage II: window embeddings <-> label descriptions of the seen classes (see :func:`train_stage`)."""
+    return train_stage("stage2", cfg, out_dir, **kwargs)
+
+
+def run_supervised(cfg: Config, out_dir: str | Path, **kwargs) -> Path:
+    """Stage II on every class with a subject-disjoint test split: the upper bound (see :func:`train_stage`)."""
+    return train_stage("supervised", cfg, out_dir, **kwargs)
+
+
+def _resume_config(cfg: Config, out: Path) -> Config:
+    """The saved config of the run being resumed; a differing requested config is an error naming the keys."""
+    from zerohar.config import from_dict, load_yaml
+
+    saved = from_dict(Config, load_yaml(out / "config.yaml", "run config"), str(out / "config.yaml"))
+    diff = _diff(saved.to_dict(), cfg.to_dict())
+    # Thread counts and time limits do not change what is computed; everything else must match.
+    diff = [k for k in diff if k not in ("train.num_workers", "train.max_minutes")]
+    if diff:
+        raise ZeroharError(
+            f"cannot resume {out}: the requested config differs from its config.yaml in {', '.join(diff)}; "
+            "resume with the same settings or start over with --force"
+        )
+    return saved
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for k in sorted(set(a) | set(b)):
+        va, vb = a.get(k), b.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            keys += _diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            keys.append(prefix + k)
+    return keys
+
+
+def _load_state(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file
+        raise ZeroharError(
+            f"checkpoint {path} could not be read ({e.__class__.__name__}); it is damaged: start over with --force"
+        ) from None
+
+
+class _Trainer:
+    """One run of the loop; the stage-specific parts come from a :mod:`zerohar.tasks` task."""
+
+    def __init__(self, cfg: Config, out: Path, dist: Dist, *, progress: bool, state: dict | None):
+        from zerohar.tasks import make_task
+
+        self.cfg, self.out, self.dist, self.progress = cfg, out, dist, progress
+        t = cfg.train
+        seed_everything(t.seed)  # identical initialisation on every process
+        self.bf16 = use_bf16(t.precision, dist.device)
+        self.task = make_task(cfg, dist)
+        self.model = self.task.model.to(dist.device)
+        self.n_train = self.task.n_train
+        world = dist.world
+        bs = t.batch_size
+        if bs % world:
+            raise ZeroharError(
+                f"train.batch_size {bs} must be divisible by the number of processes ({world}): it is the global batch"
+            )
+        if self.n_train < world * 2:
+            raise ZeroharError(f"only {self.n_train} training windows: too few to train {cfg.stage}")
+        self.batch_size = min(bs, self.n_train - self.n_train % world)
+        steps = max(1, self.n_train // self.batch_size)
+        if t.max_steps_per_epoch is not None:
+            steps = min(steps, t.max_steps_per_epoch)
+        self.steps_per_epoch = steps
+        self.total_steps = steps * t.epochs
+        self.optimizer = torch.optim.AdamW(
+            _param_groups(self.model, t.lr, t.weight_decay, t.backbone_lr_mult), lr=t.lr, betas=(0.9, 0.999)
+        )
+        total, warm, sched = self.total_steps, t.warmup, t.schedule
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda s: lr_factor(s, total, warm, sched)
+        )
+        self.net: nn.Module = _TaskModule(self.model, self.task)
+        if dist.enabled:
+            # Stage I leaves the Stage II transformer unused (and vice versa): find_unused_parameters.
+            self.net = nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
+                find_unused_parameters=True,
+            )
+        self.epoch = 0  # completed epochs
+        self.step = 0  # completed optimiser steps
+        self.history: list[dict] = []
+        self.best: dict | None = None
+        self.elapsed_before = 0.0  # seconds trained by earlier (killed) segments of this run
+        self.train_time = 0.0
+        self.train_windows = 0
+        if state is not None:
+            self._restore(state)
+
+    # ------------------------------------------------------------------ state
+    def _restore(self, state: dict) -> None:
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.epoch, self.step = int(state["epoch"]), int(state["step"])
+            self.history = list(state["history"])
+            self.best = state["best"]
+            self.elapsed_before = float(state["elapsed_s"])
+            self.train_time = float(state["train_time_s"])
+            self.train_windows = int(state["train_windows"])
+            torch.set_rng_state(state["rng"]["torch"])
+            random.setstate(_to_python_state(state["rng"]["python"]))
+        except (KeyError, RuntimeError, ValueError, TypeError) as e:
+            raise ZeroharError(
+                f"{self.out / 'state.pt'} does not match this run ({e.__class__.__name__}); start over with --force"
+            ) from None
+        logger.info("resuming %s after epoch %d (step %d)", self.out, self.epoch, self.step)
+
+    def _state(self, elapsed: float) -> dict:
+        return {
+            "format": "zerohar.train_state/1",
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "step": self.step,
+            "history": self.history,
+            "best": self.best,
+            "elapsed_s": elapsed,
+            "train_time_s": self.train_time,
+            "train_windows": self.train_windows,
+            "rng": {"torch": torch.get_rng_state(), "python": _from_python_state(random.getstate())},
+        }
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> None:
+        cfg, t, dist = self.cfg, self.cfg.train, self.dist
+        start = time.perf_counter()
+        if dist.is_main and self.epoch == 0:
+            cfg.save(self.out / "config.yaml")
+        logger.info(
+            "%s: %d training windows, global batch %d x %d steps/epoch x %d epochs, %s, %d process(es)",
+            cfg.stage, self.n_train, self.batch_size, self.steps_per_epoch, t.epochs,
+            "bf16 autocast" if self.bf16 else "fp32", dist.world,
+        )
+        stopped_early = False
+        pool = ThreadPoolExecutor(max_workers=t.num_workers) if t.num_workers > 0 else None
+        try:
+            while self.epoch < t.epochs and not stopped_early:
+                stopped_early = self._train_epoch(start, pool)
+                self.epoch += 1
+                val = self.task.validate(self.model, self.bf16) if self.task.has_validation else {}
+                self._end_epoch(val, time.perf_counter() - start)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._finish(time.perf_counter() - start, stopped_early)
+
+    def _train_epoch(self, start: float, pool) -> bool:
+        """One epoch (resumed runs redo a partly trained epoch from its start). True if the time limit hit."""
+        from tqdm.auto import tqdm
+
+        t, dist, e = self.cfg.train, self.dist, self.epoch
+        torch.manual_seed(hash((t.seed, e, dist.rank)) & 0x7FFFFFFF)  # dropout etc.: a function of (seed, epoch)
+        order = epoch_permutation(t.seed, e, self.n_train)
+        bs, lo_hi = self.batch_size, self._local_slice()
+
+        def make(step: int):
+            idx = order[step * bs : (step + 1) * bs]
+            return self.task.make_batch(idx, lo_hi, step_rng(t.seed, e, step), dist.device)
+
+        self.net.train()
+        bar = tqdm(
+            total=self.steps_per_epoch, desc=f"{self.cfg.stage} epoch {e + 1}/{t.epochs}", unit="step",
+            disable=not (self.progress and dist.is_main), leave=False, dynamic_ncols=True,
+        )
+        losses = []
+        t0 = time.perf_counter()
+        pending = pool.submit(make, 0) if pool is not None else None
+        stopped = False
+        for step in range(self.steps_per_epoch):
+            if pool is not None:
+                batch = pending.result()
+                if step + 1 < self.steps_per_epoch:
+                    pending = pool.submit(make, step + 1)
+            else:
+                batch = make(step)
+            loss = self._train_step(batch)
+            losses.append(loss)
+            self.train_windows += bs
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
+            if t.max_minutes is not None and (
+                self.elapsed_before + time.perf_counter() - start > 60.0 * t.max_minutes
+            ):
+                logger.info("train.max_minutes (%.1f) reached at epoch %d step %d", t.max_minutes, e + 1, step + 1)
+                stopped = True
+                break
+        bar.close()
+        dt = time.perf_counter() - t0
+        self.train_time += dt
+        self._epoch_train = {"train_loss": float(np.mean(losses)), "train_windows_per_s": len(losses) * bs / dt,
+                             "train_s": dt}
+        return stopped
+
+    def _local_slice(self) -> tuple[int, int]:
+        per = self.batch_size // self.dist.world
+        return self.dist.rank * per, (self.dist.rank + 1) * per
+
+    def _train_step(self, batch: dict) -> float:
+        """Forward (bf16 autocast), gather, loss (fp32), backward, clip, AdamW, LR schedule; the loss value."""
+        t, dist = self.cfg.train, self.dist
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.bf16, dist.device):
+            out = self.net(batch)
+        out = {k: (all_gather_with_grad(v, dist) if k in self.task.gather_keys else v) for k, v in out.items()}
+        loss = self.task.loss(out, batch)
+        if not torch.isfinite(loss):
+            raise ZeroharError(
+                f"{self.cfg.stage}: the training loss became {loss.item()} at step {self.step + 1}; "
+                "lower train.lr or use train.precision=fp32"
+            )
+        loss.backward()
+        if t.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.task.after_step(self.model)
+        self.step += 1
+        return float(loss.detach())
+
+    def _end_epoch(self, val: dict, elapsed_here: float) -> None:
+        metric = self.task.metric
+        row = {"epoch": self.epoch, "step": self.step, "lr": self.scheduler.get_last_lr()[0], **self._epoch_train}
+        row["val"] = val
+        self.history.append(row)
+        score = val.get(metric) if val else None
+        improved = self.best is None or score is None or score > self.best["metric"]
+        msg = ", ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float))
+        logger.info(
+            "epoch %d/%d: train loss %.4f, %.0f windows/s%s%s", self.epoch, self.cfg.train.epochs,
+            row["train_loss"], row["train_windows_per_s"], f"; val {msg}" if msg else "",
+            " (best)" if improved and score is not None else "",
+        )
+        if improved:
+            self.best = {"epoch": self.epoch, "metric": score if score is not None else float("nan"), "val": val}
+            if self.dist.is_main:
+                self.task.save_model(self.model, self.out, {"epoch": self.epoch, "selection_metric": metric,
+                                                             "selection_value": score})
+        if self.dist.is_main:
+            elapsed = self.elapsed_before + elapsed_here
+            atomic_torch_save(self._state(elapsed), self.out / "state.pt")
+            atomic_write_json(self.out / "metrics.json", self._metrics(elapsed, finished=False))
+        _barrier(self.dist)
+
+    def _metrics(self, elapsed: float, finished: bool, stopped_early: bool = False) -> dict:
+        best = dict(self.best) if self.best else None
+        return {
+            "stage": self.cfg.stage,
+            "finished": finished,
+            "selection_metric": self.task.metric,
+            "best": best,
+            "epochs": self.history,
+            "timing": {
+                "wall_time_s": elapsed,
+                "train_time_s": self.train_time,
+                "train_windows": self.train_windows,
+                "train_windows_per_s": self.train_windows / self.train_time if self.train_time else None,
+                "processes": self.dist.world,
+                "precision": "bf16" if self.bf16 else "fp32",
+            },
+            "data": self.task.summary(),
+            "stopped_early": stopped_early,
+        }
+
+    def _finish(self, elapsed_here: float, stopped_early: bool) -> None:
+        if self.dist.is_main:
+            elapsed = self.elapsed_before + elapsed_here
+            atomic_write_json(self.out / "metrics.json", self._metrics(elapsed, finished=True,
+                                                                         stopped_early=stopped_early))
+            b = self.best or {}
+            logger.info(
+                "%s finished in %.1f s: best epoch %s, %s %s -> %s", self.cfg.stage, elapsed, b.get("epoch"),
+                self.task.metric, _fmt(b.get("metric")), self.out,
+            )
+
+
+def _fmt(x) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def _from_python_state(s: tuple) -> list:
+    # random.getstate() is (version, tuple of 625 ints, gauss); lists/ints pass torch's weights_only loader.
+    return [s[0], list(s[1]), s[2]]
+
+
+def _to_python_state(s: list) -> tuple:
+    return (s[0], tuple(s[1]), s[2])
