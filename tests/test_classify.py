@@ -166,9 +166,9 @@ def test_no_usable_sensor_is_an_error():
 def test_npy_needs_a_rate_and_a_layout(tmp_path):
     p = tmp_path / "rec.npy"
     np.save(p, np.zeros((100, 6), np.float32))
-    with pytest.raises(ZeroharError, match="rec.npy: a .npy / .npz recording needs its sensor layout"):
+    with pytest.raises(ZeroharError, match=r"rec.npy: give its sensor layout \(--layout FILE.yaml\)"):
         open_recording(p, rate=30.0)
-    with pytest.raises(ZeroharError, match="rec.npy: has no 'time' array; pass --rate"):
+    with pytest.raises(ZeroharError, match=r"rec.npy: has no 'time' array; give its sampling rate in Hz \(--rate\)"):
         open_recording(p, placement="waist", device="smartphone")
     rec = open_recording(p, placement="waist", device="smartphone", rate=50.0)
     assert [s.sensor for s in rec.layout.sensors] == ["acc", "gyro"]
@@ -177,18 +177,23 @@ def test_npy_needs_a_rate_and_a_layout(tmp_path):
     assert rec.t_first == 0.0
 
 
-def test_npz_with_times_and_a_wrong_layout(tmp_path):
-    p = tmp_path / "rec.npz"
-    np.savez(p, signals=np.zeros((50, 6)), time=np.arange(50) / 25.0)
-    rec = open_recording(p, placement="waist", device="phone")
-    assert next(iter(rec.chunks))[0][-1] == pytest.approx(49 / 25.0)
-    wrist = tmp_path / "wrist.yaml"
-    _layout(("acc", "wrist", "watch")).to_yaml(wrist)
-    with pytest.raises(ZeroharError, match="rec.npz: has 6 signal columns, but its sensor layout has 3"):
-        open_recording(p, layout=wrist)
-    np.savez(tmp_path / "bad.npz", X=np.zeros((5, 3)))
-    with pytest.raises(ZeroharError, match=r"bad.npz: expected an array 'signals' \(T, C\)"):
-        open_recording(tmp_path / "bad.npz", placement="waist", device="phone")
+def test_csv_with_a_time_column_streams_in_chunks(tmp_path):
+    p = tmp_path / "rec.csv"
+    t = 5.0 + np.arange(500) / 50.0
+    x = _signal(t)
+    rows = "\n".join(",".join(f"{v:.6f}" for v in (ti, *xi)) for ti, xi in zip(t, x))
+    p.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n" + rows + "\n")
+    rec = open_recording(p, placement="waist", device="smartphone", chunk_rows=128)
+    chunks = list(rec.chunks)
+    assert [len(c[0]) for c in chunks] == [128, 128, 128, 116]
+    assert rec.t_first == pytest.approx(5.0)
+    np.testing.assert_allclose(np.concatenate([c[1] for c in chunks]), x, atol=1e-6)
+    assert rec.layout.sensors == WAIST.sensors
+
+
+def test_a_missing_input_is_an_error(tmp_path):
+    with pytest.raises(ZeroharError, match="input file .*nothing.csv does not exist"):
+        open_recording(tmp_path / "nothing.csv", placement="waist", device="phone")
 
 
 def test_an_existing_output_is_refused_without_force(tmp_path):
@@ -207,3 +212,157 @@ def test_segments_merge_consecutive_windows():
     assert segments(starts, labels, 2.5, 5.0) == [
         (0.0, 5.0, "walk"), (5.0, 15.0, "sit"), (30.0, 32.5, "sit"), (32.5, 37.5, "walk")
     ]
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+def _tiny_run(d, *, stage: str = "stage2", label_text: str = "descriptions", seed: int = 0):
+    """A finished run directory holding a tiny random-init model (no training): enough to test the plumbing."""
+    import json
+
+    import torch
+
+    from zerohar.config import Config
+    from zerohar.data.folds import load_folds
+    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
+    from zerohar.paths import metadata_dir
+
+    torch.manual_seed(seed)
+    mcfg = ModelConfig(embed_dim=32, d_model=32, n_layers=1, n_heads=2, orig_d_model=32)
+    cfg = Config(stage=stage, model=mcfg)
+    cfg.train.label_text = label_text
+    folds = load_folds("hapt")
+    layout = SensorLayout.from_yaml(metadata_dir() / "sensors" / "hapt.yaml").canonical()
+    meta = {"stage": stage, "dataset": "hapt", "fold": "fold1", "classes": list(folds.classes),
+            "seen": folds.seen("fold1"), "unseen": folds.unseen("fold1"), "layout": layout.to_dict(),
+            "window_s": 5.0, "subjects": {"train": [], "val": [], "test": []}, "label_text": label_text}
+    ZeroHARModel(mcfg).save_pretrained(d, extra=meta)
+    cfg.save(d / "config.yaml")
+    (d / "metrics.json").write_text(json.dumps({"finished": True}))
+    return d
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    return _tiny_run(tmp_path_factory.mktemp("run") / "stage2")
+
+
+@pytest.fixture(scope="module")
+def hapt_csv(tmp_path_factory):
+    """90 s of an embedded HAPT recording as a user would have it: a CSV with a time column first."""
+    from zerohar.data.sources import embedded
+
+    rec = embedded.read(progress=False)[0]
+    n = int(90 * rec.rate)
+    t = 100.0 + np.arange(n) / rec.rate
+    p = tmp_path_factory.mktemp("rec") / "rec.csv"
+    rows = "\n".join(",".join(f"{v:.5f}" for v in (ti, *xi)) for ti, xi in zip(t, rec.signals[:n].astype(float)))
+    p.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n" + rows + "\n")
+    return p
+
+
+def _read_csv(p):
+    import csv
+
+    with open(p, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_classify_writes_one_row_per_window_with_top_k(tiny_run, hapt_csv, tmp_path):
+    from zerohar.classify import classify_recording
+
+    labels = ["walking", "sitting", "rock climbing"]
+    res = classify_recording(tiny_run, hapt_csv, tmp_path / "out.csv", labels=labels, placement="waist",
+                             device="smartphone", top_k=2, progress=False)
+    rows = _read_csv(tmp_path / "out.csv")
+    assert res.n_windows == len(rows) == (90 * 30 - 150) // 75 + 1
+    assert list(rows[0]) == ["start_s", "label", "score", "label_2", "score_2"]
+    starts = np.array([float(r["start_s"]) for r in rows])
+    np.testing.assert_allclose(starts, np.arange(len(rows)) * 2.5, atol=1e-3)  # from the first sample, not t=100
+    assert {r["label"] for r in rows} | {r["label_2"] for r in rows} <= set(labels)
+    assert all(float(r["score"]) >= float(r["score_2"]) for r in rows)
+    assert all(r["label"] != r["label_2"] for r in rows)
+    assert sum(res.seconds_per_label.values()) == pytest.approx((len(rows) - 1) * 2.5 + 5.0)
+    assert not [p for p in tmp_path.iterdir() if p.name != "out.csv"], "temporary files left behind"
+
+
+def test_classify_result_does_not_depend_on_the_chunk_size(tiny_run, hapt_csv, tmp_path):
+    from zerohar.classify import classify_recording
+
+    kw = {"labels": ["walking", "sitting", "lying"], "placement": "waist", "device": "smartphone",
+          "progress": False, "precision": "fp32"}
+    classify_recording(tiny_run, hapt_csv, tmp_path / "a.csv", chunk_rows=97, **kw)
+    classify_recording(tiny_run, hapt_csv, tmp_path / "b.csv", chunk_rows=100_000, **kw)
+    a, b = _read_csv(tmp_path / "a.csv"), _read_csv(tmp_path / "b.csv")
+    assert [r["start_s"] for r in a] == [r["start_s"] for r in b]
+    assert [r["label"] for r in a] == [r["label"] for r in b]
+    np.testing.assert_allclose([float(r["score"]) for r in a], [float(r["score"]) for r in b], atol=2e-3)
+
+
+def test_classify_with_a_saved_index_matches_labels(tiny_run, hapt_csv, tmp_path):
+    from zerohar.classify import build_label_index, classify_recording
+
+    labels = ["walking", "sitting", "lying"]
+    build_label_index(tiny_run, tmp_path / "idx", labels=labels)
+    kw = {"placement": "waist", "device": "smartphone", "progress": False, "precision": "fp32"}
+    classify_recording(tiny_run, hapt_csv, tmp_path / "a.csv", index_dir=tmp_path / "idx", **kw)
+    classify_recording(tiny_run, hapt_csv, tmp_path / "b.csv", labels=labels, **kw)
+    assert [r["label"] for r in _read_csv(tmp_path / "a.csv")] == [r["label"] for r in _read_csv(tmp_path / "b.csv")]
+
+
+def test_an_index_of_another_model_is_refused(tiny_run, hapt_csv, tmp_path):
+    from zerohar.classify import build_label_index, classify_recording
+
+    other = _tiny_run(tmp_path / "other", seed=1)
+    build_label_index(other, tmp_path / "idx", labels=["walking", "sitting"])
+    with pytest.raises(ZeroharError, match=r"idx was built by model sha256:\w+, not by the model given"):
+        classify_recording(tiny_run, hapt_csv, tmp_path / "out.csv", index_dir=tmp_path / "idx",
+                           placement="waist", device="smartphone", progress=False)
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_a_recording_shorter_than_a_window_is_refused_and_nothing_is_written(tiny_run, tmp_path):
+    from zerohar.classify import classify_recording
+
+    p = tmp_path / "short.csv"
+    t = np.arange(90) / 30.0  # 3 s
+    x = _signal(t)
+    p.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n"
+                 + "\n".join(",".join(f"{v:.5f}" for v in (ti, *xi)) for ti, xi in zip(t, x)) + "\n")
+    with pytest.raises(ZeroharError, match=r"short.csv: the recording .* is shorter than one 5 s window"):
+        classify_recording(tiny_run, p, tmp_path / "out.csv", labels=["walking", "sitting"], placement="waist",
+                           device="smartphone", progress=False)
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["short.csv"]
+
+
+def test_classify_command_end_to_end(tiny_run, hapt_csv, tmp_path, capsys):
+    from zerohar.cli import main
+
+    out = tmp_path / "labels.csv"
+    base = ["classify", "--model", str(tiny_run), "--input", str(hapt_csv), "--placement", "waist", "--device",
+            "smartphone", "--no-progress"]
+    argv = base + ["--labels", "walking", "sitting", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"35 windows of 5 s (step 2.5 s) -> {out}" in printed
+    assert "label" in printed and "share" in printed
+    assert main(argv) == 2  # the output exists now
+    assert "labels.csv already exists; pass --force to overwrite it" in capsys.readouterr().err
+    assert main(argv + ["--force"]) == 0
+    assert main(base + ["--labels", "walking", "--out", str(tmp_path / "x.csv")]) == 2
+    assert "zero-shot classification needs at least two candidate labels" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_parquet_without_pyarrow_is_a_clear_error(tmp_path):
+    if _has_pyarrow():
+        pytest.skip("pyarrow is installed")
+    with pytest.raises(ZeroharError, match=r"x.parquet: writing Parquet needs pyarrow \(pip install pyarrow\)"):
+        check_output(tmp_path / "x.parquet", force=False)

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import socket
+import subprocess
 import sys
+import time
 
 import pytest
 from llm_server import LLMServer
@@ -177,6 +181,33 @@ def test_interrupted_run_resumes_with_the_missing_labels(server, tmp_path):
     assert rc == 0
     assert server.labels_requested() == ["c"]
     assert list(load_label_descriptions(out)) == ["a", "b", "c"]
+
+
+def test_ctrl_c_then_rerun_asks_only_for_the_labels_not_yet_cached(server, tmp_path):
+    server.sleep_s = 3.0
+    server.per_label["c"] = ["timeout"] * 20  # c hangs; a and b are answered and cached first (one worker)
+    out = tmp_path / "d.json"
+    env = {**os.environ, "ZEROHAR_CACHE": os.environ["ZEROHAR_CACHE"], "OPENAI_API_KEY": KEY}
+    cmd = [sys.executable, "-m", "zerohar.cli", "describe", "a", "b", "c", "--model", "test-model", "--base-url",
+           server.url, "--out", str(out), "--concurrency", "1", "--timeout", "1", "--retries", "9", "--backoff",
+           "0.001", "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while "c" not in server.labels_requested():
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before asking for c"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted" in err
+    assert not out.exists()
+    server.reset()
+    server.per_label.clear()
+    rc = main(["describe", "a", "b", "c", "--model", "test-model", "--base-url", server.url, "--out", str(out),
+               *CLI_FAST])
+    assert rc == 0 and server.labels_requested() == ["c"]
 
 
 # ---------------------------------------------------------------------------------------------- the key

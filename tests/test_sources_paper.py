@@ -72,7 +72,10 @@ def test_fixtures_are_what_the_script_writes(tmp_path):
     spec.loader.exec_module(make)
     total = make.write_all(tmp_path)
     written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*") if p.is_file())
-    committed = sorted(p.relative_to(FIX) for p in FIX.rglob("*") if p.is_file() and p.suffix != ".py")
+    committed = sorted(
+        p.relative_to(FIX) for p in FIX.rglob("*")
+        if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts
+    )
     assert written == committed
     for rel in written:
         assert (tmp_path / rel).read_bytes() == (FIX / rel).read_bytes(), rel
@@ -264,6 +267,8 @@ def test_opportunity_labels_merge_gestures_and_null():
 def test_opportunity_sessions_and_custom_layout(tmp_path):
     drill = opportunity.read(FIX / "opportunity", progress=False, sessions=("Drill",))
     assert [r.name for r in drill] == ["opportunity/S2-Drill"]
+    with pytest.raises(ZeroharError, match=r"sessions \('XYZ',\): expected 'ADL' and/or 'Drill'"):
+        opportunity.read(FIX / "opportunity", progress=False, sessions=("XYZ",))
     p = tmp_path / "rwr.yaml"
     p.write_text(
         "channels:\n"
@@ -472,6 +477,9 @@ def test_harth_bad_files(tmp_path):
     lines = f.read_text().splitlines()
     f.write_text("\n".join([lines[0].replace(",thigh_z", "")] + lines[1:]) + "\n")
     with pytest.raises(ZeroharError, match=r"S006\.csv: header .* lacks \['thigh_z'\]"):
+        harth.read(root, progress=False)
+    f.write_text("\n".join([lines[0] + ",subject"] + [line + ",6" for line in lines[1:]]) + "\n")
+    with pytest.raises(ZeroharError, match=r"S006\.csv: header .* has extra columns \['subject'\]"):
         harth.read(root, progress=False)
     fields = lines[3].split(",")
     fields[2] = "oops"

@@ -30,8 +30,8 @@ logger = logging.getLogger(__name__)
 RATE = 30.0
 #: Windows labelled per batch (embedding + search + write); bounds memory independently of the recording length.
 BATCH_WINDOWS = 4096
-#: Raw rows read per chunk from .npy / .npz input.
-CHUNK_ROWS = 200_000
+#: Raw rows read per chunk.
+CHUNK_ROWS = 100_000
 
 
 # ---------------------------------------------------------------------------------------------- labels
@@ -224,88 +224,24 @@ def open_recording(
     rate: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
 ) -> InputRecording:
-    """Open a CSV (via the csv source), `.npy` (`(T, C)`, needs `rate`) or `.npz` recording for streaming.
+    """Open a CSV, `.npy` (`(T, C)`, needs `rate`) or `.npz` recording for streaming (the csv source's reader).
 
     Args:
         path: the recording.
         layout: its sensor layout (a YAML file in the format of `metadata/sensors/`, or a SensorLayout).
         placement, device: instead of a layout, the placement and device of every sensor (the columns name
-            the sensor kinds; see the csv source).
-        rate: sampling rate in Hz of a `.npy` / `.npz` without times.
+            the sensor kinds; see :mod:`zerohar.data.sources.csv`).
+        rate: sampling rate in Hz of a file without times.
         chunk_rows: rows per chunk.
     """
+    from zerohar.data.sources import csv as csv_source
+
     p = Path(path)
     if not p.is_file():
         raise ZeroharError(f"input file {p} does not exist")
-    if isinstance(layout, (str, Path)):
-        layout = SensorLayout.from_yaml(layout)
-    suffix = p.suffix.lower()
-    if suffix in (".npy", ".npz"):
-        return _open_numpy(p, layout, placement, device, rate, chunk_rows)
-    from zerohar.data.sources import csv as csv_source
-
-    opened = csv_source.open_csv_stream(p, layout=layout, placement=placement, device=device, chunk_rows=chunk_rows)
-    return InputRecording(p, opened.layout, opened.chunks, bool(getattr(opened, "absolute_time", False)))
-
-
-def _numpy_layout(p: Path, n_channels: int, layout, placement, device) -> SensorLayout:
-    if layout is None:
-        if not (placement and device):
-            raise ZeroharError(
-                f"{p}: a .npy / .npz recording needs its sensor layout: pass --layout FILE.yaml, or --placement and "
-                "--device (then its columns are read as acc x, y, z [, gyro x, y, z [, mag x, y, z]] in g, rad/s, uT)"
-            )
-        kinds = {3: ["acc"], 6: ["acc", "gyro"], 9: ["acc", "gyro", "mag"]}.get(n_channels)
-        if kinds is None:
-            raise ZeroharError(
-                f"{p}: {n_channels} columns cannot be read as acc [, gyro [, mag]] triads (expected 3, 6 or 9); "
-                "pass --layout FILE.yaml"
-            )
-        from zerohar.data.layout import UNITS, Channel
-
-        chans = [Channel(k, a, placement, device, UNITS[k][0]) for k in kinds for a in ("x", "y", "z")]
-        layout = SensorLayout.from_channels(chans, p.stem, str(p))
-    if layout.n_channels != n_channels:
-        raise ZeroharError(f"{p}: has {n_channels} signal columns, but its sensor layout has {layout.n_channels}")
-    return layout
-
-
-def _open_numpy(p: Path, layout, placement, device, rate, chunk_rows) -> InputRecording:
-    try:
-        if p.suffix.lower() == ".npy":
-            signals = np.load(p, mmap_mode="r", allow_pickle=False)  # memory-mapped: read chunk by chunk
-            times = None
-        else:
-            with np.load(p, allow_pickle=False) as z:
-                keys = set(z.files)
-                if "signals" not in keys:
-                    raise ZeroharError(
-                        f"{p}: expected an array 'signals' (T, C) and 'time' (T,) seconds or 'rate', "
-                        f"found {sorted(keys)}"
-                    )
-                signals = z["signals"]
-                times = z["time"] if "time" in keys else None
-                if times is None and "rate" in keys:
-                    rate = float(z["rate"])
-    except ZeroharError:
-        raise
-    except Exception as e:  # noqa: BLE001 - not a numpy file, pickled objects, truncated file
-        raise ZeroharError(f"{p} is not a readable numpy file ({e.__class__.__name__}: {e})") from None
-    if signals.ndim != 2 or not np.issubdtype(signals.dtype, np.number):
-        raise ZeroharError(f"{p}: expected a numeric (T, C) array of signals, found shape {signals.shape}")
-    if times is None and not rate:
-        raise ZeroharError(f"{p}: has no 'time' array; pass --rate (its sampling rate in Hz)")
-    if times is not None and times.shape != (len(signals),):
-        raise ZeroharError(f"{p}: 'time' has shape {times.shape}, expected ({len(signals)},) like 'signals'")
-    layout = _numpy_layout(p, signals.shape[1], layout, placement, device)
-
-    def chunks():
-        for a in range(0, len(signals), chunk_rows):
-            b = min(a + chunk_rows, len(signals))
-            t = np.asarray(times[a:b], np.float64) if times is not None else np.arange(a, b) / float(rate)
-            yield t, np.asarray(signals[a:b], dtype=np.float64), None
-
-    return InputRecording(p, layout, chunks())
+    opened = csv_source.open_stream(p, layout=layout, placement=placement, device=device, rate=rate,
+                                    chunk_rows=chunk_rows)
+    return InputRecording(p, opened.layout, opened.chunks, bool(opened.absolute_time))
 
 
 # ---------------------------------------------------------------------------------------------- windows
@@ -575,6 +511,7 @@ def classify_recording(
     force: bool = False,
     progress: bool = True,
     run=None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> ClassifyResult:
     """Name every window of a recording with the best of the candidate labels.
 
@@ -592,6 +529,7 @@ def classify_recording(
         force: overwrite an existing output.
         progress: show a progress bar.
         run: an already loaded :class:`zerohar.runs.Run` (skips loading `model_dir`).
+        chunk_rows: raw rows read per chunk (memory use; the result does not depend on it).
 
     Returns:
         A :class:`ClassifyResult` (time per label for the summary).
@@ -624,7 +562,8 @@ def classify_recording(
         candidates = list(index.labels)
     k = min(top_k, len(candidates))
 
-    rec = open_recording(input_path, layout=layout, placement=placement, device=device, rate=rate)
+    rec = open_recording(input_path, layout=layout, placement=placement, device=device, rate=rate,
+                         chunk_rows=chunk_rows)
     keep, used_layout = match_layout(run.layout, rec.layout.canonical(), str(rec.path))
     window_s = run.window_s
     length = int(round(window_s * RATE))

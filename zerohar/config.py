@@ -378,3 +378,81 @@ def validate(cfg: Config, source: str = "config") -> None:
             raise ZeroharError(f"{source}: {key} must be {expected}, found {found!r}")
     if cfg.stage in ("stage1", "stage2", "supervised") and d.fold is None:
         raise ZeroharError(f"{source}: data.fold is required for {cfg.stage} (the fold's unseen classes are held out)")
+
+
+# ---------------------------------------------------------------------------------------------- command line
+def add_training_arguments(parser, stage: str) -> None:
+    """The flags every training command shares (`zerohar pretrain|stage1|stage2`, `stage1/train.py`, ...)."""
+    g = parser.add_argument_group("data")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--dataset", help="dataset name (metadata/folds/NAME.yaml); default hapt (embedded)")
+    src.add_argument("--data", metavar="FILE.npz", help="a window set written by `zerohar prepare` (your own data)")
+    g.add_argument("--root", metavar="DIR", help="folder of the raw dataset")
+    g.add_argument("--folds", metavar="FILE.yaml", help="folds file (default metadata/folds/<dataset>.yaml)")
+    g.add_argument("--fold", help="fold whose unseen classes are held out" + (" (optional)" if stage == "pretrain"
+                                                                                else " (default fold1)"))
+    if stage != "pretrain":
+        g.add_argument("--descriptions", metavar="FILE.json", help="label descriptions (default: the dataset's)")
+    g = parser.add_argument_group("model")
+    if stage in ("pretrain", "stage1"):
+        g.add_argument("--backbone", choices=("harnet5", "harnet10", "harnet30"), help="HARNet variant")
+    init_help = {
+        "pretrain": "a backbone to continue from (released .mdl or a pretrain run)",
+        "stage1": "backbone weights: a released HARNet file (.mdl), a pretrain run, or none (random)",
+        "stage2": "the Stage I run to start from (without it: Stage II without Stage I)",
+    }[stage]
+    g.add_argument("--init", metavar="CKPT" if stage != "stage2" else "STAGE1_RUN", help=init_help)
+    if stage == "stage2":
+        g.add_argument("--backbone-init", metavar="CKPT", help="without --init: backbone weights (default random)")
+        g.add_argument("--supervised", action="store_true",
+                       help="train on every class with a subject-disjoint test split (the benchmark's upper bound)")
+    g = parser.add_argument_group("training")
+    g.add_argument("--config", metavar="YAML", help="settings file (the shape of a run's config.yaml)")
+    g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="any setting, e.g. --set train.lr=3e-4 (repeatable)")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", type=int, help="global batch size (split over torchrun processes)")
+    g.add_argument("--lr", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 autocast when the CPU has native bf16")
+    g = parser.add_argument_group("run")
+    g.add_argument("--out", metavar="RUN", help="run directory (default runs/<stage>/<dataset>-<fold>)")
+    g.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
+    g.add_argument("--force", action="store_true", help="overwrite a run in --out")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def overrides_from_args(args) -> dict:
+    """The explicit settings of parsed training flags (flags not given do not override anything)."""
+    over: dict = {}
+
+    def put(section: str | None, key: str, value) -> None:
+        if value is None:
+            return
+        (over.setdefault(section, {}) if section else over)[key] = value
+
+    if getattr(args, "data", None) is not None:
+        put("data", "data", args.data)
+        put("data", "dataset", None)
+        over["data"]["dataset"] = getattr(args, "dataset", None)
+    else:
+        put("data", "dataset", getattr(args, "dataset", None))
+    for key in ("root", "folds", "fold", "descriptions"):
+        put("data", key, getattr(args, key, None))
+    put("model", "backbone", getattr(args, "backbone", None))
+    put(None, "init", getattr(args, "init", None))
+    put(None, "backbone_init", getattr(args, "backbone_init", None))
+    for key in ("epochs", "batch_size", "lr", "seed", "precision"):
+        put("train", key, getattr(args, key, None))
+    return _merge(over, parse_set(getattr(args, "set", []) or []), "command line")
+
+
+def config_from_args(stage: str, args) -> Config:
+    """Resolve the config of a training command from its parsed flags."""
+    return resolve_config(stage, config_file=getattr(args, "config", None), overrides=overrides_from_args(args))
+
+
+def default_out_dir(cfg: Config) -> Path:
+    """`runs/<stage>/<dataset or data file stem>-<fold>` (what the scripts use without --out)."""
+    name = cfg.data.dataset or Path(cfg.data.data or "data").stem
+    return Path("runs") / cfg.stage / (f"{name}-{cfg.data.fold}" if cfg.data.fold else name)

@@ -53,11 +53,12 @@ def load_eval_windows(run, *, root: str | None = None, data: str | None = None):
 
 def label_texts(run, classes: list[str]) -> dict[str, list[str]]:
     """The texts of each class as the run was trained: its descriptions (or names, for `label_text: names`)."""
-    from zerohar.text.labels import descriptions_for
+    from zerohar.text.labels import descriptions_for, known_datasets
 
     if run.config.train.label_text == "names":
         return {c: [c] for c in classes}
-    source = run.config.data.descriptions or run.dataset
+    # The trainer's rule (zerohar.tasks): the run's descriptions file, else the dataset's shipped file.
+    source = run.config.data.descriptions or (run.dataset if run.dataset in known_datasets() else None)
     return descriptions_for(classes, known=source)
 
 

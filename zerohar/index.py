@@ -22,10 +22,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-import faiss
 import numpy as np
 
 from zerohar.errors import ZeroharError
+
+# faiss logs at INFO which of its CPU builds it loaded (and every one it could not): noise for users.
+logging.getLogger("faiss.loader").setLevel(logging.WARNING)
+import faiss  # noqa: E402
 
 logger = logging.getLogger(__name__)
 

@@ -97,53 +97,45 @@ class FusedHARNet(nn.Module):
     residual add fused. The convolutions are oneDNN's fused pointwise convolutions over `(N, C, 1, L)` in
     channels_last memory; the circular padding is a concatenation of the 2 + 2 edge samples.
 
+    The first `fp32_layers` layers run in fp32 even when `dtype` is bf16: accelerometer input carries gravity
+    (about 1 g) on top of movements of a few hundredths of a g, and bf16 (8 significant bits, steps of 0.008
+    near 1) would round those movements away in the first layer's residual stream. The first layer is about
+    10% of harnet5's arithmetic.
+
     Args:
         net: the HARNet (its weights are copied; later changes to `net` are not seen).
         dtype: compute dtype, torch.bfloat16 or torch.float32.
+        fp32_layers: leading layers computed in fp32 whatever `dtype` is.
 
     Raises:
         TypeError: `net` does not have HARNet's structure.
     """
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16):
+    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16, fp32_layers: int = 1):
         super().__init__()
         from zerohar.model.harnet import CircularConv1d, Downsample, ResBlock
 
         self.dtype = dtype
         self.clip_input = bool(getattr(net, "clip_input", False))
-        self.out_dim = int(net.out_dim)
         self.layers: list[tuple] = []
         i = 0
         while hasattr(net, f"layer{i + 1}"):
             i += 1
             mods = list(getattr(net, f"layer{i}"))
-            if not (isinstance(mods[0], CircularConv1d) and isinstance(mods[-1], Downsample)
+            if not (len(mods) >= 4 and isinstance(mods[0], CircularConv1d) and isinstance(mods[-1], Downsample)
                     and isinstance(mods[-3], nn.BatchNorm1d) and all(isinstance(b, ResBlock) for b in mods[1:-3])):
                 raise TypeError(f"layer{i} does not have HARNet's structure")
-            blocks = []
-            for b in mods[1:-3]:
-                blocks.append((self._affine(b.bn1), self._conv(b.conv1, b.bn2), self._conv(b.conv2)))
+            dt = torch.float32 if i <= fp32_layers else dtype
+            blocks = [(_affine(b.bn1, dt), _conv(b.conv1, dt, b.bn2), _conv(b.conv2, dt)) for b in mods[1:-3]]
             down = mods[-1]
             self.layers.append((
-                self._conv(mods[0]), blocks, self._affine(mods[-3]),
-                (down.kernel.detach().unsqueeze(2).to(dtype), down.factor, down.padding, down.channels),
+                dt, _conv(mods[0], dt), blocks, _affine(mods[-3], dt),
+                (down.kernel.detach().unsqueeze(2).to(dt), down.factor, down.padding, down.channels),
             ))
         if not self.layers:
             raise TypeError("no layer1..layerN: not a HARNet")
+        self.out_dim = int(net.out_dim)
         self._pointwise = torch.ops.mkldnn._convolution_pointwise
-
-    def _affine(self, bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
-        a, b = _bn_affine(bn)
-        return a.view(1, -1, 1, 1).to(self.dtype), b.view(1, -1, 1, 1).to(self.dtype)
-
-    def _conv(self, conv: nn.Conv1d, bn: nn.BatchNorm1d | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        w = conv.weight.detach().clone()  # (C_out, C_in, 5)
-        bias = None
-        if bn is not None:  # BN(conv(x)) = conv'(x) + b': scale the output channels, add the shift
-            scale, shift = _bn_affine(bn)
-            w = w * scale[:, None, None]
-            bias = shift.to(self.dtype)
-        return w.unsqueeze(2).to(self.dtype).contiguous(), bias  # (C_out, C_in, 1, 5)
 
     def _conv_relu(self, x: torch.Tensor, w, relu: bool) -> torch.Tensor:
         return self._pointwise(_circular_pad(x), w[0], w[1], [0, 0], [1, 1], [1, 1], 1,
@@ -157,9 +149,9 @@ class FusedHARNet(nn.Module):
         """Features `(N, D)` float32 of windows `(N, 3, T)`."""
         if self.clip_input:
             x = x.clamp(-3.0, 3.0)
-        h = x.to(self.dtype).unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (N, 3, 1, T)
-        for conv0, blocks, (a, b), (kernel, factor, padding, channels) in self.layers:
-            h = self._conv_relu(h, conv0, relu=False)  # (N, C, 1, L)
+        h = x.float().unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (N, 3, 1, T)
+        for dt, conv0, blocks, (a, b), (kernel, factor, padding, channels) in self.layers:
+            h = self._conv_relu(h.to(dt), conv0, relu=False)  # (N, C, 1, L)
             for (a1, b1), conv1, conv2 in blocks:
                 t = torch.relu_(torch.addcmul(b1, h, a1))  # BN1 + ReLU
                 t = self._conv_relu(t, conv1, relu=True)  # conv1 + BN2 + ReLU
@@ -169,6 +161,22 @@ class FusedHARNet(nn.Module):
         if h.shape[-1] != 1:
             raise ZeroharError(f"the backbone expects windows of another length; got {x.shape[-1]} samples")
         return h.flatten(1).float()  # (N, D)
+
+
+def _affine(bn: nn.BatchNorm1d, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    a, b = _bn_affine(bn)
+    return a.view(1, -1, 1, 1).to(dtype), b.view(1, -1, 1, 1).to(dtype)
+
+
+def _conv(conv: nn.Conv1d, dtype: torch.dtype, bn: nn.BatchNorm1d | None = None) -> tuple:
+    """Weight `(C_out, C_in, 1, 5)` (and bias) of `conv`, with a following eval BatchNorm `bn` folded in."""
+    w = conv.weight.detach().clone()  # (C_out, C_in, 5)
+    bias = None
+    if bn is not None:  # BN(conv(x)) = conv'(x) + b': scale the output channels, add the shift
+        scale, shift = _bn_affine(bn)
+        w = w * scale[:, None, None]
+        bias = shift.to(dtype)
+    return w.unsqueeze(2).to(dtype).contiguous(), bias
 
 
 #: Fused backbones by source module, rebuilt when its weights change (training in between).

@@ -224,17 +224,48 @@ def _check_backbone_run(d: Path) -> None:
     read_run_meta(d)  # ZeroharError for an unfinished or foreign directory
 
 
-def load_stage1_run(path: str, cfg: Config):
-    """The model of a finished Stage I run, checked against this run's data; refuses any other kind of run."""
-    from zerohar.runs import load_run
+def _stage1_meta(path: str | Path) -> dict:
+    from zerohar.runs import read_run_meta
 
     p = Path(path)
     if p.is_file():
         raise ZeroharError(f"--init {p} is a file; Stage II starts from a Stage I run directory")
-    run = load_run(p)
-    if run.stage != "stage1":
-        raise ZeroharError(f"--init {p} is a {run.stage} run, not a Stage I run; pass the directory of a Stage I run")
-    return run
+    meta = read_run_meta(p)  # missing / unfinished / foreign directory: ZeroharError
+    if meta.get("stage") != "stage1":
+        raise ZeroharError(
+            f"--init {p} is a {meta.get('stage')} run, not a Stage I run; pass the directory of a Stage I run"
+        )
+    return meta
+
+
+def load_stage1_run(path: str | Path):
+    """A finished Stage I run (model loaded); any other kind of run or directory is refused."""
+    from zerohar.runs import load_run
+
+    _stage1_meta(path)
+    return load_run(path)
+
+
+def resolve_init(cfg: Config) -> Config:
+    """Stage II from a Stage I run continues that run's model, so its model section becomes the Stage I one's.
+
+    Raises:
+        ZeroharError: `init` is not a finished Stage I run.
+    """
+    if cfg.stage not in ("stage2", "supervised") or cfg.init is None:
+        return cfg
+    import dataclasses
+    import json
+
+    from zerohar.config import model_config_class
+
+    _stage1_meta(cfg.init)
+    path = Path(cfg.init) / "model.json"
+    saved = model_config_class().from_dict(json.loads(path.read_text()).get("config"), f"{path} 'config'")
+    if saved != cfg.model:
+        diff = [f.name for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(cfg.model, f.name)]
+        logger.info("model settings %s come from the Stage I run %s", ", ".join(diff), cfg.init)
+    return dataclasses.replace(cfg, model=saved)
 
 
 # ---------------------------------------------------------------------------------------------- tasks
@@ -248,7 +279,7 @@ def make_task(cfg: Config, dist):
 
 
 class _Task:
-    """Shared parts: data, batches, saving."""
+    """Shared parts: data, batches, metadata."""
 
     gather_keys: tuple[str, ...] = ()
     metric = ""
@@ -273,21 +304,22 @@ class _Task:
         return len(self.data.val_idx) > 0
 
     def make_batch(self, idx: np.ndarray, lo_hi: tuple[int, int], rng: np.random.Generator, device) -> dict:
-        """The local slice of global batch `idx` (positions in the training set), augmented reproducibly."""
+        """This process's slice of the global batch `idx` (positions in the training set), augmented.
+
+        Every random draw is made for the whole global batch, then sliced: 1 and N processes see the same data.
+        """
         rows = self.train_idx[idx]
         x = self.X[rows]  # (B, C, T)
         if self.cfg.train.augment and (self.aug_deg or self.aug_scale):
-            x = augment(x, rng, self.aug_deg, self.aug_scale)  # drawn for the global batch: world-size invariant
+            x = augment(x, rng, self.aug_deg, self.aug_scale)
         lo, hi = lo_hi
-        return {"x": torch.from_numpy(np.ascontiguousarray(x[lo:hi])).to(device), "rows": rows, "rng": rng}
+        return {"x": torch.from_numpy(np.ascontiguousarray(x[lo:hi])).to(device), "rows": rows}
 
     def after_step(self, model) -> None:
-        ls = getattr(model, "logit_scale", None)
-        if isinstance(ls, nn.Parameter):
-            with torch.no_grad():
-                ls.clamp_(0, np.log(100.0))  # CLIP's cap on the temperature
+        """Hook after each optimiser step (nothing by default)."""
 
     def metadata(self) -> dict:
+        """The run metadata written into model.json ("extra"): what eval / classify need to use the run."""
         from zerohar import __version__
 
         d, c = self.data, self.cfg
@@ -308,6 +340,7 @@ class _Task:
             "transductive": c.train.transductive,
             "descriptions": c.data.descriptions,
             "init": c.init,
+            "backbone_init": c.backbone_init,
             "seed": c.train.seed,
             "zerohar_version": __version__,
         }
@@ -331,14 +364,13 @@ def _autocast(enabled: bool, device):
 
 
 class _ZeroHARTask(_Task):
-    """Stage I and II: the ZeroHAR model, the frozen text encoder, contrastive losses."""
+    """Stage I and II: the ZeroHAR model, the frozen text encoder, the contrastive loss."""
 
     def __init__(self, cfg: Config, dist):
         super().__init__(cfg, dist)
         from zerohar.losses import ContrastiveLoss
-        from zerohar.text.encoder import get_text_encoder
-
         from zerohar.model.zerohar import kind_indices
+        from zerohar.text.encoder import get_text_encoder
 
         self.text = get_text_encoder(cfg.text_encoder)
         if self.text.dim != cfg.model.d_text:
@@ -347,9 +379,10 @@ class _ZeroHARTask(_Task):
                 f"{cfg.model.d_text}; set model.d_text={self.text.dim}"
             )
         self.kinds = kind_indices(self.layout, self.device)  # (S,) sensor kind of each triad
-        self.criterion = ContrastiveLoss()
+        self.criterion = ContrastiveLoss(max_scale=cfg.model.max_logit_scale)
 
     def embed(self, texts: list[str]) -> torch.Tensor:
+        """Frozen sentence embeddings `(M, d_text)`, computed once per run (and cached on disk)."""
         return torch.from_numpy(np.asarray(self.text.encode(texts, progress=False), dtype=np.float32)).to(self.device)
 
     def metadata(self) -> dict:
@@ -364,6 +397,7 @@ class Stage1Task(_ZeroHARTask):
 
     gather_keys = ("channels",)
     metric = "channel_acc"
+    # No large rotations: the axes' identity is what Stage I learns. A few degrees mimic device placement.
     aug_deg, aug_scale = 10.0, 0.1
 
     def __init__(self, cfg: Config, dist):
@@ -372,62 +406,66 @@ class Stage1Task(_ZeroHARTask):
 
         self.channels = self.layout.channels
         texts = [axis_description(ch) for ch in self.channels]
-        uniq = list(dict.fromkeys(texts))
-        self.texts = uniq
-        self.text_ids = torch.tensor([uniq.index(t) for t in texts], device=self.device)  # (C,)
-        self.text_emb = self.embed(uniq)  # (U, d_text)
+        self.texts = list(dict.fromkeys(texts))  # unique texts; equal descriptions are one text (positives)
+        self.text_ids = torch.tensor([self.texts.index(t) for t in texts], device=self.device)  # (C,)
+        self.text_emb = self.embed(self.texts)  # (U, d_text)
         self.model = build_zerohar_model(cfg, cfg.init)
 
     def forward(self, model, batch: dict) -> dict:
-        ch = model.encode_channels(batch["x"])  # (b, C, E)
-        txt = model.encode_text(self.text_emb)  # (U, E)
-        return {"channels": ch, "text": txt, "scale": model.logit_scale}
+        ch = model.encode_channels(batch["x"], kinds=self.kinds)  # (b, C, E) normalised
+        txt = model.encode_text(self.text_emb)  # (U, E) normalised
+        # `* 1` makes the scale a non-leaf output, so DDP sees the parameter used in this forward.
+        return {"channels": ch, "text": txt, "scale": model.logit_scale * 1}
 
     def loss(self, out: dict, batch: dict) -> torch.Tensor:
         ch = out["channels"].float()  # (B, C, E)
         b, c, e = ch.shape
-        labels = self.text_ids.repeat(b)  # (B*C,)
-        return self.criterion(ch.reshape(b * c, e), out["text"].float(), labels, out["scale"])
+        targets = self.text_ids.repeat(b)  # (B*C,)
+        return self.criterion(ch.reshape(b * c, e), out["text"].float(), targets, out["scale"])
 
     @torch.no_grad()
     def validate(self, model, bf16: bool) -> dict:
         model.eval()
-        txt = nn.functional.normalize(model.encode_text(self.text_emb).float(), dim=-1)  # (U, E)
+        txt = model.encode_text(self.text_emb).float()  # (U, E)
         hits = []
         for _, x in self._val_batches():
             with _autocast(bf16, self.device):
-                ch = model.encode_channels(x)  # (b, C, E)
-            sim = nn.functional.normalize(ch.float(), dim=-1) @ txt.T  # (b, C, U)
-            hits.append(sim.argmax(-1).cpu())
+                ch = model.encode_channels(x, kinds=self.kinds)  # (b, C, E)
+            hits.append((ch.float() @ txt.T).argmax(-1).cpu())  # (b, C)
         model.train()
-        pred = torch.cat(hits).numpy()  # (N, C) predicted text ids
-        return channel_retrieval_report(pred, self.text_ids.cpu().numpy(), self.channels)
+        return channel_retrieval_report(torch.cat(hits).numpy(), self.text_ids.cpu().numpy(), self.channels)
 
 
 def channel_retrieval_report(pred: np.ndarray, truth: np.ndarray, channels) -> dict:
-    """Stage I validation: channel retrieval accuracy overall, per channel, and whether kind / axis are right.
+    """Stage I validation: does each channel embedding retrieve its own description among the layout's?
 
     Args:
         pred: `(N, C)` text id retrieved for each channel of each window.
         truth: `(C,)` the text id of each channel's own description.
         channels: the layout's channels (kind and axis of each).
+
+    Returns:
+        `channel_acc` (overall), `kind_acc` / `axis_acc` (the retrieved description names the right sensor
+        kind / axis), accuracy per kind (`acc_acc`, `gyro_acc`) and per axis (`x_acc`, ...), and per channel.
     """
-    pred_ch = np.array([[int(np.flatnonzero(truth == p)[0]) for p in row] for row in pred]) if len(pred) else pred
     ok = pred == truth[None, :]  # (N, C)
+    out = {"channel_acc": float(ok.mean())}
+    # The channel each retrieved text describes (the first channel with that text).
+    first = {int(t): i for i, t in reversed(list(enumerate(truth)))}
+    pred_ch = np.vectorize(lambda p: first[int(p)])(pred)  # (N, C)
     kinds = np.array([ch.sensor for ch in channels])
     axes = np.array([ch.axis for ch in channels])
-    out = {"channel_acc": float(ok.mean()) if ok.size else float("nan")}
-    if ok.size:
-        out["kind_acc"] = float((kinds[pred_ch] == kinds[None, :]).mean())
-        out["axis_acc"] = float((axes[pred_ch] == axes[None, :]).mean())
-        for k in dict.fromkeys(kinds):
-            out[f"{k}_acc"] = float(ok[:, kinds == k].mean())
-        for a in dict.fromkeys(axes):
-            out[f"{a}_acc"] = float(ok[:, axes == a].mean())
-        for i, ch in enumerate(channels):
-            name = f"{ch.sensor}_{ch.axis}" if len({(c.sensor, c.axis) for c in channels}) == len(channels) \
-                else f"ch{i}_{ch.sensor}_{ch.axis}"
-            out[f"channel/{name}"] = float(ok[:, i].mean())
+    out["kind_acc"] = float((kinds[pred_ch] == kinds[None, :]).mean())
+    out["axis_acc"] = float((axes[pred_ch] == axes[None, :]).mean())
+    for k in dict.fromkeys(kinds):
+        out[f"{k}_acc"] = float(ok[:, kinds == k].mean())
+    for a in dict.fromkeys(axes):
+        out[f"{a}_acc"] = float(ok[:, axes == a].mean())
+    names = [f"{ch.sensor}_{ch.axis}" for ch in channels]
+    if len(set(names)) < len(names):
+        names = [f"s{i // 3}_{n}" for i, n in enumerate(names)]
+    for i, n in enumerate(names):
+        out[f"channel/{n}"] = float(ok[:, i].mean())
     return out
 
 
@@ -442,43 +480,37 @@ class Stage2Task(_ZeroHARTask):
         super().__init__(cfg, dist)
         from zerohar.text.sensors import sensor_description
 
-        t = cfg.train
-        init_meta = None
+        t, d = cfg.train, self.data
+        self.init_meta = None
         if cfg.init is not None:
-            run = load_stage1_run(cfg.init, cfg)
+            run = load_stage1_run(cfg.init)
             self._check_against_stage1(run)
-            self.model = run.model
-            self.model.train()
-            init_meta = run.meta
+            self.model = run.model.train()
+            self.init_meta = run.meta
         else:
             logger.warning("%s without Stage I: the model starts from %s", cfg.stage,
                            f"the backbone {cfg.backbone_init}" if cfg.backbone_init else "random weights")
             self.model = build_zerohar_model(cfg, cfg.backbone_init)
-        self.init_meta = init_meta
         self.context_emb = self.embed([sensor_description(s) for s in self.layout.sensors])  # (S, d_text)
-        d = self.data
-        trained = d.seen
-        self.label_ids = [d.classes.index(c) for c in trained]  # class id -> row of desc_emb below
-        texts = self._label_texts(trained + (d.unseen if t.transductive and cfg.stage != "supervised" else []))
+        # Label texts: the trained classes, then (transductive only) the unseen ones as extra negatives.
+        trained = list(d.seen)
+        extra = list(d.unseen) if t.transductive and cfg.stage != "supervised" else []
+        texts = self._label_texts(trained + extra)
+        self.text_labels = list(texts)  # row j of `desc` is the label text_labels[j]
         k = max(len(v) for v in texts.values())
-        self.n_desc = {c: len(v) for c, v in texts.items()}
-        flat = [s for c in texts for s in texts[c]]
-        emb = self.embed(flat)  # (sum K, d_text)
-        desc = torch.zeros(len(texts), k, emb.shape[1], device=self.device)  # (L, K, d_text)
-        self.desc_mask = torch.zeros(len(texts), k, dtype=torch.bool)
+        emb = self.embed([s for c in self.text_labels for s in texts[c]])  # (sum K, d_text)
+        self.desc = torch.zeros(len(texts), k, emb.shape[1], device=self.device)  # (L, K, d_text)
+        self.desc_mask = torch.zeros(len(texts), k, dtype=torch.bool, device=self.device)  # (L, K)
         i = 0
-        for j, c in enumerate(texts):
+        for j, c in enumerate(self.text_labels):
             n = len(texts[c])
-            desc[j, :n] = emb[i : i + n]
-            self.desc_mask[j, :n] = True
+            self.desc[j, :n], self.desc_mask[j, :n] = emb[i : i + n], True
             i += n
-        self.desc = desc
-        self.text_labels = list(texts)  # row j of desc is label text_labels[j]
-        self.row_of_class = {d.classes.index(c): j for j, c in enumerate(self.text_labels) if c in trained}
-        self.extra_rows = [j for j, c in enumerate(self.text_labels) if c not in trained]  # transductive negatives
-        self.y_rows = np.full(len(d.classes), -1)
-        for cid, j in self.row_of_class.items():
-            self.y_rows[cid] = j
+        self.n_desc = self.desc_mask.sum(1).cpu().numpy()  # (L,)
+        self.trained_ids = [d.classes.index(c) for c in trained]  # class ids, in the order of rows 0..len-1
+        self.row_of_id = np.full(len(d.classes), -1)
+        self.row_of_id[self.trained_ids] = np.arange(len(trained))
+        self.extra_rows = list(range(len(trained), len(self.text_labels)))
 
     def _check_against_stage1(self, run) -> None:
         from zerohar.data.layout import SensorLayout
@@ -489,12 +521,12 @@ class Stage2Task(_ZeroHARTask):
         if bad:
             raise ZeroharError(
                 f"{self.data.source}: the layout has sensor kind(s) {', '.join(bad)} that the Stage I run {run.path} "
-                f"never saw (it was trained on {', '.join(sorted(known))})"
+                f"does not know (it was trained on {', '.join(sorted(known))})"
             )
         if float(run.meta.get("window_s", self.cfg.data.window_s)) != self.cfg.data.window_s:
             raise ZeroharError(
-                f"Stage I run {run.path} was trained on {run.meta['window_s']} s windows, but data.window_s is "
-                f"{self.cfg.data.window_s}"
+                f"Stage I run {run.path} was trained on {run.meta['window_s']:g} s windows, but data.window_s is "
+                f"{self.cfg.data.window_s:g}"
             )
         if run.text_identity != self.text.identity:
             raise ZeroharError(
@@ -510,56 +542,49 @@ class Stage2Task(_ZeroHARTask):
         src = self.cfg.data.descriptions or (self.data.dataset if self.data.dataset in known_datasets() else None)
         return descriptions_for(labels, known=src)
 
-    def forward(self, model, batch: dict) -> dict:
-        w = model.encode_windows(batch["x"], self.context_emb, batch.get("mask"))  # (b, E)
-        rows = batch["text_rows"]
-        if self.cfg.train.label_sampling == "description" and batch.get("desc_pick") is not None:
-            txt = model.encode_text(self.desc[rows, batch["desc_pick"]])  # (U, E)
-        else:
-            txt = model.label_prototypes(self.desc[rows] if self._full_rows(rows) else self.desc[rows])  # (U, E)
-        return {"windows": w, "text": txt, "scale": model.logit_scale}
-
-    def _full_rows(self, rows) -> bool:
-        return True
-
     def make_batch(self, idx, lo_hi, rng, device) -> dict:
         batch = super().make_batch(idx, lo_hi, rng, device)
-        y_rows = self.y_rows[self.y[batch["rows"]]]  # (B,) rows of desc
-        uniq = sorted(set(y_rows.tolist()))
-        rows = uniq + self.extra_rows
+        y_rows = self.row_of_id[self.y[batch["rows"]]]  # (B,) text row of each window of the global batch
+        rows = sorted(set(y_rows.tolist())) + self.extra_rows  # the batch's labels (+ transductive negatives)
+        pos = {r: i for i, r in enumerate(rows)}
         batch["text_rows"] = torch.tensor(rows, device=device)
-        batch["targets"] = torch.tensor([rows.index(r) for r in y_rows], device=device)  # (B,) global batch
+        batch["targets"] = torch.tensor([pos[r] for r in y_rows], device=device)  # (B,) for the global batch
         if self.cfg.train.label_sampling == "description":
-            n = self.desc_mask[rows].sum(1).numpy()
-            batch["desc_pick"] = torch.from_numpy(np.floor(rng.random(len(rows)) * n).astype(np.int64)).to(device)
+            pick = np.floor(rng.random(len(rows)) * self.n_desc[rows]).astype(np.int64)
+            batch["desc_pick"] = torch.from_numpy(pick).to(device)
         return batch
+
+    def forward(self, model, batch: dict) -> dict:
+        w = model.encode_windows(batch["x"], self.context_emb, None, kinds=self.kinds)  # (b, E)
+        rows = batch["text_rows"]
+        if "desc_pick" in batch:
+            txt = model.encode_text(self.desc[rows, batch["desc_pick"]])  # (U, E)
+        else:
+            txt = model.label_prototypes(self.desc[rows], self.desc_mask[rows])  # (U, E)
+        return {"windows": w, "text": txt, "scale": model.logit_scale * 1}
 
     def loss(self, out: dict, batch: dict) -> torch.Tensor:
         return self.criterion(out["windows"].float(), out["text"].float(), batch["targets"], out["scale"])
 
     @torch.no_grad()
-    def prototypes(self, model) -> torch.Tensor:
-        """Normalised prototypes `(L, E)` of the trained labels, rows ordered as self.label_ids."""
-        rows = [self.row_of_class[c] for c in self.label_ids]
-        return nn.functional.normalize(model.label_prototypes(self.desc[rows]).float(), dim=-1)
-
-    @torch.no_grad()
     def validate(self, model, bf16: bool) -> dict:
+        """Held-out subjects' windows of the trained classes, classified among all their prototypes."""
+        from sklearn.metrics import f1_score
+
         model.eval()
-        proto = self.prototypes(model)  # (L, E)
+        n = len(self.trained_ids)
+        proto = model.label_prototypes(self.desc[:n], self.desc_mask[:n]).float()  # (L, E)
         preds, ys = [], []
         for rows, x in self._val_batches():
             with _autocast(bf16, self.device):
-                w = model.encode_windows(x, self.context_emb, None)  # (b, E)
-            preds.append((nn.functional.normalize(w.float(), dim=-1) @ proto.T).argmax(-1).cpu().numpy())
+                w = model.encode_windows(x, self.context_emb, None, kinds=self.kinds)  # (b, E)
+            preds.append((w.float() @ proto.T).argmax(-1).cpu().numpy())
             ys.append(self.y[rows])
         model.train()
-        pred = np.asarray(self.label_ids)[np.concatenate(preds)]
+        pred = np.asarray(self.trained_ids)[np.concatenate(preds)]
         y = np.concatenate(ys)
-        from sklearn.metrics import f1_score
-
         return {"val_acc": float((pred == y).mean()),
-                "val_macro_f1": float(f1_score(y, pred, labels=self.label_ids, average="macro", zero_division=0))}
+                "val_macro_f1": float(f1_score(y, pred, labels=self.trained_ids, average="macro", zero_division=0))}
 
     def metadata(self) -> dict:
         meta = super().metadata()
@@ -576,7 +601,6 @@ class PretrainTask(_Task):
 
     def __init__(self, cfg: Config, dist):
         super().__init__(cfg, dist)
-        from zerohar.losses import PretextTasks
         from zerohar.model.pretrained import load_backbone
 
         kinds = cfg.train.pretrain_sensors
@@ -586,65 +610,86 @@ class PretrainTask(_Task):
                 f"{self.data.source}: no sensor of kind {', '.join(kinds)} to pretrain on (train.pretrain_sensors); "
                 f"the layout has {', '.join(sorted({s.sensor for s in self.layout.sensors}))}"
             )
-        backbone = load_backbone(cfg.init, cfg.model.backbone)
-        self.pretext = PretextTasks()
-        self.model = PretrainModel(backbone, self.pretext)
+        self.channels = [3 * i + a for i in self.triads for a in range(3)]
+        # The same input handling as ZeroHARModel: per-kind scale, accelerometer clipped to +-3 g.
+        m = cfg.model
+        self.scale = np.array([m.kind_scale.get(self.layout.sensors[i].sensor, 1.0) for i in self.triads],
+                              dtype=np.float32)[:, None, None]  # (S', 1, 1)
+        self.clip = np.array([m.clip_acc and self.layout.sensors[i].sensor == "acc" for i in self.triads])
+        if cfg.model.encoder != "harnet":
+            raise ZeroharError(f"pretraining trains a HARNet backbone; model.encoder is {cfg.model.encoder!r}")
+        self.model = PretrainModel(load_backbone(cfg.init, cfg.model.backbone))
+
+    def _triads(self, rows: np.ndarray) -> np.ndarray:
+        x = self.X[rows][:, self.channels]  # (B, 3S', T)
+        b, _, t = x.shape
+        tri = x.reshape(b, len(self.triads), 3, t) * self.scale  # (B, S', 3, T)
+        tri[:, self.clip] = np.clip(tri[:, self.clip], -3.0, 3.0)
+        return tri.reshape(b * len(self.triads), 3, t)  # (B*S', 3, T)
+
+    def _pretext(self, tri: np.ndarray, seed: int) -> tuple[torch.Tensor, dict]:
+        from zerohar.losses import pretext_batch
+
+        g = torch.Generator().manual_seed(seed)
+        return pretext_batch(torch.from_numpy(np.ascontiguousarray(tri, dtype=np.float32)), g)
 
     def make_batch(self, idx, lo_hi, rng, device) -> dict:
         rows = self.train_idx[idx]
-        lo, hi = lo_hi
-        x = self.X[rows][:, [3 * i + a for i in self.triads for a in range(3)]]  # (B, 3S', T)
-        b = len(rows)
-        x = x.reshape(b * len(self.triads), 3, -1)  # (B*S', 3, T)
+        xt, labels = self._pretext(self._triads(rows), int(rng.integers(2**62)))  # global batch
         per = len(self.triads)
-        xt, targets = self.pretext.transform(x, rng)  # numpy in, numpy out
-        xt = xt[lo * per : hi * per]
-        targets = {k: torch.from_numpy(v[lo * per : hi * per]).to(device) for k, v in targets.items()}
-        return {"x": torch.from_numpy(np.ascontiguousarray(xt, dtype=np.float32)).to(device), "targets": targets}
+        lo, hi = lo_hi[0] * per, lo_hi[1] * per
+        return {"x": xt[lo:hi].to(device), "labels": {k: v[lo:hi].to(device) for k, v in labels.items()}}
 
     def forward(self, model, batch: dict) -> dict:
         return model(batch["x"])
 
     def loss(self, out: dict, batch: dict) -> torch.Tensor:
-        return self.pretext.loss({k: v.float() for k, v in out.items()}, batch["targets"])
+        from zerohar.losses import PRETEXT_TASKS
+
+        return torch.stack([
+            nn.functional.binary_cross_entropy_with_logits(out[k].float(), batch["labels"][k].float())
+            for k in PRETEXT_TASKS
+        ]).mean()
 
     @torch.no_grad()
     def validate(self, model, bf16: bool) -> dict:
+        from zerohar.losses import PRETEXT_TASKS
+
         model.eval()
-        rng = np.random.default_rng([self.cfg.train.seed, 0xA11])  # the same pretext draws at every epoch
-        correct: dict[str, float] = {}
+        hits = {k: 0.0 for k in PRETEXT_TASKS}
         n = 0
-        for rows, _ in self._val_batches():
-            x = self.X[rows][:, [3 * i + a for i in self.triads for a in range(3)]].reshape(-1, 3, self.X.shape[2])
-            xt, targets = self.pretext.transform(x, rng)
+        for i, (rows, _) in enumerate(self._val_batches()):
+            xt, labels = self._pretext(self._triads(rows), self.cfg.train.seed * 1000 + i)  # fixed draws
             with _autocast(bf16, self.device):
-                out = model(torch.from_numpy(np.ascontiguousarray(xt, dtype=np.float32)).to(self.device))
-            for k, v in self.pretext.accuracy({k: o.float() for k, o in out.items()},
-                                              {k: torch.from_numpy(t) for k, t in targets.items()}).items():
-                correct[k] = correct.get(k, 0.0) + v * len(x)
-            n += len(x)
+                out = model(xt.to(self.device))
+            for k in PRETEXT_TASKS:
+                hits[k] += float(((out[k].float() > 0).long().cpu() == labels[k].cpu()).sum())
+            n += len(xt)
         model.train()
-        res = {f"{k}_acc": v / n for k, v in correct.items()}
-        res["pretext_acc"] = float(np.mean(list(res.values())))
-        return res
+        res = {f"{k}_acc": v / n for k, v in hits.items()}
+        return {"pretext_acc": float(np.mean(list(res.values()))), **res}
 
     def save_model(self, model, out: Path, info: dict) -> None:
-        from zerohar.model.pretrained import save_backbone
+        """The artefact of pretraining is the backbone: `model.safetensors` (HARNet keys) + `model.json`."""
+        from zerohar.model.pretrained import BACKBONE_FORMAT, save_backbone
         from zerohar.runs import atomic_write_json
 
-        meta = {**self.metadata(), **info, "backbone": model.backbone.variant}
+        meta = {**self.metadata(), **info, "backbone": model.backbone.variant,
+                "pretrain_sensors": self.cfg.train.pretrain_sensors}
         save_backbone(model.backbone, out / "model.safetensors", extra=meta)
-        atomic_write_json(out / "model.json", {"format": "zerohar-harnet-backbone", "extra": meta})
+        atomic_write_json(out / "model.json", {"format": BACKBONE_FORMAT, "variant": model.backbone.variant,
+                                                "extra": meta})
 
 
 class PretrainModel(nn.Module):
-    """A HARNet backbone with the pretext heads; forward returns the heads' logits."""
+    """A HARNet backbone with the pretext heads; forward returns each head's logits `(N,)`."""
 
-    def __init__(self, backbone: nn.Module, pretext):
+    def __init__(self, backbone: nn.Module):
         super().__init__()
+        from zerohar.losses import PretextHeads
+
         self.backbone = backbone
-        self.heads = pretext.make_heads(backbone.out_dim)
+        self.heads = PretextHeads(backbone.out_dim)
 
     def forward(self, x: torch.Tensor) -> dict:
-        f = self.backbone(x)  # (N, D)
-        return {k: h(f) for k, h in self.heads.items()}
+        return self.heads(self.backbone(x))  # {task: (N,)}

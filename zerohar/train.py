@@ -273,6 +273,9 @@ def train_stage(
     if cfg.stage != stage:
         raise ZeroharError(f"the config is for {cfg.stage!r}, but train_stage was asked to train {stage!r}")
     out = Path(out_dir)
+    from zerohar.tasks import resolve_init
+
+    cfg = resolve_init(cfg)
     dist, created_group = setup_distributed()
     try:
         mode = check_out_dir(out, force=force, resume=resume)
@@ -607,3 +610,44 @@ def _from_python_state(s: tuple) -> list:
 
 def _to_python_state(s: list) -> tuple:
     return (s[0], tuple(s[1]), s[2])
+
+
+# ---------------------------------------------------------------------------------------------- commands
+def train_from_args(stage: str, args) -> Path:
+    """What `zerohar pretrain|stage1|stage2` and the stage scripts do with their parsed flags."""
+    from zerohar.config import config_from_args, default_out_dir
+
+    if stage == "stage2" and getattr(args, "supervised", False):
+        stage = "supervised"
+    cfg = config_from_args(stage, args)
+    out = Path(args.out) if getattr(args, "out", None) else default_out_dir(cfg)
+    return train_stage(stage, cfg, out, force=args.force, resume=args.resume, progress=not args.no_progress)
+
+
+def summary_line(run_dir: str | Path) -> str:
+    """One line about a finished run: stage, best epoch and metric, time, where it is."""
+    import json
+
+    m = json.loads((Path(run_dir) / "metrics.json").read_text())
+    best = m.get("best") or {}
+    t = m.get("timing", {})
+    val = best.get("val") or {}
+    shown = ", ".join(f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, float) and "/" not in k)
+    wps = t.get("train_windows_per_s")
+    return (
+        f"{m.get('stage')} finished in {t.get('wall_time_s', 0):.0f} s"
+        + (f" ({wps:.0f} training windows/s)" if wps else "")
+        + (f"; best epoch {best.get('epoch')}: {shown}" if shown else "")
+        + f" -> {run_dir}"
+    )
+
+
+def export_backbone(run_dir: str | Path, path: str | Path, force: bool = False) -> Path:
+    """Write the backbone of a finished run (pretrain, or the backbone of a Stage I / II run) in the released
+    HARNet format (`module.feature_extractor.*`, torch.save), loadable wherever the released files are."""
+    from zerohar.model.pretrained import export_released, load_backbone
+    from zerohar.runs import read_run_meta
+
+    meta = read_run_meta(run_dir)
+    variant = meta.get("backbone") or None
+    return export_released(load_backbone(Path(run_dir), variant), path, force=force)

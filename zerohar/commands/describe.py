@@ -75,5 +75,12 @@ def run(args: argparse.Namespace) -> int:
     written = write_label_file(
         args.out, describe_provenance(args.model, args.base_url, args.n), result, update=args.update, force=args.force
     )
-    print(f"wrote {len(result)} labels x {args.n} descriptions to {args.out} ({len(written)} labels in the file)")
+    print(
+        f"wrote {args.n} descriptions for each of {_count(len(result), 'label')} to {args.out} "
+        f"(the file now has {_count(len(written), 'label')})"
+    )
     return 0
+
+
+def _count(k: int, word: str) -> str:
+    return f"{k} {word}" if k == 1 else f"{k} {word}s"

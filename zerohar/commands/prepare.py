@@ -25,7 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="sliding windows even where the dataset's default is per trial / per segment")
     parser.add_argument("--out", help="also write the window set to this .npz")
     parser.add_argument("--force", action="store_true", help="overwrite --out and prepare again, ignoring the cache")
-    parser.add_argument("--layout", help="csv: sensor layout YAML (format of metadata/sensors/)")
+    parser.add_argument("--layout", help="sensor layout YAML (format of metadata/sensors/): csv, or to override a "
+                        "dataset's own where its source allows")
     parser.add_argument("--placement", help="csv without --layout: where the sensors are worn (e.g. 'left wrist')")
     parser.add_argument("--device", help="csv without --layout: the device (e.g. smartwatch)")
     parser.add_argument("--rate", type=float, help="csv without a time column: sampling rate in Hz")

@@ -161,7 +161,9 @@ def _build(source, dataset, root, options, class_names, window_s, step_s, per_tr
     if not recs:
         raise ZeroharError(f"{dataset}: {root} holds no recordings")
     if class_names is None:
-        class_names = recs[0].meta.get("class_names") or list(load_folds(dataset).classes)
+        # Sources without a folds file of their own (csv, embedded) say which classes their labels index.
+        meta = recs[0].meta
+        class_names = list(meta["class_names"]) if "class_names" in meta else list(load_folds(dataset).classes)
     pieces, stats = [], CanonicalStats()
     for rec in tqdm(recs, desc="canonical", unit="rec", disable=not progress):
         # A gap longer than one window splits a recording: no window may bridge it.

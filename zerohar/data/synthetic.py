@@ -12,8 +12,8 @@ labelled benchmark; it only has to look like a real recording to the reader and 
   blended over 2 s at every change of activity;
 - **sensor noise** (0.01 g), values clipped to +-8 g (the AX3 range) and rounded to 4 decimals in the CSV.
 
-Everything is a function of absolute time plus per-block random noise seeded from `(seed, block)`, so a
-recording is reproducible and does not depend on how it is chunked for writing.
+Everything is a function of absolute time, plus sensor noise drawn per block of `block_s` seconds from a
+generator seeded with `(seed, block)`: a recording is reproducible from its seed.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ def _bout(rng: np.random.Generator, start: float, end: float, state: str, g_prev
     )
 
 
-def _bout_signal(b: Bout, t: np.ndarray) -> np.ndarray:
+def bout_signal(b: Bout, t: np.ndarray) -> np.ndarray:
     """Acceleration `(n, 3)` in g of bout `b` at absolute times `t` (inside the bout), without noise."""
     # Gravity direction blends from the previous posture to this one over 2 s (a posture change is not a jump).
     w = np.clip((t - b.start) / 2.0, 0.0, 1.0)[:, None]  # (n, 1)
@@ -167,7 +167,7 @@ def generate(
         which = np.searchsorted(starts, t, side="right") - 1  # bout of each sample
         for i in np.unique(which):
             m = which == i
-            acc[m] = _bout_signal(bouts[i], t[m])
+            acc[m] = bout_signal(bouts[i], t[m])
         acc += np.random.default_rng([seed, 2, block]).normal(0.0, NOISE_G, acc.shape)
         np.clip(acc, -CLIP_G, CLIP_G, out=acc)
         yield t, acc.astype(np.float32)
@@ -247,6 +247,9 @@ def write_csv(
             for t, acc in generate(days, rate, seed):
                 f.write(format_csv_rows(t, acc))
                 bar.update(len(t))
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the output is an ordinary file
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

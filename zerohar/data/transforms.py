@@ -226,8 +226,9 @@ def _resample(seg: _Segment, rate: float, origin: float) -> tuple[np.ndarray, np
     labels = nearest_labels(grid, t, seg.labels)
     dt = np.diff(t)
     period = float(np.median(dt))
-    src_rate = 1.0 / period
     regular = bool(np.all(np.abs(dt - period) <= 1e-3 * period))
+    # Bursty timestamps (many near-zero intervals) must not blow up the intermediate grid.
+    src_rate = min(1.0 / period, 4.0 * (len(t) - 1) / (t[-1] - t[0]))
     phase = (t[0] - origin) * rate
     if regular and abs(src_rate - rate) <= 1e-6 * rate and abs(phase - round(phase)) < 1e-6:
         # Already on the target grid: pass the samples through unchanged.
@@ -385,6 +386,8 @@ def canonical_stream(
 # ---------------------------------------------------------------------------------------------- windows
 def window_labels(labels: np.ndarray, starts: np.ndarray, length: int, n_classes: int) -> np.ndarray:
     """Label of each window `labels[s : s + length]`: the class covering more than half its samples, else -1."""
+    if n_classes == 0:
+        return np.full(len(starts), -1, dtype=np.int64)
     onehot = np.zeros((len(labels) + 1, n_classes), dtype=np.int32)
     valid = labels >= 0
     onehot[1:][valid, labels[valid]] = 1

@@ -131,6 +131,10 @@ class WindowSet:
                     f, X=self.X.astype(np.float32, copy=False), y=self.y, subject=self.subject.astype(str),
                     recording=self.recording, start=self.start, header=np.array(json.dumps(header)),
                 )
+            # mkstemp creates the file 0600; give the result the usual umask-derived mode.
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)
             os.replace(tmp, path)
         finally:
             if os.path.exists(tmp):

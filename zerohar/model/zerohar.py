@@ -283,24 +283,26 @@ class ZeroHARModel(nn.Module):
         return out.view(b, s, -1)
 
     def _context(self, context: torch.Tensor, b: int, s: int) -> torch.Tensor:
+        """Projected, normalised sensor context `(B, S, E)` from `(S, d_text)` or `(B, S, d_text)`."""
+        context = torch.as_tensor(context)
+        shape = tuple(context.shape)
         if context.ndim == 2:
             context = context.unsqueeze(0)  # (1, S, d_text)
         if context.ndim != 3 or context.shape[1] != s or context.shape[0] not in (1, b):
-            raise ZeroharError(f"sensor context has shape {tuple(context.shape)}, expected ({s}, "
-                               f"{self.cfg.d_text}) or ({b}, {s}, {self.cfg.d_text}) for {s} sensors")
+            raise ZeroharError(f"sensor context has shape {shape}, expected ({s}, {self.cfg.d_text}) or "
+                               f"({b}, {s}, {self.cfg.d_text}) for {s} sensors")
         return self.encode_text(context, normalize=True).expand(b, s, -1)  # (B, S, E)
 
     # ------------------------------------------------------------------------------------------ encoders
     def encode_text(self, t: torch.Tensor, normalize: bool = True) -> torch.Tensor:
-        """Project sentence embeddings `(..., d_text)` with R -> `(..., E)`."""
+        """Project sentence embeddings `(..., d_text)` (tensor or numpy array) with R -> `(..., E)`."""
+        t = torch.as_tensor(t)  # numpy arrays from the text encoder are welcome
         if t.shape[-1] != self.cfg.d_text:
             raise ZeroharError(f"text embeddings have dimension {t.shape[-1]}, but the model was built for "
                                f"{self.cfg.d_text} (another text encoder?)")
-        z = self.text_proj(t.to(self.text_proj_dtype()))
+        w = next(self.text_proj.parameters())
+        z = self.text_proj(t.to(device=w.device, dtype=w.dtype))  # (..., E)
         return F.normalize(z, dim=-1) if normalize else z
-
-    def text_proj_dtype(self) -> torch.dtype:
-        return next(self.text_proj.parameters()).dtype
 
     def encode_channels(
         self, x: torch.Tensor, normalize: bool = True, *, kinds: KindsLike = None,
@@ -362,13 +364,14 @@ class ZeroHARModel(nn.Module):
         """Label prototypes: normalised mean of the normalised projected descriptions.
 
         Args:
-            desc: `(L, K, d_text)` sentence embeddings of K descriptions per label.
+            desc: `(L, K, d_text)` sentence embeddings of K descriptions per label (tensor or numpy array).
             mask: `(L, K)` bool, True for real descriptions when labels have fewer than K (padding False).
 
         Returns:
             `(L, E)`, L2-normalised.
         """
         z = self.encode_text(desc, normalize=True)  # (L, K, E)
+        mask = None if mask is None else torch.as_tensor(mask, device=z.device)
         return F.normalize(_masked_mean(z, mask), dim=-1)  # (L, E)
 
     def forward(

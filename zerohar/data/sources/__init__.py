@@ -134,7 +134,7 @@ def fetch_archive(url: str, root: str | Path, progress: bool = True) -> Path:
     """Download a .zip / .tar(.gz) archive with a progress bar and unpack it into `root`.
 
     The archive is unpacked into a temporary folder that is renamed into place, so an interrupted download
-    leaves nothing half-written.
+    leaves nothing half-written; members that would land outside `root`, and links, are refused.
 
     Args:
         url: archive address (http/https).

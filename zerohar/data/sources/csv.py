@@ -83,6 +83,7 @@ class _Plan:
     time_col: int | None
     label_col: int | None
     subject_col: int | None
+    time_is_datetime: bool = False  # the first row's time is not a number: ISO 8601 datetimes
 
 
 def _find(header_norm: list[str], names: tuple[str, ...]) -> int | None:
@@ -90,10 +91,12 @@ def _find(header_norm: list[str], names: tuple[str, ...]) -> int | None:
     return hits[0] if hits else None
 
 
-def _read_header(path: Path) -> tuple[str, list[str]]:
+def _read_header(path: Path) -> tuple[str, list[str], str | None]:
+    """Delimiter, column names and the first data row (None for a file without rows)."""
     try:
         with open(path, encoding="utf-8-sig") as f:
             first = f.readline()
+            row = next((ln for ln in f if ln.strip()), None)
     except UnicodeDecodeError:
         raise ZeroharError(f"{path} is not a text (UTF-8) CSV file") from None
     if not first.strip():
@@ -106,11 +109,13 @@ def _read_header(path: Path) -> tuple[str, list[str]]:
     dup = sorted({h for h in header if header.count(h) > 1})
     if dup:
         raise ZeroharError(f"{path}: column {dup[0]!r} appears twice in the header")
-    return delim, header
+    return delim, header, row
 
 
 def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device: str | None) -> _Plan:
-    delim, header = _read_header(path)
+    delim, header, row = _read_header(path)
+    if row is None:
+        raise ZeroharError(f"{path} has a header but no data rows")
     norm = [_norm(h) for h in header]
     time_col = _find(norm, TIME_NAMES)
     label_col = _find(norm, LABEL_NAMES)
@@ -147,15 +152,13 @@ def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device
                 f"add a 'column' to each channel to say which column of {path} it is"
             )
         by_key = {channel_of(h): i for i, h in enumerate(header) if channel_of(h)}
-        cols, missing = [], []
-        for ch in layout.channels:
-            (cols if (ch.sensor, ch.axis) in by_key else missing).append(by_key.get((ch.sensor, ch.axis), ch))
+        missing = [f"{c.sensor}_{c.axis}" for c in layout.channels if (c.sensor, c.axis) not in by_key]
         if missing:
-            names = [f"{c.sensor}_{c.axis}" for c in missing]
             raise ZeroharError(
-                f"sensor layout {layout.name or '(unnamed)'} does not match {path}: no column for {names}; the "
+                f"sensor layout {layout.name or '(unnamed)'} does not match {path}: no column for {missing}; the "
                 f"file has {header}"
             )
+        cols = [by_key[(c.sensor, c.axis)] for c in layout.channels]
     used = set(cols) | {c for c in (time_col, label_col, subject_col) if c is not None}
     extra = [h for i, h in enumerate(header) if i not in used]
     if extra:
@@ -163,7 +166,8 @@ def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device
             f"{path} has columns {extra} that are neither time, label, subject nor a channel of the sensor "
             f"layout; expected only those (remove them, or name them in a layout file)"
         )
-    return _Plan(path, delim, header, layout, cols, time_col, label_col, subject_col)
+    is_dt = time_col is not None and not _is_float(row.rstrip("\r\n").split(delim)[time_col].strip().strip('"'))
+    return _Plan(path, delim, header, layout, cols, time_col, label_col, subject_col, is_dt)
 
 
 # ---------------------------------------------------------------------------------------------- parsing
@@ -174,6 +178,8 @@ def _numbers(lines: list[str], plan: _Plan, cols: list[int], first_line: int) ->
         pass
     # Empty cells are missing values (NaN); anything else non-numeric is an error naming line and column.
     for k, line in enumerate(lines):
+        if not line.strip():
+            continue  # blank lines are skipped, as numpy does
         fields = line.rstrip("\r\n").split(plan.delimiter)
         if len(fields) != len(plan.header):
             raise ZeroharError(
@@ -242,32 +248,24 @@ def _iter_rows(plan: _Plan, chunk_rows: int, rate: float | None):
         )
     with open(plan.path, encoding="utf-8-sig") as f:
         f.readline()
-        line_no, row0, last_t, is_datetime = 2, 0, None, None
-        while True:
-            lines = [ln for ln in itertools.islice(f, chunk_rows)]
-            if not lines:
-                break
-            n_raw = len(lines)
-            lines = [ln for ln in lines if ln.strip()]
+        line_no, row0, last_t = 2, 0, None
+        while lines := list(itertools.islice(f, chunk_rows)):
             if plan.time_col is None:
                 x = _numbers(lines, plan, plan.channel_cols, line_no)
                 t = (row0 + np.arange(len(x))) / rate
+            elif plan.time_is_datetime:
+                x = _numbers(lines, plan, plan.channel_cols, line_no)
+                t = _datetimes(_strings(lines, plan, plan.time_col), plan, line_no)
             else:
-                if is_datetime is None:
-                    first = lines[0].split(plan.delimiter)[plan.time_col].strip().strip('"')
-                    is_datetime = not _is_float(first)
-                if is_datetime:
-                    x = _numbers(lines, plan, plan.channel_cols, line_no)
-                    t = _datetimes(_strings(lines, plan, plan.time_col), plan, line_no)
-                else:
-                    tx = _numbers(lines, plan, [plan.time_col, *plan.channel_cols], line_no)
-                    t, x = tx[:, 0], tx[:, 1:]
+                tx = _numbers(lines, plan, [plan.time_col, *plan.channel_cols], line_no)
+                t, x = tx[:, 0], tx[:, 1:]
+            if plan.time_col is not None and len(t):
                 _check_chunk_times(t, plan, line_no, last_t)
                 last_t = float(t[-1])
             labels = _strings(lines, plan, plan.label_col) if plan.label_col is not None else None
             subjects = _strings(lines, plan, plan.subject_col) if plan.subject_col is not None else None
-            yield t, x, labels, subjects, bool(is_datetime)
-            line_no += n_raw
+            yield t, x, labels, subjects
+            line_no += len(lines)
             row0 += len(x)
 
 
@@ -359,24 +357,10 @@ def open_csv_stream(
     lookup = {c: i for i, c in enumerate(class_names)} if class_names is not None else None
 
     def chunks():
-        for t, x, labels, _, _ in _iter_rows(plan, chunk_rows, rate):
+        for t, x, labels, _ in _iter_rows(plan, chunk_rows, rate):
             yield t, x, (_map_labels(labels, lookup, p) if lookup is not None and labels is not None else None)
 
-    stream = RecordingStream(p, plan.layout, chunks())
-    # Whether times are absolute is known from the first data row; peek without consuming a chunk.
-    stream.absolute_time = _first_time_is_datetime(plan)
-    return stream
-
-
-def _first_time_is_datetime(plan: _Plan) -> bool:
-    if plan.time_col is None:
-        return False
-    with open(plan.path, encoding="utf-8-sig") as f:
-        f.readline()
-        for line in f:
-            if line.strip():
-                return not _is_float(line.split(plan.delimiter)[plan.time_col].strip().strip('"'))
-    return False
+    return RecordingStream(p, plan.layout, chunks(), plan.time_is_datetime)
 
 
 def iter_csv_chunks(
@@ -403,26 +387,46 @@ def _map_labels(labels: np.ndarray, lookup: dict[str, int], path: Path) -> np.nd
 
 
 # ---------------------------------------------------------------------------------------------- whole files
-def _read_file(
-    path: Path, layout, placement, device, rate, chunk_rows: int = CHUNK_ROWS
-) -> tuple[_Plan, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+@dataclass
+class _Table:
+    """A whole CSV file: times, signals (declared units) and the label / subject texts if present."""
+
+    path: Path
+    plan: _Plan
+    t: np.ndarray
+    x: np.ndarray
+    labels: np.ndarray | None
+    subjects: np.ndarray | None
+
+    def label_names(self) -> set[str]:
+        return {v for v in np.unique(self.labels).tolist() if v} if self.labels is not None else set()
+
+    def recordings(self, class_names: list[str]) -> list[Recording]:
+        """One Recording per run of equal subject values (one for a file without a subject column)."""
+        n = len(self.t)
+        if self.labels is None:
+            ids = np.full(n, -1, dtype=np.int64)
+        else:
+            ids = _map_labels(self.labels, {c: i for i, c in enumerate(class_names)}, self.path)
+        if self.subjects is None:
+            bounds, subjects = [0, n], [self.path.stem]
+        else:
+            bounds = [0, *(np.flatnonzero(self.subjects[1:] != self.subjects[:-1]) + 1).tolist(), n]
+            subjects = [str(self.subjects[a]) or self.path.stem for a in bounds[:-1]]
+        out = []
+        for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            name = self.path.stem if len(subjects) == 1 else f"{self.path.stem}#{k}"
+            meta = {"path": str(self.path), "class_names": list(class_names)}
+            out.append(Recording(self.x[a:b], self.plan.layout, ids[a:b], subjects[k], name, timestamps=self.t[a:b],
+                                 meta=meta))
+        return out
+
+
+def _read_file(path: Path, layout, placement, device, rate) -> _Table:
     plan = _plan(path, _resolve_layout(layout), placement, device)
-    ts, xs, labs, subs = [], [], [], []
-    for t, x, labels, subjects, _ in _iter_rows(plan, chunk_rows, rate):
-        ts.append(t)
-        xs.append(x)
-        labs.append(labels)
-        subs.append(subjects)
-    if not ts:
-        raise ZeroharError(f"{path} has a header but no data rows")
-    cat = (lambda a: np.concatenate(a) if a[0] is not None else None)  # noqa: E731
-    return plan, np.concatenate(ts), np.concatenate(xs), cat(labs), cat(subs)
-
-
-def _label_ids(labels: np.ndarray | None, class_names: list[str], path: Path) -> np.ndarray:
-    if labels is None:
-        return None
-    return _map_labels(labels, {c: i for i, c in enumerate(class_names)}, path)
+    parts = list(_iter_rows(plan, CHUNK_ROWS, rate))
+    t, x, labels, subjects = (None if p[0] is None else np.concatenate(p) for p in zip(*parts))
+    return _Table(path, plan, t, x, labels, subjects)
 
 
 def read_csv_recording(
@@ -444,34 +448,13 @@ def read_csv_recording(
         A Recording with `timestamps`; `meta["class_names"]` is the class ordering its labels index.
     """
     p = _check_file(path, SUFFIXES)
-    recs = _recordings(p, *_read_file(p, layout, placement, device, rate), class_names)
+    table = _read_file(p, layout, placement, device, rate)
+    recs = table.recordings(sorted(table.label_names()) if class_names is None else class_names)
     if len(recs) > 1:
         raise ZeroharError(
             f"{p} holds {len(recs)} subjects; read it as a dataset (zerohar prepare --dataset csv) to keep them apart"
         )
     return recs[0]
-
-
-def _recordings(path, plan, t, x, labels, subjects, class_names) -> list[Recording]:
-    """One Recording per run of equal subject values (one for a file without a subject column)."""
-    if class_names is None:
-        class_names = sorted({v for v in np.unique(labels).tolist() if v}) if labels is not None else []
-    ids = _label_ids(labels, class_names, path)
-    ids = np.full(len(t), -1, dtype=np.int64) if ids is None else ids
-    if subjects is None:
-        bounds, names = [0, len(t)], [path.stem]
-    else:
-        cuts = np.flatnonzero(subjects[1:] != subjects[:-1]) + 1
-        bounds = [0, *cuts.tolist(), len(t)]
-        names = [str(subjects[a]) or path.stem for a in bounds[:-1]]
-    out = []
-    for k, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
-        name = path.stem if len(names) == 1 else f"{path.stem}#{k}"
-        out.append(
-            Recording(x[a:b], plan.layout, ids[a:b], names[k], name, timestamps=t[a:b],
-                      meta={"path": str(path), "class_names": list(class_names)})
-        )
-    return out
 
 
 def read(
@@ -504,18 +487,14 @@ def read(
     else:
         raise ZeroharError(f"csv: {root} does not exist; expected a CSV file or a folder of them")
     layout = _resolve_layout(layout)
-    tables = [(p, *_read_file(p, layout, placement, device, rate))
+    tables = [_read_file(p, layout, placement, device, rate)
               for p in tqdm(files, desc="csv", unit="file", disable=not progress)]
-    keys = {tuple(s.key for s in tab[1].layout.sensors) for tab in tables}
+    keys = {tuple(s.key for s in tab.plan.layout.sensors) for tab in tables}
     if len(keys) > 1:
         raise ZeroharError(f"csv: the files under {root} have different sensors ({sorted(keys)}); expected one layout")
     if class_names is None:
-        found = set()
-        for tab in tables:
-            if tab[4] is not None:
-                found |= {v for v in np.unique(tab[4]).tolist() if v}
-        class_names = sorted(found)
-    recs = [r for tab in tables for r in _recordings(*tab, class_names)]
+        class_names = sorted(set().union(*(tab.label_names() for tab in tables)))
+    recs = [r for tab in tables for r in tab.recordings(class_names)]
     logger.info("csv: %d recordings from %d files, %d subjects, classes %s", len(recs), len(files),
                 len({r.subject for r in recs}), class_names)
     return recs

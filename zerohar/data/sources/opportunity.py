@@ -107,13 +107,15 @@ def read(
         Recordings with signals `(T, C)` float32 in g (NaN where packets were lost), labels indexing the classes
         of ``metadata/folds/opportunity.yaml`` (-1 = null), subject = "S1" ... "S4".
     """
+    if not sessions or set(sessions) - {"ADL", "Drill"}:
+        raise ZeroharError(f"Opportunity sessions {tuple(sessions)}: expected 'ADL' and/or 'Drill'")
     base = _rawio.dataset_dir(root, "Opportunity", "dataset/S*-*.dat", prefixes=("OpportunityUCIDataset",))
     files = [
         p for p in sorted((base / "dataset").glob("S*-*.dat"))
         if (m := _FILE.match(p.name)) and m.group(2).rstrip("0123456789") in sessions
     ]
     if not files:
-        raise ZeroharError(f"{base / 'dataset'} holds no session files of {sessions} (S<n>-ADL<k>.dat)")
+        raise ZeroharError(f"{base / 'dataset'} holds no {' or '.join(sessions)} session files (S<n>-ADL<k>.dat)")
     lay = _rawio.resolve_layout(layout, DEFAULT_LAYOUT)
     cols = _rawio.column_indices(lay, COLUMNS, "Opportunity")
     wrong = [c.column for c in lay.channels if c.unit != "g"]

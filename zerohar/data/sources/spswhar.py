@@ -46,8 +46,9 @@ LABELS = {
 _FILE = re.compile(r"^(s\d+)_(\d+)_sp\.csv$")
 
 
-def _read_device(path: Path, class_of: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Times (s), signals (n, 6) and class ids of one device file, duplicate timestamps merged."""
+def _read_device(path: Path, class_of: dict[str, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Times (s), signals (n, 6), class ids of one device file (repeated timestamps averaged) and how many
+    samples were merged that way."""
     with open(path) as f:
         header = f.readline().strip().split(",")
         if header != COLUMNS:
@@ -61,7 +62,7 @@ def _read_device(path: Path, class_of: dict[str, int]) -> tuple[np.ndarray, np.n
         raise ZeroharError(f"{NAME}: {path} has a non-numeric value ({str(e).splitlines()[0]})") from None
     raw = np.loadtxt(lines, delimiter=",", usecols=7, dtype=str, ndmin=1)
     names, inv = np.unique(raw, return_inverse=True)
-    unknown = [n for n in names if n not in class_of]
+    unknown = [n for n in names.tolist() if n not in class_of]
     if unknown:
         raise ZeroharError(f"{NAME}: {path} has label {unknown[0]!r}; expected one of {', '.join(LABELS)}")
     labels = np.array([class_of[n] for n in names], dtype=np.int64)[inv]
@@ -74,7 +75,7 @@ def _read_device(path: Path, class_of: dict[str, int]) -> tuple[np.ndarray, np.n
     t, x, labels = merge_duplicate_times(t, a[:, :6], labels)
     if len(t) < 2:
         raise ZeroharError(f"{NAME}: {path} has fewer than 2 distinct timestamps; expected a recording")
-    return t, x, labels
+    return t, x, labels, len(a) - len(t)
 
 
 def _execution_info(data: Path) -> dict[str, dict]:
@@ -104,14 +105,15 @@ def read(root: str | Path, progress: bool = True) -> list[Recording]:
         raise ZeroharError(f"{NAME}: {data} holds no sNN/sNN_YY_sp.csv files")
     info = _execution_info(data)
     layout = SensorLayout.from_yaml(DEFAULT_LAYOUT)
-    recs, unpaired = [], []
+    recs, unpaired, merged = [], [], 0
     for sp_path in tqdm(files, desc="spswhar", unit="rec", disable=not progress):
         sw_path = sp_path.with_name(sp_path.name.replace("_sp.csv", "_sw.csv"))
         if not sw_path.is_file():
             unpaired.append(sp_path.name)
             continue
-        tp, xp, lp = _read_device(sp_path, class_of)
-        tw, xw, lw = _read_device(sw_path, class_of)
+        tp, xp, lp, mp = _read_device(sp_path, class_of)
+        tw, xw, lw, mw = _read_device(sw_path, class_of)
+        merged += mp + mw
         lo, hi = max(tp[0], tw[0]), min(tp[-1], tw[-1])
         if hi - lo < 1.0 / RATE:
             raise ZeroharError(f"{NAME}: {sp_path.name} and {sw_path.name} do not overlap in time; "
@@ -127,7 +129,8 @@ def read(root: str | Path, progress: bool = True) -> list[Recording]:
         recs.append(Recording(signals, layout, labels, m[1], execution, rate=RATE, meta=meta))
     if unpaired:
         logger.warning("%s: %d phone files without a watch file skipped (%s)", NAME, len(unpaired), unpaired[0])
-    logger.info("%s: %d executions, %d subjects", NAME, len(recs), len({r.subject for r in recs}))
+    logger.info("%s: %d executions, %d subjects; %d samples with a repeated timestamp averaged into one", NAME,
+                len(recs), len({r.subject for r in recs}), merged)
     return recs
 
 

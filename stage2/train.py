@@ -1,0 +1,10 @@
+"""`python stage2/train.py --dataset hapt --fold fold1`: the same as `zerohar stage2` (default --out runs/stage2/<dataset>-<fold>)."""
+
+from __future__ import annotations
+
+import sys
+
+from zerohar.cli import main
+
+if __name__ == "__main__":
+    sys.exit(main(["stage2", *sys.argv[1:]]))

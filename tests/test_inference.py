@@ -1,0 +1,254 @@
+"""The fast inference path: fused backbone, precision choice, batching, and bf16 vs fp32 agreement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from zerohar import inference
+from zerohar.errors import ZeroharError
+from zerohar.inference import FusedHARNet, embed_backbone, embed_windows, fused_backbone, resolve_precision
+from zerohar.model.harnet import HARNet
+from zerohar.model.zerohar import ModelConfig, ZeroHARModel
+
+needs_bf16 = pytest.mark.skipif(not inference.cpu_has_native_bf16(), reason="the CPU has no native bf16")
+
+
+def _randomise_bn(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters, so BN folding is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return net
+
+
+def _calibrate_bn(model: ZeroHARModel, X: np.ndarray, kinds) -> None:
+    """Running BN statistics from data (a cumulative average), so a random network has realistic activations."""
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.reset_running_stats()
+            m.momentum = None
+    model.train()
+    with torch.no_grad():
+        for a in range(0, len(X), 128):
+            model.encode_channels(torch.from_numpy(X[a : a + 128]), kinds=kinds)
+    model.eval()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = ZeroHARModel(ModelConfig())
+    _randomise_bn(m.backbone)
+    return m.eval()
+
+
+# ---------------------------------------------------------------------------------------------- precision
+def test_resolve_precision(monkeypatch):
+    assert resolve_precision("fp32") == "fp32"
+    assert resolve_precision("bf16") == "bf16"
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto") == "bf16"
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto") == "fp32"
+
+
+def test_resolve_precision_rejects_unknown():
+    with pytest.raises(ZeroharError, match=r"precision 'fp16' is not known: expected one of auto, bf16, fp32"):
+        resolve_precision("fp16")
+
+
+def test_native_bf16_follows_cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = set(next(ln for ln in f if ln.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        pytest.skip("no /proc/cpuinfo flags on this system")
+    if not flags & {"amx_bf16", "avx512_bf16"}:
+        assert not inference.cpu_has_native_bf16()
+    elif torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        assert inference.cpu_has_native_bf16()
+
+
+# ---------------------------------------------------------------------------------------------- fused backbone
+@pytest.mark.parametrize("variant", ["harnet5", "harnet10"])
+def test_fused_fp32_equals_harnet(variant):
+    torch.manual_seed(1)
+    net = _randomise_bn(HARNet(variant), seed=2).eval()
+    x = torch.randn(5, 3, net.window)
+    with torch.no_grad():
+        ref = net(x)
+        got = FusedHARNet(net, torch.float32)(x)
+    assert got.shape == ref.shape == (5, net.out_dim)
+    torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
+
+
+@needs_bf16
+def test_fused_bf16_close_to_fp32():
+    torch.manual_seed(1)
+    net = _randomise_bn(HARNet("harnet5")).eval()
+    x = torch.randn(16, 3, 150)
+    with torch.no_grad():
+        ref, got = net(x), FusedHARNet(net, torch.bfloat16)(x)
+    assert got.dtype == torch.float32
+    assert torch.nn.functional.cosine_similarity(ref, got, dim=1).min() > 0.999
+
+
+def test_fused_backbone_cache_follows_weights():
+    torch.manual_seed(3)
+    net = _randomise_bn(HARNet("harnet5")).eval()
+    first = fused_backbone(net, "fp32")
+    assert first is not None and fused_backbone(net, "fp32") is first
+    x = torch.randn(3, 3, 150)
+    with torch.no_grad():
+        net.layer1[0].weight.mul_(1.5)  # training changed the weights in place
+        fresh = fused_backbone(net, "fp32")
+        assert fresh is not first
+        torch.testing.assert_close(fresh(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_fused_backbone_rejects_other_modules():
+    other = nn.Sequential(nn.Conv1d(3, 8, 5), nn.AdaptiveAvgPool1d(1), nn.Flatten())
+    assert fused_backbone(other, "bf16") is None
+    with pytest.raises(TypeError):
+        FusedHARNet(other)
+
+
+def test_embed_backbone_fp32_is_the_plain_module():
+    torch.manual_seed(4)
+    net = _randomise_bn(HARNet("harnet5")).train()
+    x = np.random.default_rng(0).normal(size=(7, 3, 150)).astype(np.float32)
+    got = embed_backbone(net, x, batch_size=3, precision="fp32")
+    assert net.training  # mode restored
+    net.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(got, net(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-5)
+    assert embed_backbone(net, x[:0], precision="fp32").shape == (0, 512)
+
+
+# ---------------------------------------------------------------------------------------------- embed_windows
+def _windows(n: int, s: int = 2, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 3 * s, 150)).astype(np.float32), rng.normal(size=(s, 384)).astype(np.float32)
+
+
+def test_embed_windows_fp32_equals_encode_windows(model):
+    X, ctx = _windows(9)
+    got = embed_windows(model, X, ctx, precision="fp32", batch_size=4, kinds=["acc", "gyro"])
+    with torch.no_grad():
+        ref = model.encode_windows(torch.from_numpy(X), torch.from_numpy(ctx), kinds=["acc", "gyro"]).numpy()
+    assert got.shape == (9, model.cfg.embed_dim) and got.dtype == np.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, rtol=1e-5)
+
+
+def test_embed_windows_stream_equals_array(model):
+    X, ctx = _windows(10)
+    whole = embed_windows(model, X, ctx, precision="bf16", batch_size=8, kinds=["acc", "gyro"])
+    stream = embed_windows(model, iter([X[:3], X[3:10]]), ctx, precision="bf16", batch_size=4,
+                           kinds=["acc", "gyro"])
+    np.testing.assert_allclose(stream, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_embed_windows_leaves_model_unchanged(model):
+    X, ctx = _windows(4)
+    backbone = model.backbone
+    model.train()
+    try:
+        embed_windows(model, X, ctx, precision="bf16", kinds=["acc", "gyro"])
+        assert model.training and model.backbone is backbone
+    finally:
+        model.eval()
+
+
+def test_embed_windows_sensor_mask(model):
+    X, ctx = _windows(6)
+    mask = np.ones((6, 2), bool)
+    mask[::2, 1] = False
+    got = embed_windows(model, X, ctx, precision="fp32", sensor_mask=mask, kinds=["acc", "gyro"])
+    with torch.no_grad():
+        ref = model.encode_windows(torch.from_numpy(X), torch.from_numpy(ctx), torch.from_numpy(mask),
+                                   kinds=["acc", "gyro"]).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ZeroharError, match="sensor_mask needs the windows as one array"):
+        embed_windows(model, iter([X]), ctx, sensor_mask=mask)
+
+
+def test_embed_windows_with_layout_uses_sensor_descriptions(model):
+    from zerohar.data.layout import Sensor, SensorLayout
+    from zerohar.text.encoder import get_text_encoder
+    from zerohar.text.sensors import sensor_description
+
+    layout = SensorLayout((Sensor("acc", "left wrist", "smartwatch", "g"),))
+    X, _ = _windows(3, s=1)
+    ctx = get_text_encoder().encode([sensor_description(s) for s in layout.sensors], progress=False)
+    by_layout = embed_windows(model, X, layout, precision="fp32")
+    by_context = embed_windows(model, X, ctx, precision="fp32", kinds=layout)
+    np.testing.assert_allclose(by_layout, by_context, rtol=1e-5, atol=1e-6)
+
+
+def test_embed_windows_bad_input(model):
+    X, ctx = _windows(2)
+    with pytest.raises(ZeroharError, match="batch size must be at least 1, found 0"):
+        embed_windows(model, X, ctx, batch_size=0)
+    with pytest.raises(ZeroharError, match="windows must be an array"):
+        embed_windows(model, 3.0, ctx)
+
+
+def test_original_encoder_takes_the_generic_path():
+    torch.manual_seed(0)
+    m = ZeroHARModel(ModelConfig(encoder="original")).eval()
+    X, ctx = _windows(3)
+    got = embed_windows(m, X, ctx, precision="fp32", kinds=["acc", "gyro"])
+    with torch.no_grad():
+        ref = m.encode_windows(torch.from_numpy(X), torch.from_numpy(ctx), kinds=["acc", "gyro"]).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------- bf16 vs fp32 on HAPT
+def _hapt_agreement(n_windows: int | None) -> float:
+    """Share of HAPT windows whose nearest of 12 fixed prototypes is the same in bf16 and fp32.
+
+    A numerical-equivalence check of the two paths, not an accuracy claim: the model has random weights (with
+    BatchNorm statistics calibrated on the data), and the prototypes are the fp32 embeddings of 12 fixed
+    windows plus noise, so that the decision boundaries run through the data.
+    """
+    from zerohar.data.prepare import load_windowset
+
+    try:
+        ws = load_windowset("hapt")
+    except ZeroharError as e:
+        pytest.skip(f"no HAPT windows: {e}")
+    rng = np.random.default_rng(0)
+    idx = np.flatnonzero(ws.y >= 0)
+    if n_windows is not None:
+        idx = np.sort(rng.choice(idx, size=min(n_windows, len(idx)), replace=False))
+    X = ws.X[idx]
+    torch.manual_seed(0)
+    model = ZeroHARModel(ModelConfig())
+    _calibrate_bn(model, X[:512], ws.layout)
+    ctx = rng.normal(size=(ws.layout.n_sensors, 384)).astype(np.float32)
+    fp32 = embed_windows(model, X, ctx, precision="fp32", kinds=ws.layout)
+    bf16 = embed_windows(model, X, ctx, precision="bf16", kinds=ws.layout)
+    protos = fp32[rng.choice(len(X), 12, replace=False)] + rng.normal(scale=0.02, size=(12, fp32.shape[1]))
+    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
+    a, b = (fp32 @ protos.T).argmax(1), (bf16 @ protos.T).argmax(1)
+    assert len(np.unique(a)) >= 6  # the check is not trivial: the windows spread over many prototypes
+    return float((a == b).mean())
+
+
+@needs_bf16
+def test_bf16_labels_agree_with_fp32_on_hapt():
+    assert _hapt_agreement(600) >= 0.99
+
+
+@pytest.mark.slow
+@needs_bf16
+def test_bf16_labels_agree_with_fp32_on_all_hapt_windows():
+    assert _hapt_agreement(None) >= 0.99

@@ -1,0 +1,467 @@
+"""Throughput and memory: every figure of BENCHMARK.md's speed list, the fast path next to the plain one.
+
+Each figure runs in its own Python process (`python -m zerohar.speed FIGURE`), so its peak resident memory
+(`ru_maxrss` of that process, read with `os.wait4`) is its own and peaks of different figures never mix. Inside
+the process, the optimised path and the plain fp32 eager run of the same model are timed alternately, a few
+rounds each, and the best round of each is kept (on a shared machine the best round is the one least
+disturbed by other processes). The peak memory of a figure is that of its whole process: both paths, plus
+Python and torch (about 300-400 MB before any work).
+
+Figures (names as in BENCHMARK.md):
+
+- `harnet5_inference`, `harnet10_inference`: the backbone alone, batches of 256 triads:
+  :func:`zerohar.inference.embed_backbone` vs `backbone(x)` in fp32 under `torch.no_grad()`.
+- `model_inference`: a ZeroHAR model on 2-sensor windows (accelerometer + gyroscope, as HAPT), all sensors of a
+  window + label search in a 12-label index: :func:`zerohar.inference.embed_windows` vs
+  `model.encode_windows` in fp32, both followed by the same search.
+- `classify_7day`: `zerohar classify` as a separate process on a synthetic 7-day 30 Hz wrist recording
+  (:mod:`zerohar.data.synthetic`, 18,144,000 rows of CSV), end to end including reading the file and loading the
+  model and text encoder; the baseline is the same command with `--precision fp32`. Model weights are random:
+  speed does not depend on them.
+- `stage1_train`, `stage2_train`: optimiser steps per second x batch size (64 windows) of the Stage I / Stage
+  II objective (forward, contrastive loss, backward, gradient clipping, AdamW) with bf16 autocast vs fp32.
+  Only the model step: data loading is not included.
+- `index_10`, `index_1000`, `index_100000`: a LabelIndex of that many labels (random prototypes): its
+  faiss search for 1,000 windows vs exact numpy (matrix product + top-k), windows/s = 1,000 / query time;
+  the note gives the build time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from zerohar.errors import ZeroharError
+
+logger = logging.getLogger(__name__)
+
+FIGURES = (
+    "harnet5_inference", "harnet10_inference", "model_inference", "classify_7day", "stage1_train", "stage2_train",
+    "index_10", "index_1000", "index_100000",
+)
+#: Figures that `--quick` leaves out unless named.
+SLOW_FIGURES = ("classify_7day",)
+CLASSIFY_LABELS = ("sleeping", "sitting", "standing", "walking", "running", "cycling", "household chores",
+                   "lying down")
+PLACEMENT, DEVICE = "left wrist", "smartwatch"
+
+
+# ---------------------------------------------------------------------------------------------- timing
+def _settings(quick: bool) -> dict:
+    return {"rounds": 2, "min_s": 1.0} if quick else {"rounds": 3, "min_s": 3.0}
+
+
+def _rate(fn: Callable[[], object], n: int, min_s: float) -> float:
+    """Items per second of `fn` (which handles `n` items per call), over at least `min_s` seconds."""
+    k, t0 = 0, time.perf_counter()
+    while True:
+        fn()
+        k += 1
+        dt = time.perf_counter() - t0
+        if dt >= min_s:
+            return k * n / dt
+
+
+def compare(fast: Callable[[], object], plain: Callable[[], object], n: int, quick: bool) -> tuple[float, float]:
+    """Best items/s of `fast` and of `plain` over alternating rounds (each warmed up once first)."""
+    s = _settings(quick)
+    fast()
+    plain()
+    best_fast = best_plain = 0.0
+    for _ in range(s["rounds"]):
+        best_plain = max(best_plain, _rate(plain, n, s["min_s"]))
+        best_fast = max(best_fast, _rate(fast, n, s["min_s"]))
+    return best_fast, best_plain
+
+
+def _result(fast: float, plain: float, note: str = "") -> dict:
+    return {"windows_per_s": round(fast, 1), "baseline_windows_per_s": round(plain, 1),
+            "ratio": round(fast / plain, 2) if plain else None, "peak_rss_mb": None, "note": note}
+
+
+# ---------------------------------------------------------------------------------------------- figures (in a worker)
+def _backbone_figure(variant: str, quick: bool) -> dict:
+    import torch
+
+    from zerohar.inference import embed_backbone, resolve_precision
+    from zerohar.model.harnet import HARNet
+
+    torch.manual_seed(0)
+    net = HARNet(variant).eval()
+    x = torch.randn(256, 3, net.window)  # (256, 3, T)
+    xn = x.numpy()
+
+    def plain():
+        with torch.no_grad():
+            return net(x)
+
+    fast, base = compare(lambda: embed_backbone(net, xn, batch_size=256), plain, 256, quick)
+    prec = resolve_precision("auto")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=prec == "bf16"):
+        auto = _rate(lambda: net(x), 256, _settings(quick)["min_s"])
+    return _result(fast, base, f"{prec} fused backbone; bf16 autocast of the plain module alone: {auto:.0f}/s")
+
+
+def _hapt_like(model_cfg=None):
+    """A random ZeroHAR model, 2-sensor (acc + gyro) context and kinds, like HAPT's layout."""
+    import torch
+
+    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
+
+    torch.manual_seed(0)
+    model = ZeroHARModel(model_cfg or ModelConfig())
+    ctx = torch.randn(2, model.cfg.d_text, generator=torch.Generator().manual_seed(1))  # (S, d_text)
+    return model, ctx, ["acc", "gyro"]
+
+
+def _model_figure(quick: bool) -> dict:
+    import torch
+
+    from zerohar.index import LabelIndex
+    from zerohar.inference import embed_windows, resolve_precision
+
+    model, ctx, kinds = _hapt_like()
+    model.eval()
+    rng = np.random.default_rng(0)
+    index = LabelIndex.from_embeddings(
+        {f"label {i}": rng.normal(size=(10, model.cfg.embed_dim)).astype(np.float32) for i in range(12)}
+    )
+    n = 512
+    X = rng.normal(size=(n, 6, model.cfg.window)).astype(np.float32)  # (n, C, T)
+    xt = torch.from_numpy(X)
+    ctx_np = ctx.numpy()
+
+    def plain():
+        with torch.no_grad():
+            z = torch.cat([model.encode_windows(xt[a : a + 256], ctx, kinds=kinds) for a in range(0, n, 256)])
+        return index.search(z.numpy(), k=3)
+
+    def fast():
+        return index.search(embed_windows(model, X, ctx_np, kinds=kinds, batch_size=512), k=3)
+
+    f, b = compare(fast, plain, n, quick)
+    return _result(f, b, f"{resolve_precision('auto')}; 2 sensors per window (4,096 backbone passes per 2,048 "
+                          "windows), top-3 of 12 labels")
+
+
+def _train_figure(stage: str, quick: bool) -> dict:
+    import torch
+
+    from zerohar.inference import resolve_precision
+    from zerohar.losses import ContrastiveLoss
+
+    batch = 64
+    bf16 = resolve_precision("auto") == "bf16"
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 6, 150, generator=g)  # (B, C, T)
+    axis_text = torch.randn(6, 384, generator=g)  # one description per channel
+    label_desc = torch.randn(8, 10, 384, generator=g)  # (L, K, d_text)
+    y = torch.randint(0, 8, (batch,), generator=g)
+    loss_fn = ContrastiveLoss()
+
+    def make_step(use_bf16: bool):
+        model, ctx, kinds = _hapt_like()
+        model.train()
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                if stage == "stage1":
+                    feats = model.encode_channels(x, kinds=kinds)  # (B, C, E)
+                    text = model.encode_text(axis_text)  # (C, E)
+                else:
+                    feats = model.encode_windows(x, ctx, kinds=kinds)  # (B, E)
+                    text = model.label_prototypes(label_desc)  # (L, E)
+            if stage == "stage1":
+                loss = loss_fn(feats.float().reshape(-1, feats.shape[-1]), text.float(),
+                               torch.arange(6).repeat(batch), model.logit_scale)
+            else:
+                loss = loss_fn(feats.float(), text.float(), y, model.logit_scale)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+
+        return step
+
+    settings = {"rounds": 2, "min_s": 2.0} if quick else {"rounds": 3, "min_s": 5.0}
+    fast, plain = make_step(bf16), make_step(False)
+    fast()
+    plain()
+    f = p = 0.0
+    for _ in range(settings["rounds"]):
+        p = max(p, _rate(plain, batch, settings["min_s"]))
+        f = max(f, _rate(fast, batch, settings["min_s"]))
+    what = "channel embeddings" if stage == "stage1" else "window embeddings + label prototypes"
+    return _result(f, p, f"{'bf16 autocast' if bf16 else 'fp32 (no native bf16)'}; batch {batch} windows of "
+                         f"2 sensors, {what}, AdamW step; model step only, no data loading")
+
+
+def _index_figure(n_labels: int, quick: bool) -> dict:
+    from zerohar.index import LabelIndex
+
+    rng = np.random.default_rng(0)
+    dim, k_desc = 256, (10 if n_labels <= 1000 else 1)
+    vecs = rng.normal(size=(n_labels, k_desc, dim)).astype(np.float32)
+    t0 = time.perf_counter()
+    index = LabelIndex.from_embeddings({f"label {i}": vecs[i] for i in range(n_labels)})
+    build_s = time.perf_counter() - t0
+    del vecs
+    q = rng.normal(size=(1000, dim)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    k = min(5, n_labels)
+    protos = index.prototypes
+
+    def plain():
+        sims = q @ protos.T  # (1000, L)
+        top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n_labels else np.argsort(-sims, axis=1)
+        return np.take_along_axis(sims, top, axis=1)
+
+    f, p = compare(lambda: index.search(q, k=k), plain, 1000, quick)
+    return _result(f, p, f"build {build_s:.2f} s ({k_desc} description(s) per label); query of 1,000 windows "
+                         f"{1000 / f:.3f} s (top-{k}); baseline = numpy matrix product + top-k")
+
+
+def run_figure(name: str, quick: bool = False) -> dict:
+    """One figure in this process (see the module docstring); `classify_7day` runs via :func:`run_classify`."""
+    import torch
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    if name == "harnet5_inference":
+        return _backbone_figure("harnet5", quick)
+    if name == "harnet10_inference":
+        return _backbone_figure("harnet10", quick)
+    if name == "model_inference":
+        return _model_figure(quick)
+    if name in ("stage1_train", "stage2_train"):
+        return _train_figure(name.split("_")[0], quick)
+    if name.startswith("index_"):
+        return _index_figure(int(name.split("_")[1]), quick)
+    raise ZeroharError(f"unknown speed figure {name!r}: expected one of {', '.join(FIGURES)}")
+
+
+# ---------------------------------------------------------------------------------------------- subprocesses
+def run_child(cmd: Sequence[str], env: dict | None = None) -> tuple[str, float, float, int, str]:
+    """Run `cmd`; return (stdout, wall seconds, peak RSS in MB of that process, exit status, stderr tail).
+
+    The peak comes from `os.wait4` for this child alone (its `ru_maxrss`), not from RUSAGE_CHILDREN, which
+    would be the maximum over every child so far.
+    """
+    with tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        p = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=err, env=env)
+        out = p.stdout.read().decode("utf-8", "replace")
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        err.seek(0)
+        tail = err.read().decode("utf-8", "replace")[-2000:]
+    rss_mb = usage.ru_maxrss / 1024 if sys.platform != "darwin" else usage.ru_maxrss / 2**20
+    return out, wall, rss_mb, p.returncode, tail
+
+
+def _worker(name: str, quick: bool) -> dict:
+    cmd = [sys.executable, "-m", "zerohar.speed", name] + (["--quick"] if quick else [])
+    out, _, rss, code, err = run_child(cmd)
+    if code != 0:
+        raise ZeroharError(f"speed figure {name} failed (exit {code}): {err.strip().splitlines()[-1] if err else ''}")
+    res = json.loads(out.strip().splitlines()[-1])
+    res["peak_rss_mb"] = round(rss, 1)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- classify_7day
+def speed_dir() -> Path:
+    """Where the speed benchmark keeps its synthetic recording and model: `cache_dir()/speed`."""
+    from zerohar.paths import cache_dir
+
+    d = cache_dir() / "speed"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def synthetic_recording(days: float = 7.0, path: str | Path | None = None, progress: bool = False) -> Path:
+    """The synthetic wrist recording (written once, then reused; about 640 MB for 7 days)."""
+    from zerohar.data.synthetic import write_csv
+
+    path = Path(path) if path else speed_dir() / f"synthetic-wrist-{days:g}d-seed0.csv"
+    if not path.exists():
+        logger.info("writing the synthetic %g-day recording to %s (once)", days, path)
+        write_csv(path, days=days, seed=0, progress=progress)
+    return path
+
+
+def random_run(path: str | Path | None = None) -> Path:
+    """A finished Stage II run directory with random weights and a wrist accelerometer layout (for timing only)."""
+    from zerohar.config import Config
+    from zerohar.data.layout import AXES, Channel, SensorLayout
+    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
+    from zerohar.runs import atomic_write_json, load_run
+
+    d = Path(path) if path else speed_dir() / "random-stage2-run"
+    if (d / "metrics.json").exists():
+        try:
+            load_run(d, load_model=False)
+            return d
+        except ZeroharError:
+            pass
+    import torch
+
+    torch.manual_seed(0)
+    layout = SensorLayout.from_channels(
+        [Channel("acc", a, PLACEMENT, DEVICE, "g", f"acc_{a}") for a in AXES], "wrist", "speed benchmark"
+    )
+    meta = {
+        "stage": "stage2", "dataset": None, "fold": None, "classes": [], "seen": [], "unseen": [],
+        "layout": layout.to_dict(), "window_s": 5.0, "text_encoder": None, "text_encoder_name": None,
+        "subjects": {}, "note": "random weights: for zerohar speed only",
+    }
+    ZeroHARModel(ModelConfig()).save_pretrained(d, extra=meta)
+    Config(stage="stage2").save(d / "config.yaml")
+    atomic_write_json(d / "metrics.json", {"finished": True, "note": "random weights: for zerohar speed only"})
+    load_run(d)  # fails here, not in the timed run, if the fixture no longer matches the run format
+    return d
+
+
+def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path) -> tuple[int, float, float]:
+    """`zerohar classify` in a subprocess: (windows, wall seconds, peak RSS MB)."""
+    cmd = [sys.executable, "-m", "zerohar.cli", "classify", "--model", str(run_dir), "--input", str(csv_path),
+           "--labels", *CLASSIFY_LABELS, "--placement", PLACEMENT, "--device", DEVICE, "--out", str(out),
+           "--precision", precision, "--force", "--no-progress"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    stdout, wall, rss, code, err = run_child(cmd, env)
+    if code != 0:
+        raise ZeroharError(f"zerohar classify failed (exit {code}): {err.strip()[-400:]}")
+    first = stdout.strip().splitlines()[0] if stdout.strip() else ""
+    try:
+        n = int(first.split()[0])
+    except (IndexError, ValueError):
+        raise ZeroharError(f"zerohar classify printed {first!r}; expected the number of windows first") from None
+    return n, wall, rss
+
+
+def classify_figure(quick: bool, days: float = 7.0, progress: bool = False) -> dict:
+    """`classify_7day`: the classify command end to end, fast path vs `--precision fp32` (each run once in
+    quick mode, twice otherwise; best of each)."""
+    csv_path = synthetic_recording(days, progress=progress)
+    run_dir = random_run()
+    rounds = 1 if quick else 2
+    best: dict[str, tuple] = {}
+    with tempfile.TemporaryDirectory(dir=speed_dir()) as tmp:
+        for _ in range(rounds):
+            for prec in ("fp32", "auto"):
+                n, wall, rss = run_classify(csv_path, run_dir, prec, Path(tmp) / f"labels-{prec}.csv")
+                if prec not in best or wall < best[prec][1]:
+                    best[prec] = (n, wall, rss)
+    (n, wall, rss), (_, wall0, rss0) = best["auto"], best["fp32"]
+    res = _result(n / wall, n / wall0,
+                  f"{days:g}-day CSV ({os.path.getsize(csv_path) / 1e6:.0f} MB), {n} windows; wall {wall:.1f} s "
+                  f"(fp32 {wall0:.1f} s, peak {rss0:.0f} MB); includes process start, model and text encoder "
+                  "loading")
+    res["peak_rss_mb"] = round(rss, 1)
+    res["seconds"] = round(wall, 1)
+    return res
+
+
+# ---------------------------------------------------------------------------------------------- driver
+def run_speed(
+    figures: Sequence[str] | None = None, *, quick: bool = False, days: float = 7.0, progress: bool = False
+) -> dict[str, dict]:
+    """Measure `figures` (default: all; with `quick`, all but `classify_7day`), each in its own process.
+
+    Returns:
+        `{figure: {"windows_per_s", "baseline_windows_per_s", "ratio", "peak_rss_mb", "note"}}`; a figure that
+        failed has `"error"` instead of numbers.
+    """
+    if figures:
+        unknown = [f for f in figures if f not in FIGURES]
+        if unknown:
+            raise ZeroharError(f"unknown speed figures {unknown}: expected some of {', '.join(FIGURES)}")
+        names = list(figures)
+    else:
+        names = [f for f in FIGURES if not (quick and f in SLOW_FIGURES)]
+    results: dict[str, dict] = {}
+    for name in names:
+        logger.info("measuring %s", name)
+        try:
+            results[name] = classify_figure(quick, days, progress) if name == "classify_7day" else _worker(name, quick)
+        except ZeroharError as e:
+            logger.error("%s", e)
+            results[name] = {"error": str(e)}
+    return results
+
+
+def machine_summary() -> str:
+    """CPU, threads, precision and load: what the numbers depend on."""
+    import torch
+
+    from zerohar.inference import resolve_precision
+
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return (f"{model}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+            f"fast path precision {resolve_precision('auto')}, load average {load:.2f}")
+
+
+def format_table(results: dict[str, dict]) -> str:
+    """A Markdown table of the results."""
+    lines = ["| figure | fast (windows/s) | plain fp32 (windows/s) | ratio | peak RSS (MB) | note |",
+             "|---|---:|---:|---:|---:|---|"]
+    for name, r in results.items():
+        if "error" in r:
+            lines.append(f"| {name} | failed | | | | {r['error']} |")
+            continue
+        ratio = f"{r['ratio']:.2f}x" if r.get("ratio") else ""
+        rss = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else ""
+        lines.append(f"| {name} | {r['windows_per_s']:,.0f} | {r['baseline_windows_per_s']:,.0f} | {ratio} | {rss} "
+                     f"| {r.get('note', '')} |")
+    return "\n".join(lines)
+
+
+def write_json(results: dict, path: str | Path, force: bool = False) -> Path:
+    """Write the results as JSON atomically; an existing file needs `force`."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise ZeroharError(f"output {path} already exists; pass --force to overwrite it")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(results, f, indent=2)
+            f.write("\n")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Worker entry point: `python -m zerohar.speed FIGURE [--quick]` prints the figure as one JSON line."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m zerohar.speed", description="measure one speed figure")
+    p.add_argument("figure", choices=[f for f in FIGURES if f not in SLOW_FIGURES])
+    p.add_argument("--quick", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    print(json.dumps(run_figure(args.figure, args.quick)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
