@@ -1,4 +1,7 @@
-"""`python stage1/train.py --dataset hapt --fold fold1`: the same as `zerohar stage1` (default --out runs/stage1/<dataset>-<fold>)."""
+"""`python stage1/train.py --dataset hapt --fold fold1`: exactly `zerohar stage1` (the same flags and code).
+
+Without --out the run goes to runs/stage1/<dataset>-<fold>.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""`python stage2/train.py --dataset hapt --fold fold1`: the same as `zerohar stage2` (default --out runs/stage2/<dataset>-<fold>)."""
+"""`python stage2/train.py --dataset hapt --fold fold1`: exactly `zerohar stage2` (the same flags and code).
+
+Without --out the run goes to runs/stage2/<dataset>-<fold>.
+"""
 
 from __future__ import annotations
 

@@ -248,11 +248,11 @@ def tiny_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hapt_csv(tmp_path_factory):
-    """90 s of an embedded HAPT recording as a user would have it: a CSV with a time column first."""
+    """40 s of an embedded HAPT recording as a user would have it: a CSV with a time column first."""
     from zerohar.data.sources import embedded
 
     rec = embedded.read(progress=False)[0]
-    n = int(90 * rec.rate)
+    n = int(40 * rec.rate)
     t = 100.0 + np.arange(n) / rec.rate
     p = tmp_path_factory.mktemp("rec") / "rec.csv"
     rows = "\n".join(",".join(f"{v:.5f}" for v in (ti, *xi)) for ti, xi in zip(t, rec.signals[:n].astype(float)))
@@ -274,7 +274,7 @@ def test_classify_writes_one_row_per_window_with_top_k(tiny_run, hapt_csv, tmp_p
     res = classify_recording(tiny_run, hapt_csv, tmp_path / "out.csv", labels=labels, placement="waist",
                              device="smartphone", top_k=2, progress=False)
     rows = _read_csv(tmp_path / "out.csv")
-    assert res.n_windows == len(rows) == (90 * 30 - 150) // 75 + 1
+    assert res.n_windows == len(rows) == (40 * 30 - 150) // 75 + 1
     assert list(rows[0]) == ["start_s", "label", "score", "label_2", "score_2"]
     starts = np.array([float(r["start_s"]) for r in rows])
     np.testing.assert_allclose(starts, np.arange(len(rows)) * 2.5, atol=1e-3)  # from the first sample, not t=100
@@ -343,7 +343,7 @@ def test_classify_command_end_to_end(tiny_run, hapt_csv, tmp_path, capsys):
     argv = base + ["--labels", "walking", "sitting", "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
-    assert f"35 windows of 5 s (step 2.5 s) -> {out}" in printed
+    assert f"15 windows of 5 s (step 2.5 s) -> {out}" in printed
     assert "label" in printed and "share" in printed
     assert main(argv) == 2  # the output exists now
     assert "labels.csv already exists; pass --force to overwrite it" in capsys.readouterr().err

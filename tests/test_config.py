@@ -39,7 +39,8 @@ def test_resolution_order(tmp_path):
 
 
 def test_dataset_entry_follows_requested_dataset(tmp_path):
-    hp = _hp(tmp_path, {"default": {"stage2": {"train": {"epochs": 3}}}, "shoulder": {"stage2": {"train": {"epochs": 9}}}})
+    hp = _hp(tmp_path, {"default": {"stage2": {"train": {"epochs": 3}}},
+                        "shoulder": {"stage2": {"train": {"epochs": 9}}}})
     over = {"data": {"dataset": "shoulder"}}
     assert resolve_config("stage2", overrides=over, hyperparameters=hp).train.epochs == 9
     assert resolve_config("stage2", hyperparameters=hp).train.epochs == 3  # default dataset (hapt) has no entry
@@ -49,7 +50,8 @@ def test_dataset_entry_follows_requested_dataset(tmp_path):
 
 
 def test_supervised_takes_stage2_then_its_own(tmp_path):
-    hp = _hp(tmp_path, {"default": {"stage2": {"train": {"epochs": 3, "lr": 0.5}}, "supervised": {"train": {"lr": 0.1}}}})
+    hp = _hp(tmp_path, {"default": {"stage2": {"train": {"epochs": 3, "lr": 0.5}},
+                                    "supervised": {"train": {"lr": 0.1}}}})
     cfg = resolve_config("supervised", hyperparameters=hp)
     assert (cfg.train.epochs, cfg.train.lr) == (3, 0.1)
 
@@ -95,8 +97,12 @@ def _write(text: str):
 
 
 def test_parse_set_values_and_errors():
-    assert parse_set(["train.lr=3e-4", "data.fold=fold2", "train.max_minutes=null", "train.pretrain_sensors=[acc, gyro]"]) \
-        == {"train": {"lr": 3e-4, "max_minutes": None, "pretrain_sensors": ["acc", "gyro"]}, "data": {"fold": "fold2"}}
+    items = ["train.lr=3e-4", "data.fold=fold2", "train.max_minutes=null", "train.pretrain_sensors=[acc, gyro]"]
+    assert parse_set(items) == {
+        "train": {"lr": "3e-4", "max_minutes": None, "pretrain_sensors": ["acc", "gyro"]}, "data": {"fold": "fold2"}
+    }
+    # YAML 1.1 reads 3e-4 as a string; a float setting accepts it
+    assert resolve_config("stage1", overrides=parse_set(items)).train.lr == 3e-4
     with pytest.raises(ZeroharError, match=r"--set 'epochs': expected KEY=VALUE"):
         parse_set(["epochs"])
 

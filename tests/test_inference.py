@@ -213,11 +213,13 @@ def test_original_encoder_takes_the_generic_path():
 
 # ---------------------------------------------------------------------------------------------- bf16 vs fp32 on HAPT
 def _hapt_agreement(n_windows: int | None) -> float:
-    """Share of HAPT windows whose nearest of 12 fixed prototypes is the same in bf16 and fp32.
+    """Share of HAPT windows whose nearest of 12 fixed prototypes is the same in bf16 and in fp32.
 
-    A numerical-equivalence check of the two paths, not an accuracy claim: the model has random weights (with
-    BatchNorm statistics calibrated on the data), and the prototypes are the fp32 embeddings of 12 fixed
-    windows plus noise, so that the decision boundaries run through the data.
+    A numerical-equivalence check of the two paths, not an accuracy claim. The model has random weights (with
+    BatchNorm statistics calibrated on the data, so activations have realistic scales), and the prototypes
+    are the 12 class centroids of the fp32 embeddings, as label prototypes are centroids of descriptions.
+    (Random directions in the 256-d space would put most windows within bf16's rounding of a tie between two
+    prototypes and measure the rounding, not its effect on labels.)
     """
     from zerohar.data.prepare import load_windowset
 
@@ -229,23 +231,23 @@ def _hapt_agreement(n_windows: int | None) -> float:
     idx = np.flatnonzero(ws.y >= 0)
     if n_windows is not None:
         idx = np.sort(rng.choice(idx, size=min(n_windows, len(idx)), replace=False))
-    X = ws.X[idx]
+    X, y = ws.X[idx], ws.y[idx]
     torch.manual_seed(0)
     model = ZeroHARModel(ModelConfig())
     _calibrate_bn(model, X[:512], ws.layout)
     ctx = rng.normal(size=(ws.layout.n_sensors, 384)).astype(np.float32)
     fp32 = embed_windows(model, X, ctx, precision="fp32", kinds=ws.layout)
     bf16 = embed_windows(model, X, ctx, precision="bf16", kinds=ws.layout)
-    protos = fp32[rng.choice(len(X), 12, replace=False)] + rng.normal(scale=0.02, size=(12, fp32.shape[1]))
+    protos = np.stack([fp32[y == c].mean(0) for c in np.unique(y)])  # (12, E)
     protos /= np.linalg.norm(protos, axis=1, keepdims=True)
     a, b = (fp32 @ protos.T).argmax(1), (bf16 @ protos.T).argmax(1)
-    assert len(np.unique(a)) >= 6  # the check is not trivial: the windows spread over many prototypes
+    assert len(np.unique(a)) >= 6  # not trivial: the windows spread over many prototypes
     return float((a == b).mean())
 
 
 @needs_bf16
 def test_bf16_labels_agree_with_fp32_on_hapt():
-    assert _hapt_agreement(600) >= 0.99
+    assert _hapt_agreement(800) >= 0.99
 
 
 @pytest.mark.slow

@@ -235,9 +235,10 @@ def test_finished_output_dir_is_refused_without_force(stage1_run, tmp_path):
     assert (stage1_run / "model.safetensors").stat().st_mtime_ns == before
 
 
-def test_unknown_fold():
+def test_unknown_fold(tmp_path):
     with pytest.raises(ZeroharError, match=r"unknown fold 'fold9' in .*hapt\.yaml: expected one of fold1, fold2"):
-        train_stage("stage1", tiny_cfg("stage1", data={"fold": "fold9"}), "/nonexistent/x", progress=False)
+        train_stage("stage1", tiny_cfg("stage1", data={"fold": "fold9"}), tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()  # bad input leaves no half-made run behind
 
 
 def test_fold_whose_unseen_classes_are_missing(tmp_path):

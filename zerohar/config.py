@@ -57,7 +57,7 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64  # global batch: per process = batch_size / world size
     lr: float = 1e-3
-    backbone_lr_mult: float = 1.0  # backbone LR = lr * this (below 1 protects pretrained weights)
+    backbone_lr_mult: float = 1.0  # backbone LR = lr * this (below 1 protects pretrained weights; 0 freezes it)
     weight_decay: float = 0.01
     warmup: float = 0.05  # fraction of all optimiser steps with linear warm-up
     schedule: str = "cosine"  # cosine | constant (after warm-up)
@@ -179,6 +179,11 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `3e-4` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
         raise bad()
     if tp is str:
         if isinstance(value, str):

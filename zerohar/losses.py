@@ -10,7 +10,9 @@ the logits are N samples x M *unique* texts, so a text is never its own negative
 - sample -> text: cross-entropy of each sample over the M unique texts (those absent from the batch, such as
   prototypes of other seen classes, are valid negatives);
 - text -> sample: for each text present in the batch, cross-entropy over the N samples with a multi-positive
-  target, uniform over the samples of that text (the supervised-contrastive form);
+  target q, uniform over the samples of that text (the supervised-contrastive form), minus the entropy of q.
+  Subtracting that constant (it makes the term KL(q || p)) changes no gradient, but puts the minimum at 0
+  whatever the number of samples per text, so loss curves stay comparable across batches;
 - the loss is the mean of the two directions, scaled by a learnable inverse temperature (the model's
   `logit_scale`, CLIP's log(1/0.07) initialisation, clamped at 100).
 
@@ -86,7 +88,8 @@ def compute_loss_from_embeddings(
     positives = (targets[None, :] == present[:, None]).float()  # (P, N)
     q = positives / positives.sum(1, keepdim=True)  # (P, N) uniform over the samples of each text
     log_p = F.log_softmax(logits.T[present], dim=1)  # (P, N)
-    loss_t2s = -(q * log_p).sum(1).mean()
+    # KL(q || p) = cross-entropy - entropy(q); entropy(q) = log(number of samples of the text).
+    loss_t2s = (-(q * log_p).sum(1) - positives.sum(1).log()).mean()
     return (loss_s2t + loss_t2s) / 2
 
 

@@ -618,6 +618,8 @@ class PretrainTask(_Task):
         self.clip = np.array([m.clip_acc and self.layout.sensors[i].sensor == "acc" for i in self.triads])
         if cfg.model.encoder != "harnet":
             raise ZeroharError(f"pretraining trains a HARNet backbone; model.encoder is {cfg.model.encoder!r}")
+        if cfg.init is not None and Path(cfg.init).is_dir():
+            _check_backbone_run(Path(cfg.init))
         self.model = PretrainModel(load_backbone(cfg.init, cfg.model.backbone))
 
     def _triads(self, rows: np.ndarray) -> np.ndarray:

@@ -283,6 +283,7 @@ def train_stage(
             logger.info("%s already holds a finished %s run; nothing to do", out, stage)
             return out
         _barrier(dist)  # every process has looked at the directory before the main one changes it
+        created_dir = not out.exists()
         if dist.is_main:
             if force:
                 clear_run_files(out)
@@ -292,8 +293,16 @@ def train_stage(
         if mode == "resume":
             cfg = _resume_config(cfg, out)
             state = _load_state(out / "state.pt")
-        with _RunLog(out / "log.txt" if dist.is_main else None):
-            _Trainer(cfg, out, dist, progress=progress, state=state).fit()
+        try:
+            with _RunLog(out / "log.txt" if dist.is_main else None):
+                _Trainer(cfg, out, dist, progress=progress, state=state).fit()
+        except ZeroharError:
+            # Bad input found before the first checkpoint: leave no half-made run behind.
+            if dist.is_main and mode == "fresh" and not (out / "state.pt").exists():
+                clear_run_files(out)
+                if created_dir and not any(out.iterdir()):
+                    out.rmdir()
+            raise
         _barrier(dist)
         return out
     finally:
@@ -371,6 +380,11 @@ class _Trainer:
         self.bf16 = use_bf16(t.precision, dist.device)
         self.task = make_task(cfg, dist)
         self.model = self.task.model.to(dist.device)
+        # backbone_lr_mult 0 freezes the backbone: no gradient through it (much faster on CPU) and its
+        # BatchNorm statistics stay as they are.
+        self.frozen = getattr(self.model, "backbone", None) if t.backbone_lr_mult == 0 else None
+        if self.frozen is not None:
+            self.frozen.requires_grad_(False)
         self.n_train = self.task.n_train
         world = dist.world
         bs = t.batch_size
@@ -484,6 +498,8 @@ class _Trainer:
             return self.task.make_batch(idx, lo_hi, step_rng(t.seed, e, step), dist.device)
 
         self.net.train()
+        if self.frozen is not None:
+            self.frozen.eval()
         bar = tqdm(
             total=self.steps_per_epoch, desc=f"{self.cfg.stage} epoch {e + 1}/{t.epochs}", unit="step",
             disable=not (self.progress and dist.is_main), leave=False, dynamic_ncols=True,

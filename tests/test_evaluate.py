@@ -1,0 +1,152 @@
+"""zerohar eval: metrics.json layout, one class ordering end to end, GZSL test set, supervised runs, bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from zerohar.errors import ZeroharError
+
+SUBJECTS = ["01", "02", "03"]
+
+
+def _tiny_run(d, *, stage="stage2", split=None, label_text="descriptions", seed=0):
+    """A finished run directory holding a tiny random-init model (no training), on 3 HAPT subjects."""
+    from zerohar.config import Config
+    from zerohar.data.folds import load_folds
+    from zerohar.data.layout import SensorLayout
+    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
+    from zerohar.paths import metadata_dir
+
+    torch.manual_seed(seed)
+    mcfg = ModelConfig(embed_dim=32, d_model=32, n_layers=1, n_heads=2, orig_d_model=32)
+    cfg = Config(stage=stage, model=mcfg)
+    cfg.data.dataset, cfg.data.fold, cfg.data.subjects = "hapt", "fold1", list(SUBJECTS)
+    cfg.train.label_text = label_text
+    folds = load_folds("hapt")
+    layout = SensorLayout.from_yaml(metadata_dir() / "sensors" / "hapt.yaml").canonical()
+    meta = {"stage": stage, "dataset": "hapt", "fold": "fold1", "classes": list(folds.classes),
+            "seen": folds.seen("fold1"), "unseen": folds.unseen("fold1"), "layout": layout.to_dict(),
+            "window_s": 5.0, "subjects": split or {"train": ["01", "02"], "val": ["03"], "test": []},
+            "label_text": label_text}
+    ZeroHARModel(mcfg).save_pretrained(d, extra=meta)
+    cfg.save(d / "config.yaml")
+    (d / "metrics.json").write_text(json.dumps({"finished": True}))
+    return d
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory):
+    from zerohar.evaluate import evaluate_run
+
+    run = _tiny_run(tmp_path_factory.mktemp("eval") / "run")
+    return run, evaluate_run(run, precision="fp32", progress=False)
+
+
+def test_metrics_json_layout(evaluated):
+    run, m = evaluated
+    on_disk = json.loads((run / "eval" / "metrics.json").read_text())
+    assert list(on_disk)[:4] == ["accuracy", "macro_f1", "top2_accuracy", "chance"]
+    for key in ("per_class", "confusion_matrix", "class_order", "gzsl"):
+        assert key in on_disk
+    assert set(on_disk["gzsl"]) >= {"seen_accuracy", "unseen_accuracy", "harmonic_mean"}
+    assert on_disk["chance"] == pytest.approx(1 / 4)
+    assert on_disk["class_order"] == ["walking", "sitting", "stand-to-sit", "sit-to-lie"]  # the dataset's order
+    cm = np.asarray(on_disk["confusion_matrix"])
+    assert cm.shape == (4, 4) and cm.sum() == on_disk["n_windows"]
+    assert [on_disk["per_class"][c]["support"] for c in on_disk["class_order"]] == cm.sum(axis=1).tolist()
+    assert (run / "eval" / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluation_agrees_with_an_independent_computation(evaluated):
+    """Embed the unseen windows and compare them with the label prototypes by hand: same accuracy and F1."""
+    from sklearn.metrics import f1_score
+
+    from zerohar.data.prepare import load_windowset
+    from zerohar.inference import embed_windows
+    from zerohar.runs import load_run
+    from zerohar.text.encoder import get_text_encoder
+    from zerohar.text.labels import load_label_descriptions
+
+    run_dir, m = evaluated
+    run = load_run(run_dir)
+    ws = load_windowset("hapt")
+    unseen = ["sit-to-lie", "walking", "stand-to-sit", "sitting"]  # any order
+    ids = [ws.class_names.index(c) for c in unseen]
+    mask = np.isin(ws.y, ids) & np.isin(ws.subject, SUBJECTS)
+    emb = embed_windows(run.model, ws.X[mask], ws.layout, precision="fp32")  # (n, E)
+    descs = load_label_descriptions("hapt")
+    enc = get_text_encoder()
+    with torch.no_grad():
+        protos = torch.stack([
+            run.model.label_prototypes(torch.from_numpy(enc.encode(descs[c]))[None])[0] for c in unseen
+        ]).numpy()  # (4, E)
+    pred = np.asarray(ids)[np.argmax(emb @ protos.T, axis=1)]
+    y = ws.y[mask]
+    assert m["n_windows"] == len(y)
+    assert m["accuracy"] == pytest.approx(float(np.mean(pred == y)), abs=1e-9)
+    assert m["macro_f1"] == pytest.approx(f1_score(y, pred, labels=sorted(ids), average="macro", zero_division=0))
+
+
+def test_gzsl_tests_held_out_subjects_of_seen_classes(evaluated):
+    _, m = evaluated
+    assert m["run"]["gzsl_seen_subjects"] == ["03"]  # the run's validation subjects, nobody else
+    g = m["gzsl"]
+    assert g["n_unseen_windows"] == m["n_windows"]
+    assert 0.0 <= g["harmonic_mean"] <= max(g["seen_accuracy"], g["unseen_accuracy"])
+
+
+def test_an_existing_evaluation_is_kept_without_force(evaluated):
+    from zerohar.evaluate import evaluate_run
+
+    run, _ = evaluated
+    with pytest.raises(ZeroharError, match=r"eval/metrics.json already exists; pass --force to overwrite it"):
+        evaluate_run(run, progress=False)
+
+
+def test_supervised_runs_are_tested_on_their_test_subjects_only(tmp_path):
+    from zerohar.data.prepare import load_windowset
+    from zerohar.evaluate import evaluate_run
+
+    split = {"train": ["01"], "val": ["02"], "test": ["03"]}
+    run = _tiny_run(tmp_path / "sup", stage="supervised", split=split)
+    m = evaluate_run(run, progress=False)
+    ws = load_windowset("hapt")
+    unseen_ids = [ws.class_names.index(c) for c in ["walking", "sitting", "stand-to-sit", "sit-to-lie"]]
+    assert m["n_windows"] == int((np.isin(ws.y, unseen_ids) & (ws.subject == "03")).sum())
+    assert m["run"]["gzsl_seen_subjects"] == ["03"]
+
+
+def test_a_run_trained_on_label_names_is_evaluated_with_names(tmp_path):
+    from zerohar.evaluate import label_texts
+    from zerohar.runs import load_run
+
+    run = load_run(_tiny_run(tmp_path / "names", label_text="names"), load_model=False)
+    assert label_texts(run, ["walking", "sitting"]) == {"walking": ["walking"], "sitting": ["sitting"]}
+    run = load_run(_tiny_run(tmp_path / "descs"), load_model=False)
+    assert len(label_texts(run, ["walking"])["walking"]) == 10
+
+
+def test_a_stage1_run_is_refused(tmp_path):
+    from zerohar.evaluate import evaluate_run
+
+    run = _tiny_run(tmp_path / "s1", stage="stage1")
+    with pytest.raises(ZeroharError, match="is a stage1 run; zero-shot evaluation needs a Stage II"):
+        evaluate_run(run, progress=False)
+    with pytest.raises(ZeroharError, match="run directory .*missing does not exist"):
+        evaluate_run(tmp_path / "missing", progress=False)
+
+
+def test_eval_command(evaluated, tmp_path, capsys):
+    from zerohar.cli import main
+
+    run, m = evaluated
+    assert main(["eval", "--run", str(run), "--out", str(tmp_path / "ev"), "--precision", "fp32",
+                 "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}" in out
+    assert "chance 0.250" in out
+    assert (tmp_path / "ev" / "metrics.json").is_file()
