@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
+    # Training raises zerohar's loggers to INFO for its log.txt; the terminal shows warnings only, unless -v.
+    logging.getLogger().handlers[0].setLevel(logging.INFO if args.verbose else logging.WARNING)
     from zerohar.classify import segments
     from zerohar.cli import main as zerohar
     from zerohar.config import resolve_config

@@ -14,6 +14,7 @@ from zerohar.benchmark import (
     aggregate,
     chance_metrics,
     method_steps,
+    per_fold,
     results_csv,
     results_markdown,
 )
@@ -60,6 +61,11 @@ def test_results_files_have_a_row_per_method():
         row = next(line for line in md.splitlines() if line.startswith(f"| {METHODS[m]} |"))
         a = next(x for x in agg if x["method"] == m)
         assert f"{a['macro_f1_mean']:.3f} ± {a['macro_f1_std']:.3f}" in row
+    rows = _rows(np.random.default_rng(1))
+    folds_md = results_markdown(agg, header, per_fold(rows, ["zerohar", "no_stage1"], ["fold1", "fold2"]))
+    line = next(x for x in folds_md.splitlines()[::-1] if x.startswith(f"| {METHODS['zerohar']} |"))
+    f2 = [r["macro_f1"] for r in rows if r["method"] == "zerohar" and r["fold"] == "fold2"]
+    assert line.endswith(f"| {np.mean(f2):.3f} ± {np.std(f2, ddof=1):.3f} |")
     table = list(csv.DictReader(io.StringIO(results_csv(agg))))
     assert [r["method"] for r in table] == ["zerohar", "no_stage1"]
     assert float(table[0]["accuracy_mean"]) == pytest.approx(agg[0]["accuracy_mean"], abs=1e-6)
@@ -87,3 +93,71 @@ def test_method_plans():
     assert method_steps("supervised", "fold1", None)[-1].stage == "supervised"
     with pytest.raises(ZeroharError, match="unknown method 'magic'"):
         method_steps("magic", "fold1", None)
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
+    """1 fold, 1 seed, a few methods, one optimiser step per stage, 4 subjects of the embedded HAPT data."""
+    from zerohar.benchmark import run_benchmark
+
+    methods = ["chance", "zerohar", "no_stage1", "label_names", "supervised"]
+    sets = {"data": {"subjects": ["01", "02", "03", "04", "05"]},
+            "train": {"max_steps_per_epoch": 1, "batch_size": 16, "max_val_windows": 32, "val_fraction": 0.2,
+                      "test_fraction": 0.2}}
+    kw = {"folds": ["fold1"], "seeds": 1, "methods": methods, "epochs_scale": 0.01, "sets": sets,
+          "progress": False}
+    agg = run_benchmark("hapt", tmp_path, **kw)
+    assert [a["method"] for a in agg] == methods
+    table = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    assert [r["method"] for r in table] == methods
+    md = (tmp_path / "results.md").read_text()
+    for m in methods:
+        assert f"| {METHODS[m]} |" in md
+    # label_names and supervised reuse zerohar's Stage I run instead of training their own.
+    assert not (tmp_path / "runs" / "label_names" / "fold1" / "seed0" / "stage1").exists()
+    assert (tmp_path / "runs" / "zerohar" / "fold1" / "seed0" / "stage2" / "eval" / "metrics.json").is_file()
+    models = sorted(tmp_path.glob("runs/*/fold1/seed0/*/model.safetensors"))
+    stamps = [p.stat().st_mtime_ns for p in models]
+    log_lines = len((tmp_path / "benchmark.log").read_text().splitlines())
+    again = run_benchmark("hapt", tmp_path, **kw)
+    assert [p.stat().st_mtime_ns for p in models] == stamps  # nothing retrained
+    new_log = (tmp_path / "benchmark.log").read_text().splitlines()[log_lines:]
+    assert any("reused finished run" in line for line in new_log)
+    assert not any(": trained " in line or ": evaluated:" in line for line in new_log)
+    assert [a["accuracy_mean"] for a in again] == [a["accuracy_mean"] for a in agg]
+
+
+def test_a_finished_run_of_other_settings_is_not_reused_silently(tmp_path):
+    import json
+
+    from zerohar.benchmark import _check_finished
+    from zerohar.config import resolve_config
+
+    over = {"data": {"dataset": "hapt", "fold": "fold1"}, "train": {"seed": 1}}
+    cfg = resolve_config("stage2", overrides=over)
+    run = tmp_path / "stage2"
+    assert _check_finished(run, cfg) is False  # nothing there yet
+    run.mkdir()
+    cfg.save(run / "config.yaml")
+    for f in ("model.safetensors", "model.json"):
+        (run / f).write_text("{}")
+    (run / "metrics.json").write_text(json.dumps({"finished": True}))
+    assert _check_finished(run, cfg) is True
+    other = resolve_config("stage2", overrides={**over, "train": {"seed": 1, "epochs": cfg.train.epochs + 1}})
+    with pytest.raises(ZeroharError, match=r"stage2 holds a finished run with other settings \(train.epochs\)"):
+        _check_finished(run, other)
+
+
+def test_benchmark_command_rejects_bad_input_before_training(tmp_path, capsys):
+    from zerohar.cli import main
+
+    base = ["benchmark", "--dataset", "hapt", "--out", str(tmp_path / "b"), "--no-progress"]
+    assert main(base + ["--folds", "fold1,fold9"]) == 2
+    assert "unknown fold 'fold9'" in capsys.readouterr().err
+    assert main(base + ["--methods", "zerohar,magic"]) == 2
+    assert "unknown methods ['magic']" in capsys.readouterr().err
+    assert main(base + ["--seeds", "0"]) == 2
+    assert "--seeds must be at least 1, found 0" in capsys.readouterr().err
+    assert main(["benchmark", "--dataset", "nosuch", "--out", str(tmp_path / "c")]) == 2
+    assert "unknown dataset 'nosuch'" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "runs").exists()

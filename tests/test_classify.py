@@ -366,3 +366,66 @@ def test_parquet_without_pyarrow_is_a_clear_error(tmp_path):
         pytest.skip("pyarrow is installed")
     with pytest.raises(ZeroharError, match=r"x.parquet: writing Parquet needs pyarrow \(pip install pyarrow\)"):
         check_output(tmp_path / "x.parquet", force=False)
+
+
+def test_describe_asks_the_llm_only_for_labels_without_written_descriptions(monkeypatch, tmp_path):
+    from llm_server import LLMServer
+
+    from zerohar.classify import label_descriptions
+    from zerohar.text.labels import load_label_descriptions
+
+    monkeypatch.setenv("ZEROHAR_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with LLMServer() as server:
+        texts = label_descriptions(["rock climbing", "walking"], known="hapt", describe=True,
+                                   llm_model="test-model", base_url=server.url)
+        assert server.labels_requested() == ["rock climbing"]
+    assert texts["rock climbing"][0] == "rock climbing: body movement number 1."
+    assert texts["walking"] == load_label_descriptions("hapt")["walking"]
+    with pytest.raises(ZeroharError, match="--describe needs --llm-model"):
+        label_descriptions(["rock climbing", "walking"], describe=True)
+
+
+def test_labels_without_descriptions_fall_back_to_templates_and_names_runs_use_names():
+    from zerohar.classify import label_descriptions
+    from zerohar.text.labels import template_descriptions
+
+    texts = label_descriptions(["rock climbing", "sitting"], known="hapt")
+    assert texts["rock climbing"] == template_descriptions("rock climbing")
+    assert len(texts["sitting"]) == 10 and texts["sitting"] != template_descriptions("sitting")
+    assert label_descriptions(["a b", "c"], label_text="names") == {"a b": ["a b"], "c": ["c"]}
+    written = label_descriptions(["rowing", "sitting"], written={"rowing": ["arms pull"]}, known="hapt")
+    assert written["rowing"] == ["arms pull"]
+
+
+def test_index_command(tiny_run, tmp_path, capsys):
+    from zerohar.cli import main
+    from zerohar.index import LabelIndex
+
+    out = tmp_path / "idx"
+    assert main(["index", "--model", str(tiny_run), "--dataset", "hapt", "--out", str(out)]) == 0
+    assert "label index with 12 labels (120 descriptions)" in capsys.readouterr().out
+    assert len(LabelIndex.load(out)) == 12
+    assert main(["index", "--model", str(tiny_run), "--labels", "a", "b", "--out", str(out)]) == 2
+    assert "idx already exists; pass --force to overwrite it" in capsys.readouterr().err
+
+
+def test_datetime_input_gets_a_start_time_column(tiny_run, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from zerohar.classify import classify_recording
+
+    t0 = datetime(2024, 3, 1, 9, 30, 0, tzinfo=timezone.utc)
+    t = np.arange(30 * 12) / 30.0
+    x = _signal(t)
+    stamps = [(t0 + timedelta(seconds=float(s))).strftime("%Y-%m-%dT%H:%M:%S.%f") for s in t]
+    p = tmp_path / "dt.csv"
+    p.write_text("timestamp,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n"
+                 + "\n".join(",".join([s, *(f"{v:.5f}" for v in xi)]) for s, xi in zip(stamps, x)) + "\n")
+    classify_recording(tiny_run, p, tmp_path / "out.csv", labels=["walking", "sitting"], placement="waist",
+                       device="smartphone", progress=False)
+    rows = _read_csv(tmp_path / "out.csv")
+    assert list(rows[0])[:3] == ["start_s", "start_time", "label"]
+    assert [r["start_time"] for r in rows] == [
+        (t0 + timedelta(seconds=2.5 * i)).isoformat(timespec="milliseconds") for i in range(len(rows))
+    ]

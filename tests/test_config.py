@@ -142,3 +142,25 @@ def test_yaml_errors(tmp_path):
         load_yaml(p)
     with pytest.raises(ZeroharError, match=r"config file .*missing\.yaml does not exist"):
         resolve_config("stage1", config_file=tmp_path / "missing.yaml")
+
+
+def test_command_line_flags():
+    import argparse
+
+    from zerohar.config import add_training_arguments, config_from_args, default_out_dir
+
+    p = argparse.ArgumentParser()
+    add_training_arguments(p, "stage2")
+    args = p.parse_args(["--data", "mine.npz", "--folds", "f.yaml", "--fold", "a", "--descriptions", "d.json",
+                         "--init", "runs/s1", "--epochs", "3", "--lr", "0.01", "--set", "train.lr=0.02",
+                         "--set", "train.transductive=true", "--precision", "fp32"])
+    cfg = config_from_args("stage2", args)
+    assert (cfg.data.data, cfg.data.dataset, cfg.data.folds, cfg.data.fold) == ("mine.npz", None, "f.yaml", "a")
+    assert cfg.data.descriptions == "d.json" and cfg.init == "runs/s1"
+    assert (cfg.train.epochs, cfg.train.lr, cfg.train.transductive, cfg.train.precision) == (3, 0.02, True, "fp32")
+    assert str(default_out_dir(cfg)) == "runs/stage2/mine-a"
+    # flags that are not given keep the defaults of hyperparameters.yaml
+    hp_epochs = resolve_config("stage2", overrides={"data": {"dataset": "hapt"}}).train.epochs
+    assert config_from_args("stage2", p.parse_args(["--dataset", "hapt"])).train.epochs == hp_epochs
+    with pytest.raises(SystemExit):
+        p.parse_args(["--dataset", "hapt", "--data", "x.npz"])  # one source or the other

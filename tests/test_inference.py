@@ -89,6 +89,14 @@ def test_fused_fp32_equals_harnet(variant):
     torch.testing.assert_close(got, ref, rtol=1e-4, atol=1e-4)
 
 
+def test_fused_clips_like_harnet():
+    torch.manual_seed(5)
+    net = _randomise_bn(HARNet("harnet5", clip_input=True)).eval()
+    x = torch.randn(3, 3, 150) * 4  # beyond +-3 g
+    with torch.no_grad():
+        torch.testing.assert_close(FusedHARNet(net, torch.float32)(x), net(x), rtol=1e-4, atol=1e-4)
+
+
 @needs_bf16
 def test_fused_bf16_close_to_fp32():
     torch.manual_seed(1)

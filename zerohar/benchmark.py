@@ -152,8 +152,20 @@ def _pm(mean, std) -> str:
     return "n/a" if mean is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def results_markdown(agg: list[dict], header: dict) -> str:
-    """The results table in Markdown, with what produced it."""
+def per_fold(rows: list[dict], methods: list[str], folds: list[str], column: str = "macro_f1") -> list[dict]:
+    """`column` per method and fold, mean over seeds: `{"method", fold: (mean, std) or None, ...}`."""
+    out = []
+    for m in methods:
+        row: dict = {"method": m}
+        for f in folds:
+            vals = [r[column] for r in rows if r["method"] == m and r["fold"] == f and r.get(column) is not None]
+            row[f] = (float(np.mean(vals)), float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0) if vals else None
+        out.append(row)
+    return out
+
+
+def results_markdown(agg: list[dict], header: dict, folds_table: list[dict] | None = None) -> str:
+    """The results table in Markdown, with what produced it (and, if given, unseen macro-F1 per fold)."""
     lines = [f"# zerohar benchmark: {header['dataset']}", ""]
     lines.append(
         f"Folds {', '.join(header['folds'])}; seeds {', '.join(map(str, header['seeds']))}; mean ± std over "
@@ -165,6 +177,14 @@ def results_markdown(agg: list[dict], header: dict) -> str:
     for a in agg:
         cells = [_pm(a[f"{c}_mean"], a[f"{c}_std"]) for c in COLUMNS]
         lines.append(f"| {METHODS.get(a['method'], a['method'])} | " + " | ".join(cells) + f" | {a['n_runs']} |")
+    if folds_table:
+        folds = header["folds"]
+        lines += ["", "Unseen macro-F1 per fold (mean ± std over seeds):", ""]
+        lines.append("| method | " + " | ".join(folds) + " |")
+        lines.append("|---|" + "---|" * len(folds))
+        for r in folds_table:
+            cells = ["n/a" if r[f] is None else f"{r[f][0]:.3f} ± {r[f][1]:.3f}" for f in folds]
+            lines.append(f"| {METHODS.get(r['method'], r['method'])} | " + " | ".join(cells) + " |")
     notes = header.get("notes") or []
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
@@ -230,14 +250,45 @@ class _Runner:
                 log(f"{step.name}: same run as {self.trained[key].relative_to(self.out)}")
                 continue
             t0 = time.perf_counter()
-            from zerohar.runs import is_finished
-
-            reused = is_finished(where)
+            reused = _check_finished(where, cfg)
             train_stage(step.stage, cfg, where, resume=True, progress=self.progress)
             log(f"{step.name}: {'reused finished run' if reused else 'trained'} {where.relative_to(self.out)} "
                 f"({time.perf_counter() - t0:.0f} s)")
             self.trained[key] = dirs[step.name] = where
         return dirs[step.name]
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def _check_finished(where: Path, cfg) -> bool:
+    """True if `where` holds a finished run of this very config; a finished run of other settings is an error.
+
+    (Training would return a finished run as is, so a benchmark re-run with, e.g., another --epochs-scale
+    would silently report the old runs under the new command.)
+    """
+    from zerohar.config import load_yaml
+    from zerohar.runs import is_finished
+
+    if not is_finished(where):
+        return False
+    saved = _flatten(load_yaml(where / "config.yaml", "run config"))
+    want = _flatten(json.loads(json.dumps(cfg.to_dict(), default=str)))
+    ignore = {"train.num_workers", "train.max_minutes"}  # they do not change what is computed
+    diff = sorted(k for k in set(saved) | set(want) if k not in ignore and saved.get(k) != want.get(k))
+    if diff:
+        raise ZeroharError(
+            f"{where} holds a finished run with other settings ({', '.join(diff[:5])}); benchmark into another "
+            "--out directory, or delete that run to retrain it"
+        )
+    return True
 
 
 def run_benchmark(
@@ -343,7 +394,7 @@ def run_benchmark(
         "n_runs_per_method": len(folds) * seeds, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "wall_time_s": time.perf_counter() - t_start, "notes": notes,
     }
-    atomic_write_text(out / "results.md", results_markdown(agg, header))
+    atomic_write_text(out / "results.md", results_markdown(agg, header, per_fold(rows, methods, folds)))
     atomic_write_text(out / "results.csv", results_csv(agg))
     atomic_write_text(out / "runs.csv", runs_csv(rows))
     logger.info("results -> %s, %s", out / "results.md", out / "results.csv")

@@ -117,23 +117,18 @@ def label_descriptions(
         describe: ask an LLM (`zerohar.text.describe`) for labels without written descriptions.
         llm_model, base_url: the LLM for `describe`.
     """
-    from zerohar.text.labels import descriptions_for
+    from zerohar.text.labels import descriptions_for, template_descriptions
 
     if label_text == "names":
         return {lab: [lab] for lab in labels}
     written = dict(written or {})
-    if describe:
-        missing = [lab for lab in labels if lab not in written and not _shipped_has(lab, known)]
-        if missing:
-            written.update(_describe(missing, llm_model, base_url))
     sources = [written, known] if written else known
-    return descriptions_for(list(labels), known=sources)
-
-
-def _shipped_has(label: str, known) -> bool:
-    from zerohar.text.labels import descriptions_for, template_descriptions
-
-    return descriptions_for([label], known=known)[label] != template_descriptions(label)
+    texts = descriptions_for(list(labels), known=sources)
+    if describe:
+        missing = [lab for lab in labels if texts[lab] == template_descriptions(lab)]
+        if missing:
+            texts.update(_describe(missing, llm_model, base_url))
+    return texts
 
 
 def _describe(labels: list[str], llm_model: str | None, base_url: str | None) -> dict[str, list[str]]:

@@ -87,6 +87,7 @@ class LabelIndex:
         self._proto_index = faiss.IndexFlatIP(self.dim)
         self._desc_index = faiss.IndexFlatIP(self.dim)
         self._label_id: dict[str, int] = {}
+        self._names: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -247,8 +248,9 @@ class LabelIndex:
             `(scores (N, k) float32, labels (N, k) str array)`, best first.
         """
         scores, ids = self.search_ids(embeddings, k, candidates)
-        names = np.asarray(self.labels, dtype=object)[ids].astype(str)
-        return scores, names
+        if self._names is None or len(self._names) != len(self.labels):
+            self._names = np.asarray(self.labels, dtype=str)  # cached: rebuilt only after labels are added
+        return scores, self._names[ids]
 
     def explain(self, embeddings: np.ndarray, labels: Sequence[str]) -> tuple[list[str], np.ndarray]:
         """For each window and its (predicted) label, the label's description that matches the window best.

@@ -54,17 +54,14 @@ class StageData:
     val_idx: np.ndarray
     test_idx: np.ndarray
     subjects: dict[str, list[str]]
-
-    @property
-    def source(self) -> str:
-        return self.dataset or str(self.ws.meta.get("path", "window set"))
+    source: str  # how messages name the data: the dataset or the window set file
 
 
 def split_subjects(subjects: list[str], val_fraction: float, test_fraction: float, seed: int
                    ) -> tuple[list[str], list[str], list[str]]:
     """Seeded subject-disjoint split into (train, val, test); val / test get at least one subject when asked."""
     subs = sorted(set(subjects))
-    order = [subs[i] for in_order in [np.random.default_rng([seed, 0x5B]).permutation(len(subs))] for i in in_order]
+    order = [subs[i] for i in np.random.default_rng([seed, 0x5B]).permutation(len(subs))]
     n_test = max(1, round(test_fraction * len(subs))) if test_fraction > 0 else 0
     n_val = max(1, round(val_fraction * len(subs))) if val_fraction > 0 else 0
     if n_test + n_val >= len(subs):
@@ -146,6 +143,7 @@ def load_stage_data(cfg: Config) -> StageData:
         ws=ws, dataset=dataset, classes=classes, seen=seen, unseen=unseen, fold=d.fold,
         train_idx=idx[np.isin(ws.subject, train_s)], val_idx=idx[np.isin(ws.subject, val_s)],
         test_idx=idx[np.isin(ws.subject, test_s)], subjects={"train": train_s, "val": val_s, "test": test_s},
+        source=str(source),
     )
     if t.max_val_windows is not None and len(data.val_idx) > t.max_val_windows:
         pick = np.random.default_rng([t.seed, 0x7A1]).choice(len(data.val_idx), t.max_val_windows, replace=False)

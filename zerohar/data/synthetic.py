@@ -254,5 +254,5 @@ def write_csv(
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-    logger.info("wrote %d rows (%.1f days at %g Hz) to %s", n_total, days, rate, path)
+    logger.info("wrote %d rows (%g days at %g Hz) to %s", n_total, days, rate, path)
     return path
