@@ -69,6 +69,28 @@ def _true_label(rec, class_names, start: float, end: float) -> str:
     return class_names[int(np.bincount(lab).argmax())] if len(lab) else "-"
 
 
+def _train(stage: str, cfg, where: Path, force: bool, progress: bool) -> Path:
+    """Train a stage into `where`, or reuse the finished run there (a second call takes seconds).
+
+    A finished run trained with other settings (e.g. after an update of the defaults) is reused with a note;
+    an unfinished one is resumed, or restarted if its settings differ.
+    """
+    from zerohar.benchmark import settings_diff
+    from zerohar.runs import has_run_files, is_finished
+    from zerohar.train import train_stage
+
+    if not force and has_run_files(where) and (where / "config.yaml").is_file():
+        diff = settings_diff(where, cfg)
+        if is_finished(where):
+            note = f" (trained with other settings: {', '.join(diff[:4])}; --force retrains)" if diff else ""
+            print(f"reusing the finished run {where}{note}")
+            return where
+        if diff:
+            print(f"{where} holds an unfinished run with other settings ({', '.join(diff[:4])}); starting over")
+            force = True
+    return train_stage(stage, cfg, where, resume=not force, force=force, progress=progress)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
@@ -84,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     from zerohar.errors import ZeroharError
     from zerohar.evaluate import evaluate_run
     from zerohar.runs import load_run
-    from zerohar.train import summary_line, train_stage
+    from zerohar.train import summary_line
 
     t_start = time.perf_counter()
     out = Path(args.out)
@@ -99,18 +121,18 @@ def main(argv: list[str] | None = None) -> int:
 
         _step(2, "Stage I: channel embeddings <-> sensor descriptions (seen classes only)")
         base = {"data": {"dataset": DATASET, "fold": FOLD}}
-        s1 = train_stage("stage1", resolve_config("stage1", overrides=base), out / "stage1", resume=not args.force,
-                         force=args.force, progress=progress)
+        s1 = _train("stage1", resolve_config("stage1", overrides=base), out / "stage1", args.force, progress)
         print(summary_line(s1))
 
         _step(3, "Stage II: windows <-> LLM label descriptions (seen classes only)")
-        s2 = train_stage("stage2", resolve_config("stage2", overrides={**base, "init": str(s1)}), out / "stage2",
-                         resume=not args.force, force=args.force, progress=progress)
+        cfg2 = resolve_config("stage2", overrides={**base, "init": str(s1)})
+        s2 = _train("stage2", cfg2, out / "stage2", args.force, progress)
         print(summary_line(s2))
 
         _step(4, f"Zero-shot evaluation on the unseen classes: {', '.join(unseen)}")
         eval_dir = s2 / "eval"
-        if (eval_dir / "metrics.json").is_file() and not args.force:
+        done = eval_dir / "metrics.json"
+        if done.is_file() and done.stat().st_mtime >= (s2 / "model.safetensors").stat().st_mtime:
             import json
 
             m = json.loads((eval_dir / "metrics.json").read_text())

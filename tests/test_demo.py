@@ -53,6 +53,8 @@ def test_demo_reuses_finished_runs_and_prints_the_results(tmp_path, capsys):
     assert _demo().main(["--out", str(out), "--labels", "walking, lying ,standing", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert [p.stat().st_mtime_ns for p in (s1 / "model.safetensors", s2 / "model.safetensors")] == stamps
+    assert f"reusing the finished run {s1} (trained with other settings: " in printed
+    assert f"reusing the finished run {s2} (trained with other settings: " in printed
     m = json.loads((s2 / "eval" / "metrics.json").read_text())
     assert f"accuracy  {m['accuracy']:.3f}   (chance 0.250)" in printed
     assert f"macro-F1  {m['macro_f1']:.3f}   (chance 0.250)" in printed

@@ -324,3 +324,21 @@ def test_time_limit_stops_and_finishes(tmp_path):
     m = json.loads((out / "metrics.json").read_text())
     assert m["finished"] and m["stopped_early"] and len(m["epochs"]) == 1
     assert math.isfinite(m["epochs"][0]["train_loss"])
+
+
+def test_freeze_layers_keeps_early_backbone_layers(tmp_path):
+    from zerohar.model.harnet import HARNet
+    from zerohar.model.pretrained import export_released
+
+    init = HARNet("harnet5")
+    ckpt = export_released(init, tmp_path / "init.mdl")
+    cfg = tiny_cfg("stage1", model={"encoder": "harnet"}, freeze_layers=2, max_steps_per_epoch=1)
+    cfg.init = str(ckpt)
+    out = train_stage("stage1", cfg, tmp_path / "fz", progress=False)
+    trained = torch.load(out / "state.pt", weights_only=True)["model"]
+    ref = init.state_dict()
+    for k in ("layer1.0.weight", "layer2.1.conv1.weight", "layer2.1.bn1.running_mean"):
+        torch.testing.assert_close(trained[f"backbone.{k}"], ref[k])  # frozen: weights and BN statistics
+    assert not torch.equal(trained["backbone.layer3.0.weight"], ref["layer3.0.weight"])  # trained
+    with pytest.raises(ZeroharError, match=r"train\.freeze_layers must be 0 to 5 \(HARNet has 5 layers\), found 6"):
+        tiny_cfg("stage1", freeze_layers=6)

@@ -268,21 +268,28 @@ def _flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+def settings_diff(run_dir: str | Path, cfg) -> list[str]:
+    """Config keys (dotted) whose value in `run_dir/config.yaml` differs from `cfg` (thread counts and time
+    limits ignored: they do not change what is computed)."""
+    from zerohar.config import load_yaml
+
+    saved = _flatten(load_yaml(Path(run_dir) / "config.yaml", "run config"))
+    want = _flatten(json.loads(json.dumps(cfg.to_dict(), default=str)))
+    ignore = {"train.num_workers", "train.max_minutes"}
+    return sorted(k for k in set(saved) | set(want) if k not in ignore and saved.get(k) != want.get(k))
+
+
 def _check_finished(where: Path, cfg) -> bool:
     """True if `where` holds a finished run of this very config; a finished run of other settings is an error.
 
     (Training would return a finished run as is, so a benchmark re-run with, e.g., another --epochs-scale
     would silently report the old runs under the new command.)
     """
-    from zerohar.config import load_yaml
     from zerohar.runs import is_finished
 
     if not is_finished(where):
         return False
-    saved = _flatten(load_yaml(where / "config.yaml", "run config"))
-    want = _flatten(json.loads(json.dumps(cfg.to_dict(), default=str)))
-    ignore = {"train.num_workers", "train.max_minutes"}  # they do not change what is computed
-    diff = sorted(k for k in set(saved) | set(want) if k not in ignore and saved.get(k) != want.get(k))
+    diff = settings_diff(where, cfg)
     if diff:
         raise ZeroharError(
             f"{where} holds a finished run with other settings ({', '.join(diff[:5])}); benchmark into another "
@@ -371,7 +378,7 @@ def run_benchmark(
         key = str(final)
         if key in evals:
             m = evals[key]
-        elif (eval_dir / "metrics.json").is_file():
+        elif _fresh(eval_dir / "metrics.json", final / "model.safetensors"):
             m = json.loads((eval_dir / "metrics.json").read_text())
             log(f"reused evaluation {eval_dir.relative_to(out)}")
         else:
@@ -399,6 +406,11 @@ def run_benchmark(
     atomic_write_text(out / "runs.csv", runs_csv(rows))
     logger.info("results -> %s, %s", out / "results.md", out / "results.csv")
     return agg
+
+
+def _fresh(result: Path, model: Path) -> bool:
+    """An evaluation exists and is newer than the model it evaluated."""
+    return result.is_file() and result.stat().st_mtime >= model.stat().st_mtime
 
 
 def _row(method: str, fold: str, seed: int, m: dict, run: Path) -> dict:

@@ -57,7 +57,8 @@ class TrainConfig:
     epochs: int = 10
     batch_size: int = 64  # global batch: per process = batch_size / world size
     lr: float = 1e-3
-    backbone_lr_mult: float = 1.0  # backbone LR = lr * this (below 1 protects pretrained weights; 0 freezes it)
+    backbone_lr_mult: float = 1.0  # backbone LR = lr * this (below 1 protects pretrained weights)
+    freeze_layers: int = 0  # the first N of the backbone's 5 layers are frozen (5 = the whole backbone)
     weight_decay: float = 0.01
     warmup: float = 0.05  # fraction of all optimiser steps with linear warm-up
     schedule: str = "cosine"  # cosine | constant (after warm-up)
@@ -372,6 +373,8 @@ def validate(cfg: Config, source: str = "config") -> None:
         (t.max_steps_per_epoch is None or t.max_steps_per_epoch >= 1, "train.max_steps_per_epoch",
          "at least 1 or null", t.max_steps_per_epoch),
         (t.num_workers >= 0, "train.num_workers", "0 or more", t.num_workers),
+        (0 <= t.freeze_layers <= 5, "train.freeze_layers", "0 to 5 (HARNet has 5 layers)", t.freeze_layers),
+        (t.backbone_lr_mult >= 0, "train.backbone_lr_mult", "0 or more", t.backbone_lr_mult),
         (d.window_s > 0, "data.window_s", "a positive number of seconds", d.window_s),
         (d.dataset is not None or d.data is not None, "data.dataset / data.data",
          "a dataset name or a window set file", f"{d.dataset!r} / {d.data!r}"),

@@ -202,6 +202,23 @@ def _param_groups(model: nn.Module, lr: float, weight_decay: float, backbone_lr_
     return out
 
 
+def _frozen_layers(model: nn.Module, n: int) -> list[nn.Module]:
+    """Freeze the first `n` layers of the model's HARNet backbone (requires_grad off); returns them.
+
+    On a CPU most of a training step is the backbone's backward pass, and most of that is in its early,
+    long-sequence layers: freezing them makes Stage II several times faster, while the late layers still adapt.
+    """
+    backbone = getattr(model, "backbone", None)
+    if n <= 0:
+        return []
+    if backbone is None:
+        raise ZeroharError(f"train.freeze_layers={n} needs a HARNet backbone; this model has none (model.encoder)")
+    layers = [getattr(backbone, f"layer{i}") for i in range(1, n + 1)]
+    for layer in layers:
+        layer.requires_grad_(False)
+    return layers
+
+
 class _TaskModule(nn.Module):
     """Wraps the model so DDP sees one forward per step: the task's whole forward (signal and text side)."""
 
@@ -380,11 +397,7 @@ class _Trainer:
         self.bf16 = use_bf16(t.precision, dist.device)
         self.task = make_task(cfg, dist)
         self.model = self.task.model.to(dist.device)
-        # backbone_lr_mult 0 freezes the backbone: no gradient through it (much faster on CPU) and its
-        # BatchNorm statistics stay as they are.
-        self.frozen = getattr(self.model, "backbone", None) if t.backbone_lr_mult == 0 else None
-        if self.frozen is not None:
-            self.frozen.requires_grad_(False)
+        self.frozen = _frozen_layers(self.model, t.freeze_layers)
         self.n_train = self.task.n_train
         world = dist.world
         bs = t.batch_size
@@ -498,8 +511,8 @@ class _Trainer:
             return self.task.make_batch(idx, lo_hi, step_rng(t.seed, e, step), dist.device)
 
         self.net.train()
-        if self.frozen is not None:
-            self.frozen.eval()
+        for layer in self.frozen:
+            layer.eval()  # frozen layers keep their BatchNorm statistics
         bar = tqdm(
             total=self.steps_per_epoch, desc=f"{self.cfg.stage} epoch {e + 1}/{t.epochs}", unit="step",
             disable=not (self.progress and dist.is_main), leave=False, dynamic_ncols=True,
