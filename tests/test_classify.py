@@ -429,3 +429,20 @@ def test_datetime_input_gets_a_start_time_column(tiny_run, tmp_path):
     assert [r["start_time"] for r in rows] == [
         (t0 + timedelta(seconds=2.5 * i)).isoformat(timespec="milliseconds") for i in range(len(rows))
     ]
+
+
+def test_a_recording_with_other_sensors_is_classified_with_a_warning(tiny_run, tmp_path, caplog):
+    from zerohar.classify import classify_recording
+
+    t = np.arange(30 * 12) / 30.0
+    x = _signal(t)[:, :3]  # a wrist accelerometer only; the model knows waist acc + gyro
+    p = tmp_path / "wrist.csv"
+    p.write_text("time,acc_x,acc_y,acc_z\n"
+                 + "\n".join(",".join(f"{v:.5f}" for v in (ti, *xi)) for ti, xi in zip(t, x)) + "\n")
+    with caplog.at_level(logging.WARNING, logger="zerohar.classify"):
+        res = classify_recording(tiny_run, p, tmp_path / "out.csv", labels=["walking", "sitting"],
+                                 placement="left wrist", device="smartwatch", progress=False)
+    (msg,) = [r.getMessage() for r in caplog.records]
+    assert "wrist.csv lacks the model's accelerometer at waist on smartphone; gyroscope at waist on smartphone" in msg
+    assert "classifying with the sensors present (accelerometer at left wrist on smartwatch)" in msg
+    assert res.n_windows == len(_read_csv(tmp_path / "out.csv")) == 3

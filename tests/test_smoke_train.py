@@ -14,8 +14,8 @@ from pathlib import Path
 from zerohar.cli import main
 
 SMALL = ["--set", 'data.subjects=["01", "02", "03"]', "--set", "train.val_fraction=0.34",
-         "--set", "train.max_steps_per_epoch=2", "--set", "train.max_val_windows=32",
-         "--epochs", "1", "--batch-size", "16", "--no-progress"]
+         "--set", "train.max_steps_per_epoch=2", "--set", "train.max_val_windows=16",
+         "--epochs", "1", "--batch-size", "8", "--no-progress"]
 
 
 def test_pretrain_stage1_stage2(tmp_path, capsys):

@@ -342,3 +342,43 @@ def test_freeze_layers_keeps_early_backbone_layers(tmp_path):
     assert not torch.equal(trained["backbone.layer3.0.weight"], ref["layer3.0.weight"])  # trained
     with pytest.raises(ZeroharError, match=r"train\.freeze_layers must be 0 to 5 \(HARNet has 5 layers\), found 6"):
         tiny_cfg("stage1", freeze_layers=6)
+
+
+def _spy_texts(monkeypatch) -> list[str]:
+    from zerohar.text.encoder import TextEncoder
+
+    seen: list[str] = []
+    real = TextEncoder.encode
+
+    def spy(self, texts, progress=None):
+        seen.extend(texts)
+        return real(self, texts, progress)
+
+    monkeypatch.setattr(TextEncoder, "encode", spy)
+    return seen
+
+
+@pytest.mark.parametrize("transductive", [False, True])
+def test_unseen_label_text_never_enters_training(stage1_run, tmp_path, monkeypatch, transductive):
+    from zerohar.text.labels import descriptions_for
+
+    texts = _spy_texts(monkeypatch)
+    cfg = _stage2_cfg(stage1_run, transductive=transductive)
+    train_stage("stage2", cfg, tmp_path / "s2", progress=False)
+    unseen = ["walking", "sitting", "stand-to-sit", "sit-to-lie"]
+    unseen_texts = {t for d in descriptions_for(unseen, known="hapt").values() for t in d}
+    seen_texts = {t for d in descriptions_for(["standing", "lying"], known="hapt").values() for t in d}
+    assert seen_texts <= set(texts)
+    assert bool(unseen_texts & set(texts)) == transductive
+
+
+def test_batch_prefetch_threads_change_nothing(tmp_path):
+    a = train_stage("stage2", _stage2_cfg_fresh(num_workers=0), tmp_path / "a", progress=False)
+    b = train_stage("stage2", _stage2_cfg_fresh(num_workers=2), tmp_path / "b", progress=False)
+    la = [e["train_loss"] for e in json.loads((a / "metrics.json").read_text())["epochs"]]
+    lb = [e["train_loss"] for e in json.loads((b / "metrics.json").read_text())["epochs"]]
+    assert la == lb
+
+
+def _stage2_cfg_fresh(**train):
+    return tiny_cfg("stage2", epochs=2, max_steps_per_epoch=2, label_sampling="description", **train)

@@ -27,6 +27,7 @@ Programmatic use (the benchmark does this)::
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import math
@@ -71,27 +72,35 @@ class Dist:
         return self.world > 1
 
 
-def setup_distributed() -> tuple[Dist, bool]:
+def setup_distributed() -> Dist:
     """Join the process group that `torchrun` describes in the environment (gloo on CPU, nccl on CUDA).
 
     Returns:
-        (Dist, whether this call created the process group, so the caller destroys it at the end).
+        This process's :class:`Dist` (rank 0 of 1 without torchrun).
     """
     import torch.distributed as td
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return Dist(), False
+        return Dist()
     rank = int(os.environ.get("RANK", "0"))
     device = torch.device("cpu")
     if torch.cuda.is_available():
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
-    created = False
     if not td.is_initialized():
+        # The group lives as long as the process: a caller may train several stages in a row (the benchmark
+        # does), and collectives of a destroyed and re-created default group fail.
         td.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        created = True
-    return Dist(rank, world, device), created
+        atexit.register(_destroy_group)
+    return Dist(rank, world, device)
+
+
+def _destroy_group() -> None:
+    import torch.distributed as td
+
+    if td.is_initialized():
+        td.destroy_process_group()
 
 
 def all_gather_with_grad(t: torch.Tensor, dist: Dist) -> torch.Tensor:
@@ -293,40 +302,34 @@ def train_stage(
     from zerohar.tasks import resolve_init
 
     cfg = resolve_init(cfg)
-    dist, created_group = setup_distributed()
-    try:
-        mode = check_out_dir(out, force=force, resume=resume)
-        if mode == "finished":
-            logger.info("%s already holds a finished %s run; nothing to do", out, stage)
-            return out
-        _barrier(dist)  # every process has looked at the directory before the main one changes it
-        created_dir = not out.exists()
-        if dist.is_main:
-            if force:
-                clear_run_files(out)
-            out.mkdir(parents=True, exist_ok=True)
-        _barrier(dist)
-        state = None
-        if mode == "resume":
-            cfg = _resume_config(cfg, out)
-            state = _load_state(out / "state.pt")
-        try:
-            with _RunLog(out / "log.txt" if dist.is_main else None):
-                _Trainer(cfg, out, dist, progress=progress, state=state).fit()
-        except ZeroharError:
-            # Bad input found before the first checkpoint: leave no half-made run behind.
-            if dist.is_main and mode == "fresh" and not (out / "state.pt").exists():
-                clear_run_files(out)
-                if created_dir and not any(out.iterdir()):
-                    out.rmdir()
-            raise
-        _barrier(dist)
+    dist = setup_distributed()
+    mode = check_out_dir(out, force=force, resume=resume)
+    if mode == "finished":
+        logger.info("%s already holds a finished %s run; nothing to do", out, stage)
         return out
-    finally:
-        if created_group:
-            import torch.distributed as td
-
-            td.destroy_process_group()
+    _barrier(dist)  # every process has looked at the directory before the main one changes it
+    created_dir = not out.exists()
+    if dist.is_main:
+        if force:
+            clear_run_files(out)
+        out.mkdir(parents=True, exist_ok=True)
+    _barrier(dist)
+    state = None
+    if mode == "resume":
+        cfg = _resume_config(cfg, out)
+        state = _load_state(out / "state.pt")
+    try:
+        with _RunLog(out / "log.txt" if dist.is_main else None):
+            _Trainer(cfg, out, dist, progress=progress, state=state).fit()
+    except ZeroharError:
+        # Bad input found before the first checkpoint: leave no half-made run behind.
+        if dist.is_main and mode == "fresh" and not (out / "state.pt").exists():
+            clear_run_files(out)
+            if created_dir and not any(out.iterdir()):
+                out.rmdir()
+        raise
+    _barrier(dist)
+    return out
 
 
 def run_pretrain(cfg: Config, out_dir: str | Path, **kwargs) -> Path:
