@@ -382,3 +382,11 @@ def test_batch_prefetch_threads_change_nothing(tmp_path):
 
 def _stage2_cfg_fresh(**train):
     return tiny_cfg("stage2", epochs=2, max_steps_per_epoch=2, label_sampling="description", **train)
+
+
+def test_without_validation_subjects_the_last_epoch_is_kept(tmp_path):
+    out = train_stage("stage1", tiny_cfg("stage1", epochs=2, max_steps_per_epoch=1, val_fraction=0.0),
+                      tmp_path / "nv", progress=False)
+    m = json.loads((out / "metrics.json").read_text())  # strict JSON (no NaN)
+    assert m["best"] == {"epoch": 2, "metric": None, "val": {}}
+    assert json.loads((out / "model.json").read_text())["extra"]["subjects"]["val"] == []

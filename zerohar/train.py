@@ -582,14 +582,14 @@ class _Trainer:
         self.history.append(row)
         score = val.get(metric) if val else None
         improved = self.best is None or score is None or score > self.best["metric"]
-        msg = ", ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float))
+        msg = ", ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float) and "/" not in k)
         logger.info(
             "epoch %d/%d: train loss %.4f, %.0f windows/s%s%s", self.epoch, self.cfg.train.epochs,
             row["train_loss"], row["train_windows_per_s"], f"; val {msg}" if msg else "",
             " (best)" if improved and score is not None else "",
         )
         if improved:
-            self.best = {"epoch": self.epoch, "metric": score if score is not None else float("nan"), "val": val}
+            self.best = {"epoch": self.epoch, "metric": score, "val": val}  # no validation: the last epoch
             if self.dist.is_main:
                 self.task.save_model(self.model, self.out, {"epoch": self.epoch, "selection_metric": metric,
                                                              "selection_value": score})
