@@ -14,8 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import os
-import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -312,11 +310,6 @@ def write_label_file(
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write text to a temp file beside `path`, then rename it over `path` (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    from zerohar.runs import atomic_write_text as _write  # the one atomic writer of the package
+
+    _write(path, text)
