@@ -95,6 +95,20 @@ def test_method_plans():
         method_steps("magic", "fold1", None)
 
 
+def test_a_stage_named_set_overrides_that_stage_only_after_the_epochs_scale(tmp_path):
+    from zerohar.benchmark import Step, _Runner
+
+    sets = {"train": {"max_steps_per_epoch": 20}, "stage1": {"train": {"epochs": 2}}}
+    r = _Runner(tmp_path, "hapt", None, sets, 0.5, None, False)
+    s1 = r.config(Step("stage1", "stage1"), "fold1", 0, None)
+    s2 = r.config(Step("stage2", "stage2"), "fold1", 0, None)
+    assert (s1.train.epochs, s1.train.max_steps_per_epoch) == (2, 20)
+    assert s2.train.max_steps_per_epoch == 20
+    assert s2.train.epochs == max(1, round(r.config(Step("stage2", "stage2"), "fold1", 0, None).train.epochs))
+    full = _Runner(tmp_path, "hapt", None, {}, 1.0, None, False).config(Step("stage2", "stage2"), "fold1", 0, None)
+    assert s2.train.epochs == max(1, round(full.train.epochs * 0.5))
+
+
 @pytest.mark.slow
 def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
     """1 fold, 1 seed, a few methods, one optimiser step per stage, 4 subjects of the embedded HAPT data."""

@@ -285,6 +285,25 @@ def test_classify_writes_one_row_per_window_with_top_k(tiny_run, hapt_csv, tmp_p
     assert not [p for p in tmp_path.iterdir() if p.name != "out.csv"], "temporary files left behind"
 
 
+def test_step_sets_the_window_starts_and_bad_steps_are_refused(tiny_run, hapt_csv, tmp_path):
+    from zerohar.classify import classify_recording
+
+    kw = {"labels": ["walking", "sitting"], "placement": "waist", "device": "smartphone", "progress": False,
+          "precision": "fp32"}
+    half = classify_recording(tiny_run, hapt_csv, tmp_path / "half.csv", **kw)
+    whole = classify_recording(tiny_run, hapt_csv, tmp_path / "whole.csv", step_s=5.0, **kw)
+    assert whole.n_windows == (40 * 30 - 150) // 150 + 1 and whole.step_s == 5.0
+    a, b = _read_csv(tmp_path / "half.csv"), _read_csv(tmp_path / "whole.csv")
+    np.testing.assert_allclose([float(r["start_s"]) for r in b], np.arange(len(b)) * 5.0, atol=1e-3)
+    assert [r["label"] for r in b] == [r["label"] for r in a[::2]]  # the same windows, every other one
+    assert sum(whole.seconds_per_label.values()) == pytest.approx(len(b) * 5.0)
+    assert half.n_windows > whole.n_windows
+    for bad in (0.0, -1.0, 7.5):
+        with pytest.raises(ZeroharError, match=r"--step must be more than 0 and at most the model's window \(5 s\)"):
+            classify_recording(tiny_run, hapt_csv, tmp_path / "bad.csv", step_s=bad, **kw)
+    assert not (tmp_path / "bad.csv").exists()
+
+
 def test_classify_result_does_not_depend_on_the_chunk_size(tiny_run, hapt_csv, tmp_path):
     from zerohar.classify import classify_recording
 

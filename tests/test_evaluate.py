@@ -97,6 +97,11 @@ def test_gzsl_tests_held_out_subjects_of_seen_classes(evaluated):
     g = m["gzsl"]
     assert g["n_unseen_windows"] == m["n_windows"]
     assert 0.0 <= g["harmonic_mean"] <= max(g["seen_accuracy"], g["unseen_accuracy"])
+    c = m["gzsl_calibrated"]
+    assert c["n_unseen_windows"] == g["n_unseen_windows"] and c["n_seen_windows"] == g["n_seen_windows"]
+    assert c["seen_keep"] == 0.9 and c["cross_fitted"] is False  # one validation subject: nothing to cross-fit
+    # Lowering the seen scores can only move answers towards unseen classes.
+    assert c["unseen_accuracy"] >= g["unseen_accuracy"] and c["seen_accuracy"] <= g["seen_accuracy"]
 
 
 def test_an_existing_evaluation_is_kept_without_force(evaluated):

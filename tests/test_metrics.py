@@ -97,6 +97,38 @@ def test_topk_and_gzsl_by_definition():
     assert g0["harmonic_mean"] == 0.0
 
 
+def test_calibrated_stacking_by_hand():
+    from zerohar.metrics import calibrated_gzsl
+
+    # classes 0, 1 seen; 2 unseen. Columns = class ids.
+    scores = np.array([
+        [0.9, 0.1, 0.5],  # seen 0, group 0: margin 0.4
+        [0.2, 0.8, 0.7],  # seen 1, group 0: margin 0.1
+        [0.6, 0.0, 0.3],  # seen 0, group 1: margin 0.3
+        [0.1, 0.5, 0.3],  # seen 1, group 1: margin 0.2
+        [0.6, 0.1, 0.45],  # unseen: margin 0.15 -> answered 2 once gamma > 0.15
+        [0.7, 0.2, 0.1],  # unseen: margin 0.6 -> stays on the seen side
+    ])
+    y = np.array([0, 1, 0, 1, 2, 2])
+    group = np.array([0, 0, 1, 1, -1, -1])
+    # Uncalibrated: every window is answered with a seen class.
+    assert gzsl_report(y, scores.argmax(1), [0, 1], [2])["unseen_accuracy"] == 0.0
+    g = calibrated_gzsl(scores, y, [0, 1], [2], group, keep=0.5)
+    # gamma of all = median of (0.4, 0.1, 0.3, 0.2) = 0.25; group 0 gets median(0.3, 0.2) = 0.25 as well, and
+    # group 1 gets median(0.4, 0.1) = 0.25. Seen windows with margin < 0.25 (rows 1 and 3) flip to unseen.
+    assert g["gamma"] == pytest.approx(0.25) and g["cross_fitted"] is True
+    assert g["seen_accuracy"] == pytest.approx(0.5)  # class 0: 2/2, class 1: 0/2
+    assert g["unseen_accuracy"] == pytest.approx(0.5)  # row 4 right, row 5 wrong
+    assert g["harmonic_mean"] == pytest.approx(0.5)
+    # Cross-fitting: a group's gamma never comes from its own windows.
+    g2 = calibrated_gzsl(scores, y, [0, 1], [2], np.array([0, 0, 1, 1, -1, -1]), keep=0.99)
+    assert g2["cross_fitted"] is True
+    one = calibrated_gzsl(scores, y, [0, 1], [2], np.array([0, 0, 0, 0, -1, -1]), keep=0.5)
+    assert one["cross_fitted"] is False
+    with pytest.raises(ZeroharError, match="held-out windows of the seen classes"):
+        calibrated_gzsl(scores, y, [0, 1], [2], np.full(6, -1))
+
+
 def test_confusion_figure_writes_a_png(tmp_path):
     out = confusion_figure([[3, 1], [0, 4]], ["walking", "sitting"], tmp_path / "c.png", title="fold1")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -57,6 +57,7 @@ COLUMNS = {
     "macro_f1": "unseen macro-F1",
     "top2_accuracy": "unseen top-2",
     "gzsl_h": "GZSL H",
+    "gzsl_h_cal": "GZSL H (calibrated)",
 }
 
 
@@ -118,7 +119,7 @@ def chance_metrics(y: np.ndarray, n_unseen: int, n_classes: int) -> dict:
     r = 1.0 / n_unseen
     f1 = float(np.mean(2 * p * r / (p + r)))
     return {"accuracy": r, "macro_f1": f1, "top2_accuracy": min(1.0, 2 * r), "gzsl_h": 1.0 / n_classes,
-            "chance": r}
+            "gzsl_h_cal": 1.0 / n_classes, "chance": r}
 
 
 # ---------------------------------------------------------------------------------------------- aggregation
@@ -224,9 +225,10 @@ class _Runner:
         self.trained: dict[str, Path] = {}  # config key -> run directory
 
     def config(self, step: Step, fold: str, seed: int, init_dir: Path | None):
-        from zerohar.config import resolve_config
+        from zerohar.config import STAGES, resolve_config
 
-        over = _merge({"data": {"dataset": self.dataset, "fold": fold}, "train": {"seed": seed}}, self.sets)
+        common = {k: v for k, v in self.sets.items() if k not in STAGES}
+        over = _merge({"data": {"dataset": self.dataset, "fold": fold}, "train": {"seed": seed}}, common)
         if self.root is not None:
             over = _merge(over, {"data": {"root": self.root}})
         over = _merge(over, step.overrides)
@@ -235,7 +237,8 @@ class _Runner:
         if self.epochs_scale != 1.0:
             base = resolve_config(step.stage, overrides=over)
             over = _merge(over, {"train": {"epochs": max(1, round(base.train.epochs * self.epochs_scale))}})
-        return resolve_config(step.stage, overrides=over)
+        # `--set stage1.train.epochs=2`: for one stage only, after --epochs-scale
+        return resolve_config(step.stage, overrides=_merge(over, self.sets.get(step.stage) or {}))
 
     def run_steps(self, method: str, fold: str, seed: int, log) -> Path:
         from zerohar.train import train_stage
@@ -326,7 +329,9 @@ def run_benchmark(
         epochs_scale: multiply every stage's epochs by this (at least 1 epoch).
         backbone_init: backbone for `zerohar`, `no_stage1`, `label_names`, `supervised` (released HARNet file or
             pretrain run; None = random).
-        sets: extra config overrides for every stage, e.g. `{"train": {"max_steps_per_epoch": 5}}`.
+        sets: extra config overrides for every stage, e.g. `{"train": {"max_steps_per_epoch": 5}}`; a stage's
+            name as the top key (`{"stage1": {"train": {"epochs": 2}}}`) overrides that stage only, after
+            `epochs_scale`.
         batch_size, precision: the inference path of the evaluations.
         progress: progress bars.
         command: the command line, recorded in results.md.
@@ -357,7 +362,8 @@ def run_benchmark(
     log_path = out / "benchmark.log"
     runner = _Runner(out, dataset, root, sets or {}, epochs_scale, backbone_init, progress)
     trained = [m for m in methods if m != "chance"]
-    jobs = [(m, f, s) for f in folds for s in range(seeds) for m in trained]
+    # seed-major: a stopped benchmark leaves whole seeds (every fold and method) done, not whole folds
+    jobs = [(m, f, s) for s in range(seeds) for f in folds for m in trained]
     rows: list[dict] = []
     evals: dict[str, dict] = {}  # final run dir -> its metrics (shared runs are evaluated once)
     for i, (method, fold, seed) in enumerate(jobs, 1):
@@ -409,15 +415,23 @@ def run_benchmark(
 
 
 def _fresh(result: Path, model: Path) -> bool:
-    """An evaluation exists and is newer than the model it evaluated."""
-    return result.is_file() and result.stat().st_mtime >= model.stat().st_mtime
+    """An evaluation exists, is newer than the model it evaluated, and comes from this evaluation code."""
+    from zerohar.evaluate import EVAL_VERSION
+
+    if not (result.is_file() and result.stat().st_mtime >= model.stat().st_mtime):
+        return False
+    try:
+        return json.loads(result.read_text()).get("eval_version") == EVAL_VERSION
+    except (OSError, ValueError):
+        return False
 
 
 def _row(method: str, fold: str, seed: int, m: dict, run: Path) -> dict:
-    g = m.get("gzsl") or {}
+    g, gc = m.get("gzsl") or {}, m.get("gzsl_calibrated") or {}
     return {
         "method": method, "fold": fold, "seed": seed, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
-        "top2_accuracy": m["top2_accuracy"], "gzsl_h": g.get("harmonic_mean"), "chance": m["chance"],
+        "top2_accuracy": m["top2_accuracy"], "gzsl_h": g.get("harmonic_mean"),
+        "gzsl_h_cal": gc.get("harmonic_mean"), "chance": m["chance"],
         "run": str(run),
     }
 

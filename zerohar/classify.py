@@ -501,6 +501,7 @@ def classify_recording(
     llm_model: str | None = None,
     base_url: str | None = None,
     top_k: int = 3,
+    step_s: float | None = None,
     batch_size: int = 256,
     precision: str = "auto",
     force: bool = False,
@@ -520,6 +521,8 @@ def classify_recording(
         layout / placement / device / rate: how to read the input (see :func:`open_recording`).
         describe, llm_model, base_url: LLM descriptions for labels without written ones.
         top_k: labels per window in the output.
+        step_s: seconds between window starts, at most one window (default: half a window, as in BENCHMARK.md;
+            a whole window halves the work on long recordings).
         batch_size, precision: the inference path (`zerohar.inference.embed_windows`).
         force: overwrite an existing output.
         progress: show a progress bar.
@@ -533,7 +536,7 @@ def classify_recording(
 
     from zerohar.data.transforms import canonical_stream
     from zerohar.index import LabelIndex
-    from zerohar.inference import embed_windows
+    from zerohar.inference import embed_windows, sensor_context
     from zerohar.runs import load_run
 
     out = check_output(out, force)
@@ -543,6 +546,13 @@ def classify_recording(
     if top_k < 1:
         raise ZeroharError(f"--top-k must be at least 1, found {top_k}")
     run = run or load_run(model_dir)
+    window_s = run.window_s
+    length = int(round(window_s * RATE))
+    step = length // 2 if step_s is None else int(round(step_s * RATE))
+    if step_s is not None and not (0 < step_s and 1 <= step <= length):
+        raise ZeroharError(f"--step must be more than 0 and at most the model's window ({window_s:g} s), "
+                           f"found {step_s:g}")
+    step_s = step / RATE
     if run.model is None:
         raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; use a Stage II run")
     model = run.model
@@ -560,10 +570,7 @@ def classify_recording(
     rec = open_recording(input_path, layout=layout, placement=placement, device=device, rate=rate,
                          chunk_rows=chunk_rows)
     keep, used_layout = match_layout(run.layout, rec.layout.canonical(), str(rec.path))
-    window_s = run.window_s
-    length = int(round(window_s * RATE))
-    step = length // 2
-    step_s = step / RATE
+    context = sensor_context(model, used_layout)  # (S, d_text): embedded once, not per chunk
     pieces = canonical_stream(rec.chunks, rec.layout, RATE, max_gap_s=window_s, source=str(rec.path))
 
     columns = ["start_s"] + (["start_time"] if rec.absolute_time else []) + ["label", "score"]
@@ -576,7 +583,8 @@ def classify_recording(
     bar = tqdm(desc="classifying", unit="window", disable=not progress)
     try:
         for X, starts in stream_windows(pieces, length, step, keep):
-            emb = embed_windows(model, X, used_layout, batch_size=batch_size, precision=precision)  # (n, E)
+            emb = embed_windows(model, X, context, kinds=used_layout, batch_size=batch_size,
+                                precision=precision)  # (n, E)
             scores, top = index.search(np.asarray(emb, dtype=np.float32), k, candidates=candidates)
             cols: dict = {"start_s": starts - rec.t_first, "label": top[:, 0], "score": scores[:, 0]}
             if rec.absolute_time:

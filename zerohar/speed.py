@@ -20,7 +20,8 @@ Figures (names as in BENCHMARK.md):
   (once with `--quick`) and the faster run is kept; the note adds CPU seconds, which other processes on a
   shared machine disturb less than wall time. The recording and a random-weight Stage II run directory are
   written once under `cache_dir()/speed` (about 640 MB; never part of the repository). Model weights are
-  random: speed does not depend on them.
+  random: speed does not depend on them. `classify_7day_step5` (not in BENCHMARK.md) is the same with
+  `--step 5`: windows that do not overlap, half the windows of the default 2.5 s step.
 - `stage1_train`, `stage2_train`: optimiser steps per second x batch size (64 windows) of the Stage I / Stage
   II objective (forward, contrastive loss, backward, gradient clipping, AdamW) with bf16 autocast vs fp32.
   Only the model step: data loading is not included.
@@ -48,11 +49,13 @@ from zerohar.errors import ZeroharError
 logger = logging.getLogger(__name__)
 
 FIGURES = (
-    "harnet5_inference", "harnet10_inference", "model_inference", "classify_7day", "stage1_train", "stage2_train",
-    "index_10", "index_1000", "index_100000",
+    "harnet5_inference", "harnet10_inference", "model_inference", "classify_7day", "classify_7day_step5",
+    "stage1_train", "stage2_train", "index_10", "index_1000", "index_100000",
 )
 #: Figures that `--quick` leaves out unless named.
-SLOW_FIGURES = ("classify_7day",)
+SLOW_FIGURES = ("classify_7day", "classify_7day_step5")
+#: `--step` of the classify figures (None = classify's default, half a window).
+CLASSIFY_STEPS = {"classify_7day": None, "classify_7day_step5": 5.0}
 CLASSIFY_LABELS = ("sleeping", "sitting", "standing", "walking", "running", "cycling", "household chores",
                    "lying down")
 PLACEMENT, DEVICE = "left wrist", "smartwatch"
@@ -339,11 +342,12 @@ def random_run(path: str | Path | None = None) -> Path:
     return d
 
 
-def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path) -> tuple[int, float, float, float]:
+def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
+                 step: float | None = None) -> tuple[int, float, float, float]:
     """`zerohar classify` in a subprocess: (windows, wall seconds, peak RSS MB, CPU seconds)."""
     cmd = [sys.executable, "-m", "zerohar.cli", "classify", "--model", str(run_dir), "--input", str(csv_path),
            "--labels", *CLASSIFY_LABELS, "--placement", PLACEMENT, "--device", DEVICE, "--out", str(out),
-           "--precision", precision, "--force", "--no-progress"]
+           "--precision", precision, "--force", "--no-progress"] + ([] if step is None else ["--step", f"{step:g}"])
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     stdout, wall, rss, code, err, cpu = run_child(cmd, env)
     if code != 0:
@@ -356,7 +360,7 @@ def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path) -> tu
     return n, wall, rss, cpu
 
 
-def classify_figure(quick: bool, days: float = 7.0, progress: bool = False) -> dict:
+def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step: float | None = None) -> dict:
     """`classify_7day`: the classify command end to end, fast path vs `--precision fp32` (each run once in
     quick mode, twice otherwise; best of each)."""
     csv_path = synthetic_recording(days, progress=progress)
@@ -366,14 +370,15 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False) -> d
     with tempfile.TemporaryDirectory(dir=speed_dir()) as tmp:
         for _ in range(rounds):
             for prec in ("fp32", "auto"):
-                got = run_classify(csv_path, run_dir, prec, Path(tmp) / f"labels-{prec}.csv")
+                got = run_classify(csv_path, run_dir, prec, Path(tmp) / f"labels-{prec}.csv", step)
                 logger.info("classify --precision %s: %d windows in %.1f s (%.1f CPU s), peak %.0f MB", prec,
                             got[0], got[1], got[3], got[2])
                 if prec not in best or got[1] < best[prec][1]:
                     best[prec] = got
     (n, wall, rss, cpu), (_, wall0, rss0, cpu0) = best["auto"], best["fp32"]
     res = _result(n / wall, n / wall0,
-                  f"{days:g}-day CSV ({os.path.getsize(csv_path) / 1e6:.0f} MB), {n} windows; wall {wall:.1f} s, "
+                  f"{days:g}-day CSV ({os.path.getsize(csv_path) / 1e6:.0f} MB), {n} windows "
+                  f"(step {'2.5' if step is None else f'{step:g}'} s); wall {wall:.1f} s, "
                   f"CPU {cpu:.0f} s (fp32: wall {wall0:.1f} s, CPU {cpu0:.0f} s, peak {rss0:.0f} MB); includes "
                   "process start, reading, model and text encoder loading")
     res["peak_rss_mb"] = round(rss, 1)
@@ -402,7 +407,8 @@ def run_speed(
     for name in names:
         logger.info("measuring %s", name)
         try:
-            results[name] = classify_figure(quick, days, progress) if name == "classify_7day" else _worker(name, quick)
+            results[name] = (classify_figure(quick, days, progress, step=CLASSIFY_STEPS[name])
+                             if name in CLASSIFY_STEPS else _worker(name, quick))
         except ZeroharError as e:
             logger.error("%s", e)
             results[name] = {"error": str(e)}
@@ -443,19 +449,13 @@ def format_table(results: dict[str, dict]) -> str:
 
 def write_json(results: dict, path: str | Path, force: bool = False) -> Path:
     """Write the results as JSON atomically; an existing file needs `force`."""
+    from zerohar.runs import atomic_write_text
+
     path = Path(path)
     if path.exists() and not force:
         raise ZeroharError(f"output {path} already exists; pass --force to overwrite it")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(results, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
     return path
 
 

@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone-init", metavar="FILE",
                    help="backbone of the zerohar rows: a released HARNet file or a pretrain run (default: random)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="config override for every stage, e.g. --set train.max_steps_per_epoch=5 (repeatable)")
+                   help="config override for every stage, e.g. --set train.max_steps_per_epoch=5; a stage name first "
+                   "overrides that stage only, after --epochs-scale: --set stage1.train.epochs=2 (repeatable)")
     p.add_argument("--batch-size", type=int, default=256, help="evaluation windows per forward pass")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="evaluation precision")
     p.add_argument("--out", required=True, metavar="DIR", help="benchmark directory (resumable)")

@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm-model", metavar="M", help="LLM for --describe (e.g. gpt-4o-mini, llama3.1:8b)")
     p.add_argument("--base-url", metavar="URL", help="OpenAI-compatible server for --describe")
     p.add_argument("--top-k", type=int, default=3, help="labels per window in the output (default 3)")
+    p.add_argument("--step", type=float, metavar="SECONDS",
+                   help="seconds between window starts, at most one window (default: half a window, 2.5 s for "
+                   "5 s windows; --step 5 halves the work on long recordings)")
     p.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
                    help="inference precision: auto = bf16 on CPUs with native bf16 (default), fp32 to force it")
@@ -37,8 +40,8 @@ def run(args: argparse.Namespace) -> int:
     res = classify_recording(
         args.model, args.input, args.out, labels=args.labels, labels_file=args.labels_file, index_dir=args.index,
         layout=args.layout, placement=args.placement, device=args.device, rate=args.rate, describe=args.describe,
-        llm_model=args.llm_model, base_url=args.base_url, top_k=args.top_k, batch_size=args.batch_size,
-        precision=args.precision, force=args.force, progress=not args.no_progress,
+        llm_model=args.llm_model, base_url=args.base_url, top_k=args.top_k, step_s=args.step,
+        batch_size=args.batch_size, precision=args.precision, force=args.force, progress=not args.no_progress,
     )
     print(f"{res.n_windows} windows of {res.window_s:g} s (step {res.step_s:g} s) -> {res.out}")
     print("\n".join(res.summary_lines()))
