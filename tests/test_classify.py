@@ -9,19 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerohar.classify import (
-    check_output,
-    clean_labels,
-    match_layout,
-    open_recording,
-    read_labels_file,
-    segments,
-    stream_windows,
-)
+from zerohar.classify import clean_labels, read_labels_file, segments
 from zerohar.data.layout import UNITS, Channel, SensorLayout
 from zerohar.data.transforms import canonical_stream, make_windows, to_canonical
 from zerohar.data.windows import Recording
 from zerohar.errors import ZeroharError
+from zerohar.recording import check_output, match_layout, open_recording, stream_windows
 
 
 def _layout(*specs) -> SensorLayout:

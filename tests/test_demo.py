@@ -72,8 +72,8 @@ def test_demo_reuses_finished_runs_and_prints_the_results(tmp_path, capsys):
 
 
 def test_recording_csv_round_trips_through_the_csv_reader(tmp_path):
-    from zerohar.classify import open_recording
     from zerohar.data.sources import embedded
+    from zerohar.recording import open_recording
 
     demo = _demo()
     rec = embedded.read(progress=False)[0]

@@ -53,9 +53,11 @@ def model():
 def test_resolve_precision(monkeypatch):
     assert resolve_precision("fp32") == "fp32"
     assert resolve_precision("bf16") == "bf16"
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    from zerohar import precision
+
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto") == "bf16"
-    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto") == "fp32"
 
 

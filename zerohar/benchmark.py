@@ -189,7 +189,10 @@ def results_markdown(agg: list[dict], header: dict, folds_table: list[dict] | No
     notes = header.get("notes") or []
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
-    lines += ["", f"Written {header['date']}; wall time {header['wall_time_s'] / 60:.1f} min.", ""]
+    compute = header.get("compute_s")
+    total = f"training and evaluation of every run {compute / 60:.1f} min (sum of the runs' own wall times, " \
+        "whichever invocation ran them); " if compute else ""
+    lines += ["", f"Written {header['date']}; {total}this invocation {header['wall_time_s'] / 60:.1f} min.", ""]
     return "\n".join(lines)
 
 
@@ -223,6 +226,7 @@ class _Runner:
         self.out, self.dataset, self.root = out, dataset, root
         self.sets, self.epochs_scale, self.backbone_init, self.progress = sets, epochs_scale, backbone_init, progress
         self.trained: dict[str, Path] = {}  # config key -> run directory
+        self.run_seconds = 0.0  # sum of the runs' own wall times (whichever invocation trained them)
 
     def config(self, step: Step, fold: str, seed: int, init_dir: Path | None):
         from zerohar.config import STAGES, resolve_config
@@ -258,6 +262,10 @@ class _Runner:
             log(f"{step.name}: {'reused finished run' if reused else 'trained'} {where.relative_to(self.out)} "
                 f"({time.perf_counter() - t0:.0f} s)")
             self.trained[key] = dirs[step.name] = where
+            try:
+                self.run_seconds += float(json.loads((where / "metrics.json").read_text())["timing"]["wall_time_s"])
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
         return dirs[step.name]
 
 
@@ -366,6 +374,8 @@ def run_benchmark(
     jobs = [(m, f, s) for s in range(seeds) for f in folds for m in trained]
     rows: list[dict] = []
     evals: dict[str, dict] = {}  # final run dir -> its metrics (shared runs are evaluated once)
+    seen_evals: set[str] = set()
+    eval_seconds = 0.0
     for i, (method, fold, seed) in enumerate(jobs, 1):
         tag = f"[{i}/{len(jobs)}] {method} {fold} seed{seed}"
         run_dir = out / "runs" / method / fold / f"seed{seed}"
@@ -392,6 +402,9 @@ def run_benchmark(
                              force=True)
             log(f"evaluated: unseen acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
         evals[key] = m
+        if key not in seen_evals:
+            seen_evals.add(key)
+            eval_seconds += float(m.get("eval_time_s") or 0.0)
         rows.append(_row(method, fold, seed, m, final.relative_to(out)))
         log(f"done in {time.perf_counter() - t0:.0f} s")
     if "chance" in methods:
@@ -406,6 +419,7 @@ def run_benchmark(
         "dataset": dataset, "folds": folds, "seeds": list(range(seeds)), "command": command or "zerohar benchmark",
         "n_runs_per_method": len(folds) * seeds, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "wall_time_s": time.perf_counter() - t_start, "notes": notes,
+        "compute_s": runner.run_seconds + eval_seconds,
     }
     atomic_write_text(out / "results.md", results_markdown(agg, header, per_fold(rows, methods, folds)))
     atomic_write_text(out / "results.csv", results_csv(agg))

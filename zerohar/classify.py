@@ -2,7 +2,8 @@
 
 A recording (a CSV with a time column, or .npy / .npz) is read chunk by chunk, brought to the canonical
 form by :func:`zerohar.data.transforms.canonical_stream` (30 Hz, canonical units, gaps split), cut into
-windows (step = half a window) that may run across chunk borders, embedded by the fast inference path and
+windows (step: half a window unless `--step` says otherwise) that may run across chunk borders (see
+:mod:`zerohar.recording`), embedded by the fast inference path and
 named by a :class:`~zerohar.index.LabelIndex` search. Each batch of windows is written out as soon as it is
 labelled, so memory does not grow with the length of the recording. The output is written to a temporary
 file and renamed into place at the end: an interrupted run leaves no half-written file.
@@ -10,28 +11,22 @@ file and renamed into place at the end: an interrupted run leaves no half-writte
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
-import tempfile
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from zerohar.data.layout import SENSOR_NAMES, SensorLayout
+from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
+from zerohar.recording import CHUNK_ROWS, TableWriter, check_output, match_layout, open_recording, stream_windows
 
 logger = logging.getLogger(__name__)
 
 RATE = 30.0
-#: Windows labelled per batch (embedding + search + write); bounds memory independently of the recording length.
-BATCH_WINDOWS = 4096
-#: Raw rows read per chunk.
-CHUNK_ROWS = 100_000
 
 
 # ---------------------------------------------------------------------------------------------- labels
@@ -140,230 +135,6 @@ def _describe(labels: list[str], llm_model: str | None, base_url: str | None) ->
     logger.info("asking %s for descriptions of %s", llm_model, ", ".join(repr(lab) for lab in labels))
     result = describe_mod.describe_labels(labels, model=llm_model, base_url=base_url)
     return {lab: list(result[lab]) for lab in labels}
-
-
-# ---------------------------------------------------------------------------------------------- layouts
-def _sensor_phrase(s) -> str:
-    return f"{SENSOR_NAMES.get(s.sensor, s.sensor)} at {s.placement} on {s.device}"
-
-
-def match_layout(model_layout: SensorLayout, layout: SensorLayout, source: str) -> tuple[list[int], SensorLayout]:
-    """Which channels of a recording the model can use, with a warning when the layouts differ.
-
-    The model takes any number of sensors, each with its text context, so a recording may lack some of the
-    model's sensors or bring sensors at other placements: those are used as they are (with a warning). A
-    sensor *kind* the model never saw (e.g. a magnetometer for a model trained on acc + gyro) is dropped.
-
-    Returns:
-        (channel indices to keep, in canonical order; the layout of the kept channels)
-
-    Raises:
-        ZeroharError: no sensor of the recording is of a kind the model knows.
-    """
-    have = {s.key for s in layout.sensors}
-    want = {s.key for s in model_layout.sensors}
-    kinds = {s.sensor for s in model_layout.sensors}
-    missing = [s for s in model_layout.sensors if s.key not in have]
-    unknown_kind = [s for s in layout.sensors if s.sensor not in kinds]
-    new = [s for s in layout.sensors if s.key not in want and s.sensor in kinds]
-    keep = [s.key for s in layout.sensors if s.sensor in kinds]
-    if not keep:
-        raise ZeroharError(
-            f"{source}: none of its sensors ({'; '.join(_sensor_phrase(s) for s in layout.sensors)}) is of a kind "
-            f"the model was trained on ({', '.join(sorted(SENSOR_NAMES[k] for k in kinds))})"
-        )
-    if missing or new or unknown_kind:
-        parts = []
-        if missing:
-            parts.append(f"lacks the model's {'; '.join(_sensor_phrase(s) for s in missing)}")
-        if new:
-            parts.append(f"has sensors the model was not trained on: {'; '.join(_sensor_phrase(s) for s in new)}")
-        if unknown_kind:
-            parts.append(f"ignoring {'; '.join(_sensor_phrase(s) for s in unknown_kind)} (a sensor kind the model "
-                         "does not know)")
-        used = [s for s in layout.sensors if s.key in set(keep)]
-        logger.warning(
-            "%s %s; classifying with the sensors present (%s)", source, ", ".join(parts),
-            "; ".join(_sensor_phrase(s) for s in used),
-        )
-    return layout.channel_indices(keep), layout.select(keep)
-
-
-# ---------------------------------------------------------------------------------------------- input
-@dataclass
-class InputRecording:
-    """A recording opened for streaming: its declared layout and a chunk iterator (times, signals, None)."""
-
-    path: Path
-    layout: SensorLayout
-    chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
-    absolute_time: bool = False  # times are seconds since the Unix epoch (a datetime column)
-
-    def __post_init__(self):
-        self.t_first: float | None = None  # time of the first sample, known once the first chunk is read
-        self.chunks = self._track(self.chunks)
-
-    def _track(self, chunks):
-        for t, x, lab in chunks:
-            if self.t_first is None and len(t):
-                self.t_first = float(t[0])
-            yield t, x, lab
-
-
-def open_recording(
-    path: str | Path,
-    *,
-    layout: str | Path | SensorLayout | None = None,
-    placement: str | None = None,
-    device: str | None = None,
-    rate: float | None = None,
-    chunk_rows: int = CHUNK_ROWS,
-) -> InputRecording:
-    """Open a CSV, `.npy` (`(T, C)`, needs `rate`) or `.npz` recording for streaming (the csv source's reader).
-
-    Args:
-        path: the recording.
-        layout: its sensor layout (a YAML file in the format of `metadata/sensors/`, or a SensorLayout).
-        placement, device: instead of a layout, the placement and device of every sensor (the columns name
-            the sensor kinds; see :mod:`zerohar.data.sources.csv`).
-        rate: sampling rate in Hz of a file without times.
-        chunk_rows: rows per chunk.
-    """
-    from zerohar.data.sources import csv as csv_source
-
-    p = Path(path)
-    if not p.is_file():
-        raise ZeroharError(f"input file {p} does not exist")
-    opened = csv_source.open_stream(p, layout=layout, placement=placement, device=device, rate=rate,
-                                    chunk_rows=chunk_rows)
-    return InputRecording(p, opened.layout, opened.chunks, bool(opened.absolute_time))
-
-
-# ---------------------------------------------------------------------------------------------- windows
-def stream_windows(
-    pieces: Iterable, length: int, step: int, keep: Sequence[int] | None = None, max_windows: int = BATCH_WINDOWS
-) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Cut canonical pieces (from `canonical_stream`) into windows, in batches.
-
-    Consecutive pieces of one segment (`meta["segment"]`) are one signal on one grid, so windows run across
-    their borders; a new segment (after a long gap) starts a new window grid, as `make_windows` does for
-    the pieces of `to_canonical`.
-
-    Args:
-        pieces: canonical Recordings with `meta["t0"]` (grid time of the first sample) and `meta["segment"]`.
-        length, step: window length and step in samples.
-        keep: channel indices to keep (None = all).
-        max_windows: windows per yielded batch.
-
-    Yields:
-        `(X (n, C, length) float32, start times (n,) in the input's time base)`.
-    """
-    buf = None  # (m, C) samples not yet consumed by a window
-    buf_t0 = 0.0
-    segment = None
-    rate = None
-    out_x: list[np.ndarray] = []
-    out_t: list[np.ndarray] = []
-    n_out = 0
-    for piece in pieces:
-        x = np.asarray(piece.signals, dtype=np.float32)
-        if keep is not None:
-            x = x[:, keep]
-        rate = float(piece.rate)
-        seg = piece.meta.get("segment", id(piece))
-        if seg != segment or buf is None:
-            segment, buf, buf_t0 = seg, x, float(piece.meta["t0"])
-        else:
-            buf = np.concatenate([buf, x])
-        n = (len(buf) - length) // step + 1 if len(buf) >= length else 0
-        if n > 0:
-            starts = np.arange(n) * step
-            win = np.lib.stride_tricks.sliding_window_view(buf, length, axis=0)[starts]  # (n, C, T)
-            out_x.append(np.ascontiguousarray(win, dtype=np.float32))
-            out_t.append(buf_t0 + starts / rate)
-            n_out += n
-            buf = buf[n * step :]
-            buf_t0 += n * step / rate
-        while n_out >= max_windows:
-            X, T = np.concatenate(out_x), np.concatenate(out_t)
-            yield X[:max_windows], T[:max_windows]
-            out_x, out_t = [X[max_windows:]], [T[max_windows:]]
-            n_out -= max_windows
-    if n_out:
-        yield np.concatenate(out_x), np.concatenate(out_t)
-
-
-# ---------------------------------------------------------------------------------------------- output
-class _TableWriter:
-    """Rows written batch by batch into a temporary file, renamed to `path` on `commit()`."""
-
-    def __init__(self, path: Path, columns: list[str]):
-        self.path, self.columns = path, columns
-        self.parquet = path.suffix.lower() == ".parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        if self.parquet:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            self._pa = pa
-            types = {c: pa.string() if c.startswith("label") or c == "start_time" else pa.float64() for c in columns}
-            self.schema = pa.schema([(c, types[c]) for c in columns])
-            self._writer = pq.ParquetWriter(self.tmp, self.schema)
-        else:
-            self._file = open(self.tmp, "w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(columns)
-
-    def write(self, cols: dict[str, np.ndarray | list]) -> None:
-        if self.parquet:
-            self._writer.write_table(self._pa.table({c: list(cols[c]) for c in self.columns}, schema=self.schema))
-        else:
-            rows = zip(*(_fmt(cols[c]) for c in self.columns))
-            self._writer.writerows(rows)
-
-    def commit(self) -> None:
-        self._close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self._close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
-
-    def _close(self) -> None:
-        if self.parquet:
-            self._writer.close()
-        elif not self._file.closed:
-            self._file.close()
-
-
-def _fmt(values) -> list:
-    arr = np.asarray(values)
-    if arr.dtype.kind == "f":
-        return [f"{v:.4f}" for v in arr.tolist()]
-    return [str(v) for v in arr.tolist()]
-
-
-def check_output(out: str | Path, force: bool) -> Path:
-    """The output path, refused when it exists (without `force`) or names an unsupported format."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ZeroharError(f"output {out}: expected a .csv or .parquet file name, found suffix {suffix or '(none)'!r}")
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet  # noqa: F401
-        except ImportError:
-            raise ZeroharError(
-                f"output {out}: writing Parquet needs pyarrow (pip install pyarrow); or name a .csv file"
-            ) from None
-    if out.exists() and not force:
-        raise ZeroharError(f"output {out} already exists; pass --force to overwrite it")
-    if out.is_dir():
-        raise ZeroharError(f"output {out} is a directory; expected a file name")
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- summary
@@ -576,7 +347,7 @@ def classify_recording(
     columns = ["start_s"] + (["start_time"] if rec.absolute_time else []) + ["label", "score"]
     for j in range(2, k + 1):
         columns += [f"label_{j}", f"score_{j}"]
-    writer = _TableWriter(out, columns)
+    writer = TableWriter(out, columns)
     per_label: Counter[str] = Counter()
     n = 0
     last_label = None

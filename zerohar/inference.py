@@ -23,7 +23,6 @@ backbone, while costing 30-40 s of compilation per process, so it is not used.
 from __future__ import annotations
 
 import copy
-import functools
 import logging
 import weakref
 from collections.abc import Iterable, Iterator
@@ -35,54 +34,10 @@ from torch import nn
 
 from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
+from zerohar.precision import cpu_has_native_bf16, resolve_precision  # noqa: F401  (part of this module's API)
 
 logger = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-# ---------------------------------------------------------------------------------------------- precision
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes in bf16 natively (AMX-BF16 or AVX512-BF16) and oneDNN can use it.
-
-    Reads the `flags` of /proc/cpuinfo on Linux; elsewhere asks torch for its CPU capability (an AVX512 CPU
-    without the bf16 extension would emulate bf16, slower than fp32, so the flag matters).
-    """
-    try:
-        mkldnn_ok = torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        mkldnn_ok = False
-    if not mkldnn_ok:
-        return False
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
-    except OSError:
-        pass
-    capability = str(torch.backends.cpu.get_cpu_capability())
-    return "AMX" in capability.upper()
-
-
-def resolve_precision(precision: str = "auto", device: torch.device | str | None = None) -> str:
-    """`"bf16"` or `"fp32"`: `"auto"` is bf16 where the hardware computes in bf16 natively.
-
-    On the CPU (the default `device`) that means AMX-BF16 or AVX512-BF16 (see :func:`cpu_has_native_bf16`);
-    on a CUDA device, `torch.cuda.is_bf16_supported()`.
-
-    Raises:
-        ZeroharError: `precision` is not one of auto, bf16, fp32.
-    """
-    if precision not in PRECISIONS:
-        raise ZeroharError(f"precision {precision!r} is not known: expected one of {', '.join(PRECISIONS)}")
-    if precision != "auto":
-        return precision
-    if device is not None and torch.device(device).type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
 
 
 # ---------------------------------------------------------------------------------------------- fused backbone

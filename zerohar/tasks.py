@@ -356,7 +356,7 @@ class _Task:
 
 
 def _autocast(enabled: bool, device):
-    from zerohar.train import autocast
+    from zerohar.precision import autocast
 
     return autocast(enabled, device)
 

@@ -27,15 +27,11 @@ Programmatic use (the benchmark does this)::
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import logging
 import math
-import os
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +39,9 @@ import torch
 from torch import nn
 
 from zerohar.config import STAGES, Config
+from zerohar.distributed import Dist, all_gather_with_grad, barrier, setup_distributed
 from zerohar.errors import ZeroharError
+from zerohar.precision import autocast, resolve_precision
 from zerohar.runs import (
     atomic_torch_save,
     atomic_write_json,
@@ -52,114 +50,6 @@ from zerohar.runs import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------------------------- distributed
-@dataclass(frozen=True)
-class Dist:
-    """This process's place in a (possibly single-process) job."""
-
-    rank: int = 0
-    world: int = 1
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def is_main(self) -> bool:
-        return self.rank == 0
-
-    @property
-    def enabled(self) -> bool:
-        return self.world > 1
-
-
-def setup_distributed() -> Dist:
-    """Join the process group that `torchrun` describes in the environment (gloo on CPU, nccl on CUDA).
-
-    Returns:
-        This process's :class:`Dist` (rank 0 of 1 without torchrun).
-    """
-    import torch.distributed as td
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    rank = int(os.environ.get("RANK", "0"))
-    device = torch.device("cpu")
-    if torch.cuda.is_available():
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-        torch.cuda.set_device(device)
-    if not td.is_initialized():
-        # The group lives as long as the process: a caller may train several stages in a row (the benchmark
-        # does), and collectives of a destroyed and re-created default group fail.
-        td.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-        atexit.register(_destroy_group)
-    return Dist(rank, world, device)
-
-
-def _destroy_group() -> None:
-    import torch.distributed as td
-
-    if td.is_initialized():
-        td.destroy_process_group()
-
-
-def all_gather_with_grad(t: torch.Tensor, dist: Dist) -> torch.Tensor:
-    """Concatenate `t` (same shape on every process) over processes along dim 0, keeping the autograd graph.
-
-    Each process then computes the loss of the whole global batch. The backward of the gather sums the
-    gradients of every process's copy of the loss into the slice it owns, and DDP averages parameter
-    gradients over processes: the two factors of N cancel, so the update equals the single-process one.
-    """
-    if not dist.enabled:
-        return t
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(t), dim=0)
-
-
-def _barrier(dist: Dist) -> None:
-    if dist.enabled:
-        import torch.distributed as td
-
-        td.barrier()
-
-
-# ---------------------------------------------------------------------------------------------- precision
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 arithmetic (AMX-BF16 or AVX512-BF16) and oneDNN can use it."""
-    try:
-        flags = ""
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = line
-                    break
-        native = any(f in flags.split() for f in ("amx_bf16", "avx512_bf16"))
-    except OSError:  # not Linux: ask oneDNN alone
-        native = True
-    try:
-        mkldnn_ok = torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        mkldnn_ok = False
-    return native and mkldnn_ok
-
-
-def use_bf16(precision: str, device: torch.device | None = None) -> bool:
-    """Whether to autocast to bf16: "bf16" yes, "fp32" no, "auto" when the hardware does it natively."""
-    if precision == "bf16":
-        return True
-    if precision == "fp32":
-        return False
-    if device is not None and device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return cpu_supports_bf16()
-
-
-def autocast(enabled: bool, device: torch.device):
-    """bf16 autocast on `device`, or a no-op context."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 # ---------------------------------------------------------------------------------------------- schedule & seeds
@@ -307,13 +197,13 @@ def train_stage(
     if mode == "finished":
         logger.info("%s already holds a finished %s run; nothing to do", out, stage)
         return out
-    _barrier(dist)  # every process has looked at the directory before the main one changes it
+    barrier(dist)  # every process has looked at the directory before the main one changes it
     created_dir = not out.exists()
     if dist.is_main:
         if force:
             clear_run_files(out)
         out.mkdir(parents=True, exist_ok=True)
-    _barrier(dist)
+    barrier(dist)
     state = None
     if mode == "resume":
         cfg = _resume_config(cfg, out)
@@ -328,7 +218,7 @@ def train_stage(
             if created_dir and not any(out.iterdir()):
                 out.rmdir()
         raise
-    _barrier(dist)
+    barrier(dist)
     return out
 
 
@@ -397,7 +287,7 @@ class _Trainer:
         self.cfg, self.out, self.dist, self.progress = cfg, out, dist, progress
         t = cfg.train
         seed_everything(t.seed)  # identical initialisation on every process
-        self.bf16 = use_bf16(t.precision, dist.device)
+        self.bf16 = resolve_precision(t.precision, dist.device) == "bf16"
         self.task = make_task(cfg, dist)
         self.model = self.task.model.to(dist.device)
         self.frozen = _frozen_layers(self.model, t.freeze_layers)
@@ -597,7 +487,7 @@ class _Trainer:
             elapsed = self.elapsed_before + elapsed_here
             atomic_torch_save(self._state(elapsed), self.out / "state.pt")
             atomic_write_json(self.out / "metrics.json", self._metrics(elapsed, finished=False))
-        _barrier(self.dist)
+        barrier(self.dist)
 
     def _metrics(self, elapsed: float, finished: bool, stopped_early: bool = False) -> dict:
         best = dict(self.best) if self.best else None
