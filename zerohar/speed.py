@@ -123,7 +123,8 @@ def _backbone_figure(variant: str, quick: bool) -> dict:
     prec = resolve_precision("auto")
     others = {"autocast": autocast} if prec == "bf16" else {}
     fast, base, other = compare(lambda: embed_backbone(net, xn, batch_size=256), plain, 256, quick, others)
-    note = f"{prec} fused backbone (first 2 layers fp32)"
+    note = ("bf16 fused backbone (bf16 convolutions, fp32 residual stream)" if prec == "bf16"
+            else "fp32: this CPU has no native bf16")
     if other:
         note += f"; plain module under bf16 autocast: {other['autocast']:.0f}/s"
     return _result(fast, base, note)
