@@ -394,7 +394,7 @@ def run_benchmark(
         key = str(final)
         if key in evals:
             m = evals[key]
-        elif _fresh(eval_dir / "metrics.json", final / "model.safetensors"):
+        elif evaluation_is_current(eval_dir / "metrics.json", final / "model.safetensors"):
             m = json.loads((eval_dir / "metrics.json").read_text())
             log(f"reused evaluation {eval_dir.relative_to(out)}")
         else:
@@ -428,7 +428,7 @@ def run_benchmark(
     return agg
 
 
-def _fresh(result: Path, model: Path) -> bool:
+def evaluation_is_current(result: Path, model: Path) -> bool:
     """An evaluation exists, is newer than the model it evaluated, and comes from this evaluation code."""
     from zerohar.evaluate import EVAL_VERSION
 
