@@ -110,6 +110,18 @@ def test_fused_bf16_close_to_fp32():
     assert torch.nn.functional.cosine_similarity(ref, got, dim=1).min() > 0.999
 
 
+def test_fused_fp32_layers_keeps_leading_layers_in_fp32():
+    torch.manual_seed(1)
+    net = _randomise_bn(HARNet("harnet5")).eval()
+    x = torch.randn(4, 3, 150)
+    with torch.no_grad():
+        ref = net(x)
+        every = FusedHARNet(net, torch.bfloat16, fp32_layers=5)  # all five layers in fp32: the fp32 network
+        torch.testing.assert_close(every(x), ref, rtol=1e-4, atol=1e-4)
+        dtypes = [layer[-1] for layer in FusedHARNet(net, torch.bfloat16, fp32_layers=1).layers]
+    assert dtypes == [torch.float32] + [torch.bfloat16] * 4
+
+
 def test_fused_backbone_cache_follows_weights():
     torch.manual_seed(3)
     net = _randomise_bn(HARNet("harnet5")).eval()

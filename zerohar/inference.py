@@ -38,6 +38,8 @@ from zerohar.precision import cpu_has_native_bf16, resolve_precision  # noqa: F4
 
 logger = logging.getLogger(__name__)
 
+#: Leading HARNet layers whose convolutions stay in fp32 on the bf16 path (see :class:`FusedHARNet`).
+FP32_LAYERS = 1
 
 
 # ---------------------------------------------------------------------------------------------- fused backbone
@@ -60,25 +62,29 @@ class FusedHARNet(nn.Module):
     pointwise convolutions over `(N, C, 1, L)` in channels_last memory; the circular padding is a
     concatenation of the 2 + 2 edge samples.
 
-    With `dtype` bf16 every convolution but the very first runs in bf16 (weights cast once), while the
-    residual stream, the BatchNorm affine maps and the first convolution stay in fp32. Accelerometer input
+    With `dtype` bf16 the convolutions of layers after the first `fp32_layers` run in bf16 (weights cast
+    once), while the residual stream and the BatchNorm affine maps stay in fp32 everywhere. Accelerometer input
     carries gravity (about 1 g) on top of movements of a few hundredths of a g; a bf16 stream (8 significant
     bits, steps of 0.008 near 1) would round those movements away before the first BatchNorm removes the
     offset. After BN + ReLU the convolution inputs are centred, so bf16's relative precision suffices there.
-    The fp32 stream costs no measurable speed (the convolutions dominate). Measured on a trained HAPT fold1
-    Stage II model over all 6,480 labelled HAPT windows (12 label prototypes), this and the fp32 model give the
-    same label on 99.94% of windows (an all-bf16 network: 99.92%; the earlier design with the first two layers
-    wholly in fp32: 99.97% at 0.77x the speed).
+    The fp32 stream costs no measurable speed (the convolutions dominate), and neither does the first layer in
+    fp32 (oneDNN's bf16 convolutions gain little at 64 channels): 1,377 vs 1,423 windows/s for harnet5 with
+    every convolution but the very first in bf16. Labels of bf16 vs fp32 over all 6,480 labelled HAPT
+    windows, 12 prototypes: 99.04% the same with `fp32_layers=1` on a random-weight model with BatchNorm
+    calibrated on the data (the hard case: 98.38% with 0, 99.41% with 2 at 0.76x the speed); 99.95% on a
+    trained HAPT Stage II model with its label prototypes.
 
     Args:
         net: the HARNet (its weights are copied; later changes to `net` are not seen).
         dtype: convolution dtype, torch.bfloat16 or torch.float32.
+        fp32_layers: leading layers whose convolutions stay in fp32 whatever `dtype` is (the first convolution
+            of the network always does).
 
     Raises:
         TypeError: `net` does not have HARNet's structure.
     """
 
-    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16):
+    def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16, fp32_layers: int = FP32_LAYERS):
         super().__init__()
         from zerohar.model.harnet import ACC_CLIP_G, CircularConv1d, Downsample, ResBlock
 
@@ -93,11 +99,12 @@ class FusedHARNet(nn.Module):
             if not (len(mods) >= 4 and isinstance(mods[0], CircularConv1d) and isinstance(mods[-1], Downsample)
                     and isinstance(mods[-3], nn.BatchNorm1d) and all(isinstance(b, ResBlock) for b in mods[1:-3])):
                 raise TypeError(f"layer{i} does not have HARNet's structure")
-            blocks = [(_affine(b.bn1, f32), _conv(b.conv1, dtype, b.bn2), _conv(b.conv2, dtype)) for b in mods[1:-3]]
+            dt = f32 if i <= fp32_layers else dtype
+            blocks = [(_affine(b.bn1, f32), _conv(b.conv1, dt, b.bn2), _conv(b.conv2, dt)) for b in mods[1:-3]]
             down = mods[-1]
             self.layers.append((
-                _conv(mods[0], f32 if i == 1 else dtype), blocks, _affine(mods[-3], f32),
-                (down.kernel.detach().unsqueeze(2).to(dtype), down.factor, down.padding, down.channels),
+                _conv(mods[0], f32 if i <= max(1, fp32_layers) else dt), blocks, _affine(mods[-3], f32),
+                (down.kernel.detach().unsqueeze(2).to(dt), down.factor, down.padding, down.channels), dt,
             ))
         if not self.layers:
             raise TypeError("no layer1..layerN: not a HARNet")
@@ -118,9 +125,8 @@ class FusedHARNet(nn.Module):
         """Features `(N, D)` float32 of windows `(N, 3, T)`."""
         if self.clip is not None:
             x = x.clamp(-self.clip, self.clip)
-        dt = self.dtype
         h = x.float().unsqueeze(2).contiguous(memory_format=torch.channels_last)  # (N, 3, 1, T)
-        for conv0, blocks, (a, b), (kernel, factor, padding, channels) in self.layers:
+        for conv0, blocks, (a, b), (kernel, factor, padding, channels), dt in self.layers:
             h = self._conv_relu(h.to(conv0[0].dtype), conv0, relu=False).float()  # (N, C, 1, L), fp32 stream
             for (a1, b1), conv1, conv2 in blocks:
                 t = torch.relu_(torch.addcmul(b1, h, a1)).to(dt)  # BN1 + ReLU
