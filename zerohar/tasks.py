@@ -2,7 +2,7 @@
 
 - **pretrain**: SSL pretext multi-task (arrow of time, permutation, time warp) on every window of the
   training subjects, labelled or not, one triad at a time (`train.pretrain_sensors`, acc by default);
-  selected on the held-out subjects' pretext accuracy. The artefact is a HARNet backbone.
+  selected on the held-out subjects' pretext accuracy. The artefact is a HARNet backbone (:mod:`zerohar.pretrain`).
 - **stage1**: each channel embedding (`encode_channels`) against the projected descriptions of the layout's
   channels (`axis_description`); equal texts are positives. Selected on held-out subjects' channel
   retrieval accuracy: does each channel embedding retrieve its own description among the layout's?
@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
 from zerohar.config import Config
 from zerohar.errors import ZeroharError
+from zerohar.precision import autocast
 
 logger = logging.getLogger(__name__)
 
@@ -210,12 +210,12 @@ def build_zerohar_model(cfg: Config, backbone_source: str | None):
     if backbone_source is not None:
         src = Path(backbone_source)
         if src.is_dir():
-            _check_backbone_run(src)
+            check_backbone_run(src)
         model.init_backbone(str(backbone_source))
     return model
 
 
-def _check_backbone_run(d: Path) -> None:
+def check_backbone_run(d: Path) -> None:
     """A run directory given as a backbone must be a finished run (pretrain, or any run with a backbone)."""
     from zerohar.runs import read_run_meta
 
@@ -270,13 +270,15 @@ def resolve_init(cfg: Config) -> Config:
 def make_task(cfg: Config, dist):
     """The task of `cfg.stage` (data loaded, model built or initialised, text embedded)."""
     if cfg.stage == "pretrain":
+        from zerohar.pretrain import PretrainTask
+
         return PretrainTask(cfg, dist)
     if cfg.stage == "stage1":
         return Stage1Task(cfg, dist)
     return Stage2Task(cfg, dist)
 
 
-class _Task:
+class BaseTask:
     """Shared parts: data, batches, metadata."""
 
     gather_keys: tuple[str, ...] = ()
@@ -355,13 +357,7 @@ class _Task:
             yield rows, torch.from_numpy(self.X[rows]).to(self.device)
 
 
-def _autocast(enabled: bool, device):
-    from zerohar.precision import autocast
-
-    return autocast(enabled, device)
-
-
-class _ZeroHARTask(_Task):
+class _ZeroHARTask(BaseTask):
     """Stage I and II: the ZeroHAR model, the frozen text encoder, the contrastive loss."""
 
     def __init__(self, cfg: Config, dist):
@@ -427,7 +423,7 @@ class Stage1Task(_ZeroHARTask):
         txt = model.encode_text(self.text_emb).float()  # (U, E)
         hits = []
         for _, x in self._val_batches():
-            with _autocast(bf16, self.device):
+            with autocast(bf16, self.device):
                 ch = model.encode_channels(x, kinds=self.kinds)  # (b, C, E)
             hits.append((ch.float() @ txt.T).argmax(-1).cpu())  # (b, C)
         model.train()
@@ -574,7 +570,7 @@ class Stage2Task(_ZeroHARTask):
         proto = model.label_prototypes(self.desc[:n], self.desc_mask[:n]).float()  # (L, E)
         preds, ys = [], []
         for rows, x in self._val_batches():
-            with _autocast(bf16, self.device):
+            with autocast(bf16, self.device):
                 w = model.encode_windows(x, self.context_emb, None, kinds=self.kinds)  # (b, E)
             preds.append((w.float() @ proto.T).argmax(-1).cpu().numpy())
             ys.append(self.y[rows])
@@ -590,106 +586,3 @@ class Stage2Task(_ZeroHARTask):
             meta["stage1"] = {"run": str(self.cfg.init), "dataset": self.init_meta.get("dataset"),
                               "fold": self.init_meta.get("fold"), "init": self.init_meta.get("init")}
         return meta
-
-
-class PretrainTask(_Task):
-    """SSL pretext multi-task on single triads (arrow of time, permutation, time warp)."""
-
-    metric = "pretext_acc"
-
-    def __init__(self, cfg: Config, dist):
-        super().__init__(cfg, dist)
-        from zerohar.model.pretrained import load_backbone
-
-        kinds = cfg.train.pretrain_sensors
-        self.triads = [i for i, s in enumerate(self.layout.sensors) if s.sensor in kinds]
-        if not self.triads:
-            raise ZeroharError(
-                f"{self.data.source}: no sensor of kind {', '.join(kinds)} to pretrain on (train.pretrain_sensors); "
-                f"the layout has {', '.join(sorted({s.sensor for s in self.layout.sensors}))}"
-            )
-        self.channels = [3 * i + a for i in self.triads for a in range(3)]
-        # The same input handling as ZeroHARModel: per-kind scale, accelerometer clipped to +-3 g.
-        m = cfg.model
-        self.scale = np.array([m.kind_scale.get(self.layout.sensors[i].sensor, 1.0) for i in self.triads],
-                              dtype=np.float32)[:, None, None]  # (S', 1, 1)
-        self.clip = np.array([m.clip_acc and self.layout.sensors[i].sensor == "acc" for i in self.triads])
-        if cfg.model.encoder != "harnet":
-            raise ZeroharError(f"pretraining trains a HARNet backbone; model.encoder is {cfg.model.encoder!r}")
-        if cfg.init is not None and Path(cfg.init).is_dir():
-            _check_backbone_run(Path(cfg.init))
-        self.model = PretrainModel(load_backbone(cfg.init, cfg.model.backbone))
-
-    def _triads(self, rows: np.ndarray) -> np.ndarray:
-        x = self.X[rows][:, self.channels]  # (B, 3S', T)
-        b, _, t = x.shape
-        tri = x.reshape(b, len(self.triads), 3, t) * self.scale  # (B, S', 3, T)
-        tri[:, self.clip] = np.clip(tri[:, self.clip], -3.0, 3.0)
-        return tri.reshape(b * len(self.triads), 3, t)  # (B*S', 3, T)
-
-    def _pretext(self, tri: np.ndarray, seed: int) -> tuple[torch.Tensor, dict]:
-        from zerohar.losses import pretext_batch
-
-        g = torch.Generator().manual_seed(seed)
-        return pretext_batch(torch.from_numpy(np.ascontiguousarray(tri, dtype=np.float32)), g)
-
-    def make_batch(self, idx, lo_hi, rng, device) -> dict:
-        rows = self.train_idx[idx]
-        xt, labels = self._pretext(self._triads(rows), int(rng.integers(2**62)))  # global batch
-        per = len(self.triads)
-        lo, hi = lo_hi[0] * per, lo_hi[1] * per
-        return {"x": xt[lo:hi].to(device), "labels": {k: v[lo:hi].to(device) for k, v in labels.items()}}
-
-    def forward(self, model, batch: dict) -> dict:
-        return model(batch["x"])
-
-    def loss(self, out: dict, batch: dict) -> torch.Tensor:
-        from zerohar.losses import PRETEXT_TASKS
-
-        return torch.stack([
-            nn.functional.binary_cross_entropy_with_logits(out[k].float(), batch["labels"][k].float())
-            for k in PRETEXT_TASKS
-        ]).mean()
-
-    @torch.no_grad()
-    def validate(self, model, bf16: bool) -> dict:
-        from zerohar.losses import PRETEXT_TASKS
-
-        model.eval()
-        hits = {k: 0.0 for k in PRETEXT_TASKS}
-        n = 0
-        for i, (rows, _) in enumerate(self._val_batches()):
-            xt, labels = self._pretext(self._triads(rows), self.cfg.train.seed * 1000 + i)  # fixed draws
-            with _autocast(bf16, self.device):
-                out = model(xt.to(self.device))
-            for k in PRETEXT_TASKS:
-                hits[k] += float(((out[k].float() > 0).long().cpu() == labels[k].cpu()).sum())
-            n += len(xt)
-        model.train()
-        res = {f"{k}_acc": v / n for k, v in hits.items()}
-        return {"pretext_acc": float(np.mean(list(res.values()))), **res}
-
-    def save_model(self, model, out: Path, info: dict) -> None:
-        """The artefact of pretraining is the backbone: `model.safetensors` (HARNet keys) + `model.json`."""
-        from zerohar.model.pretrained import BACKBONE_FORMAT, save_backbone
-        from zerohar.runs import atomic_write_json
-
-        meta = {**self.metadata(), **info, "backbone": model.backbone.variant,
-                "pretrain_sensors": self.cfg.train.pretrain_sensors}
-        save_backbone(model.backbone, out / "model.safetensors", extra=meta)
-        atomic_write_json(out / "model.json", {"format": BACKBONE_FORMAT, "variant": model.backbone.variant,
-                                                "extra": meta})
-
-
-class PretrainModel(nn.Module):
-    """A HARNet backbone with the pretext heads; forward returns each head's logits `(N,)`."""
-
-    def __init__(self, backbone: nn.Module):
-        super().__init__()
-        from zerohar.losses import PretextHeads
-
-        self.backbone = backbone
-        self.heads = PretextHeads(backbone.out_dim)
-
-    def forward(self, x: torch.Tensor) -> dict:
-        return self.heads(self.backbone(x))  # {task: (N,)}
