@@ -374,8 +374,6 @@ def run_benchmark(
     jobs = [(m, f, s) for s in range(seeds) for f in folds for m in trained]
     rows: list[dict] = []
     evals: dict[str, dict] = {}  # final run dir -> its metrics (shared runs are evaluated once)
-    seen_evals: set[str] = set()
-    eval_seconds = 0.0
     for i, (method, fold, seed) in enumerate(jobs, 1):
         tag = f"[{i}/{len(jobs)}] {method} {fold} seed{seed}"
         run_dir = out / "runs" / method / fold / f"seed{seed}"
@@ -402,9 +400,6 @@ def run_benchmark(
                              force=True)
             log(f"evaluated: unseen acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
         evals[key] = m
-        if key not in seen_evals:
-            seen_evals.add(key)
-            eval_seconds += float(m.get("eval_time_s") or 0.0)
         rows.append(_row(method, fold, seed, m, final.relative_to(out)))
         log(f"done in {time.perf_counter() - t0:.0f} s")
     if "chance" in methods:
@@ -419,7 +414,7 @@ def run_benchmark(
         "dataset": dataset, "folds": folds, "seeds": list(range(seeds)), "command": command or "zerohar benchmark",
         "n_runs_per_method": len(folds) * seeds, "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "wall_time_s": time.perf_counter() - t_start, "notes": notes,
-        "compute_s": runner.run_seconds + eval_seconds,
+        "compute_s": runner.run_seconds + sum(float(e.get("eval_time_s") or 0.0) for e in evals.values()),
     }
     atomic_write_text(out / "results.md", results_markdown(agg, header, per_fold(rows, methods, folds)))
     atomic_write_text(out / "results.csv", results_csv(agg))

@@ -7,8 +7,8 @@ Used by `zerohar classify` and `zerohar eval` (and measured by `zerohar speed`).
 - **a fused HARNet backbone** (:class:`FusedHARNet`) built once from the model's weights: eval BatchNorm
   folded into the following convolution where no nonlinearity sits between them, ReLU and the residual add
   fused into oneDNN convolutions, weights cast to bf16 once (autocast would re-cast them every batch),
-  activations kept channels_last, the residual stream and the first convolution in fp32 (gravity-dominated
-  input; see the class).
+  activations kept channels_last, the first layer and the residual stream in fp32 (gravity-dominated input;
+  see the class).
   It is checked against the plain backbone when built; where it cannot be built (another backbone, a torch
   without the fused oneDNN ops) the plain module runs under bf16 autocast;
 - **batching**: all sensors of `batch_size` windows go through the backbone as one batch; no Python loop per
@@ -103,7 +103,7 @@ class FusedHARNet(nn.Module):
             blocks = [(_affine(b.bn1, f32), _conv(b.conv1, dt, b.bn2), _conv(b.conv2, dt)) for b in mods[1:-3]]
             down = mods[-1]
             self.layers.append((
-                _conv(mods[0], f32 if i <= max(1, fp32_layers) else dt), blocks, _affine(mods[-3], f32),
+                _conv(mods[0], f32 if i == 1 else dt), blocks, _affine(mods[-3], f32),
                 (down.kernel.detach().unsqueeze(2).to(dt), down.factor, down.padding, down.channels), dt,
             ))
         if not self.layers:
