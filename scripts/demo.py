@@ -75,9 +75,9 @@ def _train(stage: str, cfg, where: Path, force: bool, progress: bool) -> Path:
     A finished run trained with other settings (e.g. after an update of the defaults) is reused with a note;
     an unfinished one is resumed, or restarted if its settings differ.
     """
-    from zerohar.benchmark import settings_diff
-    from zerohar.runs import has_run_files, is_finished
-    from zerohar.train import train_stage
+    from zerohar.evaluation.benchmark import settings_diff
+    from zerohar.train.runs import has_run_files, is_finished
+    from zerohar.train.loop import train_stage
 
     if not force and has_run_files(where) and (where / "config.yaml").is_file():
         diff = settings_diff(where, cfg)
@@ -99,17 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().handlers[0].setLevel(logging.INFO if args.verbose else logging.WARNING)
     import numpy as np
 
-    from zerohar.benchmark import chance_metrics, evaluation_is_current
-    from zerohar.classify import segments
+    from zerohar.evaluation.benchmark import chance_metrics, evaluation_is_current
+    from zerohar.inference.classify import segments
     from zerohar.cli import main as zerohar
     from zerohar.config import resolve_config
     from zerohar.data.folds import load_folds
     from zerohar.data.prepare import class_table, load_windowset
     from zerohar.data.sources import embedded
     from zerohar.errors import ZeroharError
-    from zerohar.evaluate import evaluate_run
-    from zerohar.runs import load_run
-    from zerohar.train import summary_line
+    from zerohar.evaluation.evaluate import evaluate_run
+    from zerohar.train.runs import load_run
+    from zerohar.train.loop import summary_line
 
     t_start = time.perf_counter()
     out = Path(args.out)

@@ -8,7 +8,7 @@ import io
 import numpy as np
 import pytest
 
-from zerohar.benchmark import (
+from zerohar.evaluation.benchmark import (
     COLUMNS,
     METHODS,
     aggregate,
@@ -96,7 +96,7 @@ def test_method_plans():
 
 
 def test_a_stage_named_set_overrides_that_stage_only_after_the_epochs_scale(tmp_path):
-    from zerohar.benchmark import Step, _Runner
+    from zerohar.evaluation.benchmark import Step, _Runner
 
     sets = {"train": {"max_steps_per_epoch": 20}, "stage1": {"train": {"epochs": 2}}}
     r = _Runner(tmp_path, "hapt", None, sets, 0.5, None, False)
@@ -112,7 +112,7 @@ def test_a_stage_named_set_overrides_that_stage_only_after_the_epochs_scale(tmp_
 @pytest.mark.slow
 def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
     """1 fold, 1 seed, a few methods, one optimiser step per stage, 4 subjects of the embedded HAPT data."""
-    from zerohar.benchmark import run_benchmark
+    from zerohar.evaluation.benchmark import run_benchmark
 
     methods = ["chance", "zerohar", "no_stage1", "label_names", "supervised"]
     sets = {"data": {"subjects": ["01", "02", "03", "04", "05"]},
@@ -144,7 +144,7 @@ def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
 def test_a_finished_run_of_other_settings_is_not_reused_silently(tmp_path):
     import json
 
-    from zerohar.benchmark import _check_finished
+    from zerohar.evaluation.benchmark import _check_finished
     from zerohar.config import resolve_config
 
     over = {"data": {"dataset": "hapt", "fold": "fold1"}, "train": {"seed": 1}}

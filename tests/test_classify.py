@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerohar.classify import clean_labels, read_labels_file, segments
+from zerohar.inference.classify import clean_labels, read_labels_file, segments
 from zerohar.data.layout import UNITS, Channel, SensorLayout
 from zerohar.data.transforms import canonical_stream, make_windows, to_canonical
 from zerohar.data.windows import Recording
 from zerohar.errors import ZeroharError
-from zerohar.recording import check_output, match_layout, open_recording, stream_windows
+from zerohar.data.streaming import check_output, match_layout, open_recording, stream_windows
 
 
 def _layout(*specs) -> SensorLayout:
@@ -93,7 +93,7 @@ def test_stream_windows_keeps_only_the_selected_channels():
 
 # ---------------------------------------------------------------------------------------------- labels
 def test_clean_labels_deduplicates_and_says_so_once(caplog):
-    with caplog.at_level(logging.WARNING, logger="zerohar.classify"):
+    with caplog.at_level(logging.WARNING, logger="zerohar.inference.classify"):
         out = clean_labels(["walking", " Walking ", "sitting", "walking", "sitting", "lying"])
     assert out == ["walking", "sitting", "lying"]
     msgs = [r.getMessage() for r in caplog.records]
@@ -132,7 +132,7 @@ def test_labels_file_text_and_json(tmp_path):
 # ---------------------------------------------------------------------------------------------- layouts
 def test_a_layout_the_model_lacks_names_missing_sensors_and_runs_on_the_present_ones(caplog):
     rec_layout = _layout(("acc", "left wrist", "smartwatch"), ("mag", "left wrist", "smartwatch"))
-    with caplog.at_level(logging.WARNING, logger="zerohar.classify"):
+    with caplog.at_level(logging.WARNING, logger="zerohar.inference.classify"):
         keep, used = match_layout(WAIST, rec_layout, "rec.csv")
     assert keep == [0, 1, 2]
     assert [s.key for s in used.sensors] == [("acc", "left wrist", "smartwatch")]
@@ -144,7 +144,7 @@ def test_a_layout_the_model_lacks_names_missing_sensors_and_runs_on_the_present_
 
 
 def test_the_same_layout_gives_no_warning(caplog):
-    with caplog.at_level(logging.WARNING, logger="zerohar.classify"):
+    with caplog.at_level(logging.WARNING, logger="zerohar.inference.classify"):
         keep, used = match_layout(WAIST, WAIST, "rec.csv")
     assert keep == list(range(6)) and used.sensors == WAIST.sensors
     assert not caplog.records
@@ -261,7 +261,7 @@ def _read_csv(p):
 
 
 def test_classify_writes_one_row_per_window_with_top_k(tiny_run, hapt_csv, tmp_path):
-    from zerohar.classify import classify_recording
+    from zerohar.inference.classify import classify_recording
 
     labels = ["walking", "sitting", "rock climbing"]
     res = classify_recording(tiny_run, hapt_csv, tmp_path / "out.csv", labels=labels, placement="waist",
@@ -279,7 +279,7 @@ def test_classify_writes_one_row_per_window_with_top_k(tiny_run, hapt_csv, tmp_p
 
 
 def test_step_sets_the_window_starts_and_bad_steps_are_refused(tiny_run, hapt_csv, tmp_path):
-    from zerohar.classify import classify_recording
+    from zerohar.inference.classify import classify_recording
 
     kw = {"labels": ["walking", "sitting"], "placement": "waist", "device": "smartphone", "progress": False,
           "precision": "fp32"}
@@ -298,7 +298,7 @@ def test_step_sets_the_window_starts_and_bad_steps_are_refused(tiny_run, hapt_cs
 
 
 def test_classify_result_does_not_depend_on_the_chunk_size(tiny_run, hapt_csv, tmp_path):
-    from zerohar.classify import classify_recording
+    from zerohar.inference.classify import classify_recording
 
     kw = {"labels": ["walking", "sitting", "lying"], "placement": "waist", "device": "smartphone",
           "progress": False, "precision": "fp32"}
@@ -311,7 +311,7 @@ def test_classify_result_does_not_depend_on_the_chunk_size(tiny_run, hapt_csv, t
 
 
 def test_classify_with_a_saved_index_matches_labels(tiny_run, hapt_csv, tmp_path):
-    from zerohar.classify import build_label_index, classify_recording
+    from zerohar.inference.classify import build_label_index, classify_recording
 
     labels = ["walking", "sitting", "lying"]
     build_label_index(tiny_run, tmp_path / "idx", labels=labels)
@@ -322,7 +322,7 @@ def test_classify_with_a_saved_index_matches_labels(tiny_run, hapt_csv, tmp_path
 
 
 def test_an_index_of_another_model_is_refused(tiny_run, hapt_csv, tmp_path):
-    from zerohar.classify import build_label_index, classify_recording
+    from zerohar.inference.classify import build_label_index, classify_recording
 
     other = _tiny_run(tmp_path / "other", seed=1)
     build_label_index(other, tmp_path / "idx", labels=["walking", "sitting"])
@@ -333,7 +333,7 @@ def test_an_index_of_another_model_is_refused(tiny_run, hapt_csv, tmp_path):
 
 
 def test_a_recording_shorter_than_a_window_is_refused_and_nothing_is_written(tiny_run, tmp_path):
-    from zerohar.classify import classify_recording
+    from zerohar.inference.classify import classify_recording
 
     p = tmp_path / "short.csv"
     t = np.arange(90) / 30.0  # 3 s
@@ -383,7 +383,7 @@ def test_parquet_without_pyarrow_is_a_clear_error(tmp_path):
 def test_describe_asks_the_llm_only_for_labels_without_written_descriptions(monkeypatch, tmp_path):
     from llm_server import LLMServer
 
-    from zerohar.classify import label_descriptions
+    from zerohar.inference.classify import label_descriptions
     from zerohar.text.labels import load_label_descriptions
 
     monkeypatch.setenv("ZEROHAR_CACHE", str(tmp_path / "cache"))
@@ -399,7 +399,7 @@ def test_describe_asks_the_llm_only_for_labels_without_written_descriptions(monk
 
 
 def test_labels_without_descriptions_fall_back_to_templates_and_names_runs_use_names():
-    from zerohar.classify import label_descriptions
+    from zerohar.inference.classify import label_descriptions
     from zerohar.text.labels import template_descriptions
 
     texts = label_descriptions(["rock climbing", "sitting"], known="hapt")
@@ -412,7 +412,7 @@ def test_labels_without_descriptions_fall_back_to_templates_and_names_runs_use_n
 
 def test_index_command(tiny_run, tmp_path, capsys):
     from zerohar.cli import main
-    from zerohar.index import LabelIndex
+    from zerohar.inference.index import LabelIndex
 
     out = tmp_path / "idx"
     assert main(["index", "--model", str(tiny_run), "--dataset", "hapt", "--out", str(out)]) == 0
@@ -425,7 +425,7 @@ def test_index_command(tiny_run, tmp_path, capsys):
 def test_datetime_input_gets_a_start_time_column(tiny_run, tmp_path):
     from datetime import datetime, timedelta, timezone
 
-    from zerohar.classify import classify_recording
+    from zerohar.inference.classify import classify_recording
 
     t0 = datetime(2024, 3, 1, 9, 30, 0, tzinfo=timezone.utc)
     t = np.arange(30 * 12) / 30.0
@@ -444,14 +444,14 @@ def test_datetime_input_gets_a_start_time_column(tiny_run, tmp_path):
 
 
 def test_a_recording_with_other_sensors_is_classified_with_a_warning(tiny_run, tmp_path, caplog):
-    from zerohar.classify import classify_recording
+    from zerohar.inference.classify import classify_recording
 
     t = np.arange(30 * 12) / 30.0
     x = _signal(t)[:, :3]  # a wrist accelerometer only; the model knows waist acc + gyro
     p = tmp_path / "wrist.csv"
     p.write_text("time,acc_x,acc_y,acc_z\n"
                  + "\n".join(",".join(f"{v:.5f}" for v in (ti, *xi)) for ti, xi in zip(t, x)) + "\n")
-    with caplog.at_level(logging.WARNING, logger="zerohar.classify"):
+    with caplog.at_level(logging.WARNING, logger="zerohar.inference.classify"):
         res = classify_recording(tiny_run, p, tmp_path / "out.csv", labels=["walking", "sitting"],
                                  placement="left wrist", device="smartwatch", progress=False)
     (msg,) = [r.getMessage() for r in caplog.records]

@@ -57,7 +57,7 @@ def test_demo_reuses_finished_runs_and_prints_the_results(tmp_path, capsys):
     assert f"reusing the finished run {s2} (trained with other settings: " in printed
     m = json.loads((s2 / "eval" / "metrics.json").read_text())
     assert f"accuracy  {m['accuracy']:.3f}   (chance 0.250)" in printed
-    from zerohar.benchmark import chance_metrics
+    from zerohar.evaluation.benchmark import chance_metrics
 
     support = [m["per_class"][c]["support"] for c in m["class_order"]]
     f1_chance = chance_metrics(np.repeat(np.arange(4), support), 4, 12)["macro_f1"]
@@ -79,7 +79,7 @@ def test_demo_reuses_finished_runs_and_prints_the_results(tmp_path, capsys):
 
 def test_recording_csv_round_trips_through_the_csv_reader(tmp_path):
     from zerohar.data.sources import embedded
-    from zerohar.recording import open_recording
+    from zerohar.data.streaming import open_recording
 
     demo = _demo()
     rec = embedded.read(progress=False)[0]

@@ -23,7 +23,7 @@ SCRIPT = """
 import json, sys
 from pathlib import Path
 from zerohar.config import resolve_config
-from zerohar.train import train_stage
+from zerohar.train.loop import train_stage
 over, out = json.loads(sys.argv[1]), Path(sys.argv[2])
 s1 = train_stage("stage1", resolve_config("stage1", overrides=over), out / "s1", progress=False)
 train_stage("stage2", resolve_config("stage2", overrides={**over, "init": str(s1)}), out / "s2", progress=False)

@@ -40,7 +40,7 @@ def _tiny_run(d, *, stage="stage2", split=None, label_text="descriptions", seed=
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    from zerohar.evaluate import evaluate_run
+    from zerohar.evaluation.evaluate import evaluate_run
 
     run = _tiny_run(tmp_path_factory.mktemp("eval") / "run")
     return run, evaluate_run(run, precision="fp32", progress=False)
@@ -66,8 +66,8 @@ def test_evaluation_agrees_with_an_independent_computation(evaluated):
     from sklearn.metrics import f1_score
 
     from zerohar.data.prepare import load_windowset
-    from zerohar.inference import embed_windows
-    from zerohar.runs import load_run
+    from zerohar.inference.embed import embed_windows
+    from zerohar.train.runs import load_run
     from zerohar.text.encoder import get_text_encoder
     from zerohar.text.labels import load_label_descriptions
 
@@ -105,7 +105,7 @@ def test_gzsl_tests_held_out_subjects_of_seen_classes(evaluated):
 
 
 def test_an_existing_evaluation_is_kept_without_force(evaluated):
-    from zerohar.evaluate import evaluate_run
+    from zerohar.evaluation.evaluate import evaluate_run
 
     run, _ = evaluated
     with pytest.raises(ZeroharError, match=r"eval/metrics.json already exists; pass --force to overwrite it"):
@@ -114,7 +114,7 @@ def test_an_existing_evaluation_is_kept_without_force(evaluated):
 
 def test_supervised_runs_are_tested_on_their_test_subjects_only(tmp_path):
     from zerohar.data.prepare import load_windowset
-    from zerohar.evaluate import evaluate_run
+    from zerohar.evaluation.evaluate import evaluate_run
 
     split = {"train": ["01"], "val": ["02"], "test": ["03"]}
     run = _tiny_run(tmp_path / "sup", stage="supervised", split=split)
@@ -126,8 +126,8 @@ def test_supervised_runs_are_tested_on_their_test_subjects_only(tmp_path):
 
 
 def test_a_run_trained_on_label_names_is_evaluated_with_names(tmp_path):
-    from zerohar.evaluate import label_texts
-    from zerohar.runs import load_run
+    from zerohar.evaluation.evaluate import label_texts
+    from zerohar.train.runs import load_run
 
     run = load_run(_tiny_run(tmp_path / "names", label_text="names"), load_model=False)
     assert label_texts(run, ["walking", "sitting"]) == {"walking": ["walking"], "sitting": ["sitting"]}
@@ -136,7 +136,7 @@ def test_a_run_trained_on_label_names_is_evaluated_with_names(tmp_path):
 
 
 def test_a_stage1_run_is_refused(tmp_path):
-    from zerohar.evaluate import evaluate_run
+    from zerohar.evaluation.evaluate import evaluate_run
 
     run = _tiny_run(tmp_path / "s1", stage="stage1")
     with pytest.raises(ZeroharError, match="is a stage1 run; zero-shot evaluation needs a Stage II"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from zerohar.errors import ZeroharError
-from zerohar.index import LabelIndex, model_identity
+from zerohar.inference.index import LabelIndex, model_identity
 
 
 def _random_labels(n_labels: int, k: int, dim: int, seed: int = 0) -> dict[str, np.ndarray]:

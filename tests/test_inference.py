@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from zerohar import inference
+from zerohar.inference import embed as inference
 from zerohar.errors import ZeroharError
-from zerohar.inference import FusedHARNet, embed_backbone, embed_windows, fused_backbone, resolve_precision
+from zerohar.inference.embed import FusedHARNet, embed_backbone, embed_windows, fused_backbone, resolve_precision
 from zerohar.model.harnet import HARNet
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 
@@ -53,7 +53,7 @@ def model():
 def test_resolve_precision(monkeypatch):
     assert resolve_precision("fp32") == "fp32"
     assert resolve_precision("bf16") == "bf16"
-    from zerohar import precision
+    from zerohar.model import precision
 
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto") == "bf16"

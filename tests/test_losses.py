@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerohar.losses import (
+from zerohar.losses.contrastive import (
     PRETEXT_TASKS,
     ContrastiveLoss,
     PretextHeads,

@@ -8,8 +8,8 @@ from sklearn.metrics import f1_score
 
 from zerohar.data.folds import load_folds
 from zerohar.errors import ZeroharError
-from zerohar.index import LabelIndex
-from zerohar.metrics import (
+from zerohar.inference.index import LabelIndex
+from zerohar.evaluation.metrics import (
     confusion_figure,
     gzsl_report,
     ids_of,
@@ -98,7 +98,7 @@ def test_topk_and_gzsl_by_definition():
 
 
 def test_calibrated_stacking_by_hand():
-    from zerohar.metrics import calibrated_gzsl
+    from zerohar.evaluation.metrics import calibrated_gzsl
 
     # classes 0, 1 seen; 2 unseen. Columns = class ids.
     scores = np.array([

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.errors import ZeroharError
-from zerohar.losses import ContrastiveLoss
+from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.model.pretrained import export_released
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 

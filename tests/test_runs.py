@@ -9,7 +9,7 @@ import torch
 from test_train import tiny_cfg
 
 from zerohar.errors import ZeroharError
-from zerohar.runs import (
+from zerohar.train.runs import (
     RUN_FILES,
     atomic_write_json,
     check_out_dir,
@@ -18,7 +18,7 @@ from zerohar.runs import (
     load_run,
     read_run_meta,
 )
-from zerohar.train import train_stage
+from zerohar.train.loop import train_stage
 
 
 @pytest.fixture(scope="module")

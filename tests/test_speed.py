@@ -25,7 +25,7 @@ def test_speed_command_measures_a_figure_and_writes_json(tmp_path, capsys):
 
 def test_classify_figures_count_the_windows_of_their_step(tmp_path):
     """The end-to-end figure on a 0.01-day recording: default step 2.5 s, and --step 5 (half the windows)."""
-    from zerohar.speed import classify_figure
+    from zerohar.evaluation.speed import classify_figure
 
     seconds = 0.01 * 86400
     half = classify_figure(quick=True, days=0.01, step=None)

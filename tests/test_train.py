@@ -15,8 +15,8 @@ import torch
 
 from zerohar.config import resolve_config
 from zerohar.errors import ZeroharError
-from zerohar.tasks import augment, channel_retrieval_report, split_subjects
-from zerohar.train import epoch_permutation, lr_factor, step_rng, train_stage
+from zerohar.train.tasks import augment, channel_retrieval_report, split_subjects
+from zerohar.train.loop import epoch_permutation, lr_factor, step_rng, train_stage
 
 TINY_MODEL = {"encoder": "original", "embed_dim": 32, "d_model": 32, "n_heads": 2, "orig_d_model": 32,
               "orig_layers": 1, "dropout": 0.0}
@@ -148,7 +148,7 @@ class _Killed(Exception):
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     """2 epochs straight == 1 epoch, a kill in the middle of epoch 2, then --resume."""
-    from zerohar import train as train_mod
+    from zerohar.train import loop as train_mod
 
     def cfg():
         return tiny_cfg("stage1", epochs=2, max_steps_per_epoch=3)
@@ -187,7 +187,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
-    from zerohar import train as train_mod
+    from zerohar.train import loop as train_mod
 
     def stop_after_epoch(self, val, elapsed):
         original(self, val, elapsed)
@@ -207,7 +207,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
 
 def test_model_selection_keeps_the_best_epoch(tmp_path, monkeypatch):
     """The saved model is the one of the best validation epoch, not the last one."""
-    from zerohar import tasks
+    from zerohar.train import tasks
 
     scores = iter([0.5, 0.9, 0.7])
     real = tasks.Stage1Task.validate

@@ -102,7 +102,7 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write `config.yaml` atomically."""
-        from zerohar.runs import atomic_write_text
+        from zerohar.train.runs import atomic_write_text
 
         return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
 

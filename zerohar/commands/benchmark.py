@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from zerohar.benchmark import METHODS
+    from zerohar.evaluation.benchmark import METHODS
 
     p.add_argument("--dataset", required=True, metavar="NAME", help="dataset (metadata/folds/NAME.yaml)")
     p.add_argument("--root", metavar="DIR", help="the dataset's raw folder (default: $ZEROHAR_DATA, ../shared/data, "
@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
-    from zerohar.benchmark import COLUMNS, METHODS, run_benchmark
+    from zerohar.evaluation.benchmark import COLUMNS, METHODS, run_benchmark
     from zerohar.config import parse_set
 
     split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)  # noqa: E731

@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zerohar.classify import classify_recording
+    from zerohar.inference.classify import classify_recording
 
     res = classify_recording(
         args.model, args.input, args.out, labels=args.labels, labels_file=args.labels_file, index_dir=args.index,

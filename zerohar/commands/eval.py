@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from zerohar.evaluate import evaluate_run, format_metrics
+    from zerohar.evaluation.evaluate import evaluate_run, format_metrics
 
     m = evaluate_run(
         args.run, args.out, root=args.root, data=args.data, batch_size=args.batch_size, precision=args.precision,

@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zerohar.classify import build_label_index
+    from zerohar.inference.classify import build_label_index
 
     index = build_label_index(
         args.model, args.out, labels=args.labels, labels_file=args.labels_file, dataset=args.dataset,

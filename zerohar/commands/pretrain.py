@@ -16,7 +16,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from zerohar.train import export_backbone, summary_line, train_from_args
+    from zerohar.train.loop import export_backbone, summary_line, train_from_args
 
     if args.export_released and not args.force:
         from pathlib import Path

@@ -6,7 +6,7 @@ import argparse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from zerohar.speed import FIGURES
+    from zerohar.evaluation.speed import FIGURES
 
     p.add_argument("--quick", action="store_true",
                    help="about a minute: shorter timing rounds, and classify_7day only if named in --figures")
@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from zerohar.errors import ZeroharError
-    from zerohar.speed import format_table, machine_summary, run_speed, write_json
+    from zerohar.evaluation.speed import format_table, machine_summary, run_speed, write_json
 
     if args.json and Path(args.json).exists() and not args.force:
         raise ZeroharError(f"output {args.json} already exists; pass --force to overwrite it")

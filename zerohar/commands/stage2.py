@@ -10,7 +10,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from zerohar.train import summary_line, train_from_args
+    from zerohar.train.loop import summary_line, train_from_args
 
     out = train_from_args("stage2", args)
     print(summary_line(out))

@@ -310,6 +310,6 @@ def write_label_file(
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write text to a temp file beside `path`, then rename it over `path` (never a half-written file)."""
-    from zerohar.runs import atomic_write_text as _write  # the one atomic writer of the package
+    from zerohar.train.runs import atomic_write_text as _write  # the one atomic writer of the package
 
     _write(path, text)

@@ -1,8 +1,8 @@
-"""What each stage trains on, its loss and its validation metric (the loop itself is :mod:`zerohar.train`).
+"""What each stage trains on, its loss and its validation metric (the loop itself is :mod:`zerohar.train.loop`).
 
 - **pretrain**: SSL pretext multi-task (arrow of time, permutation, time warp) on every window of the
   training subjects, labelled or not, one triad at a time (`train.pretrain_sensors`, acc by default);
-  selected on the held-out subjects' pretext accuracy. The artefact is a HARNet backbone (:mod:`zerohar.pretrain`).
+  selected on the held-out subjects' pretext accuracy. The artefact is a HARNet backbone (:mod:`zerohar.train.pretrain_ssl`).
 - **stage1**: each channel embedding (`encode_channels`) against the projected descriptions of the layout's
   channels (`axis_description`); equal texts are positives. Selected on held-out subjects' channel
   retrieval accuracy: does each channel embedding retrieve its own description among the layout's?
@@ -31,7 +31,7 @@ import torch
 
 from zerohar.config import Config
 from zerohar.errors import ZeroharError
-from zerohar.precision import autocast
+from zerohar.model.precision import autocast
 
 logger = logging.getLogger(__name__)
 
@@ -217,13 +217,13 @@ def build_zerohar_model(cfg: Config, backbone_source: str | None):
 
 def check_backbone_run(d: Path) -> None:
     """A run directory given as a backbone must be a finished run (pretrain, or any run with a backbone)."""
-    from zerohar.runs import read_run_meta
+    from zerohar.train.runs import read_run_meta
 
     read_run_meta(d)  # ZeroharError for an unfinished or foreign directory
 
 
 def _stage1_meta(path: str | Path) -> dict:
-    from zerohar.runs import read_run_meta
+    from zerohar.train.runs import read_run_meta
 
     p = Path(path)
     if p.is_file():
@@ -238,7 +238,7 @@ def _stage1_meta(path: str | Path) -> dict:
 
 def load_stage1_run(path: str | Path):
     """A finished Stage I run (model loaded); any other kind of run or directory is refused."""
-    from zerohar.runs import load_run
+    from zerohar.train.runs import load_run
 
     _stage1_meta(path)
     return load_run(path)
@@ -270,7 +270,7 @@ def resolve_init(cfg: Config) -> Config:
 def make_task(cfg: Config, dist):
     """The task of `cfg.stage` (data loaded, model built or initialised, text embedded)."""
     if cfg.stage == "pretrain":
-        from zerohar.pretrain import PretrainTask
+        from zerohar.train.pretrain_ssl import PretrainTask
 
         return PretrainTask(cfg, dist)
     if cfg.stage == "stage1":
@@ -362,7 +362,7 @@ class _ZeroHARTask(BaseTask):
 
     def __init__(self, cfg: Config, dist):
         super().__init__(cfg, dist)
-        from zerohar.losses import ContrastiveLoss
+        from zerohar.losses.contrastive import ContrastiveLoss
         from zerohar.model.zerohar import kind_indices
         from zerohar.text.encoder import get_text_encoder
 

@@ -245,7 +245,7 @@ class _Runner:
         return resolve_config(step.stage, overrides=_merge(over, self.sets.get(step.stage) or {}))
 
     def run_steps(self, method: str, fold: str, seed: int, log) -> Path:
-        from zerohar.train import train_stage
+        from zerohar.train.loop import train_stage
 
         dirs: dict[str, Path] = {}
         for step in method_steps(method, fold, self.backbone_init):
@@ -296,7 +296,7 @@ def _check_finished(where: Path, cfg) -> bool:
     (Training would return a finished run as is, so a benchmark re-run with, e.g., another --epochs-scale
     would silently report the old runs under the new command.)
     """
-    from zerohar.runs import is_finished
+    from zerohar.train.runs import is_finished
 
     if not is_finished(where):
         return False
@@ -348,8 +348,8 @@ def run_benchmark(
         The aggregated rows (one per method).
     """
     from zerohar.data.folds import load_folds
-    from zerohar.evaluate import evaluate_run
-    from zerohar.runs import atomic_write_text
+    from zerohar.evaluation.evaluate import evaluate_run
+    from zerohar.train.runs import atomic_write_text
 
     t_start = time.perf_counter()
     out = Path(out)
@@ -425,7 +425,7 @@ def run_benchmark(
 
 def evaluation_is_current(result: Path, model: Path) -> bool:
     """An evaluation exists, is newer than the model it evaluated, and comes from this evaluation code."""
-    from zerohar.evaluate import EVAL_VERSION
+    from zerohar.evaluation.evaluate import EVAL_VERSION
 
     if not (result.is_file() and result.stat().st_mtime >= model.stat().st_mtime):
         return False

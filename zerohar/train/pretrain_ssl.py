@@ -1,7 +1,7 @@
 """SSL pretraining of the HARNet backbone (`zerohar pretrain`): the pretext multi-task of SSL-Wearables.
 
 Each training window's triads (accelerometers by default, `train.pretrain_sensors`) are transformed by the
-pretext tasks of :mod:`zerohar.losses` (arrow of time, permutation, time warp), and a head per task predicts
+pretext tasks of :mod:`zerohar.losses.contrastive` (arrow of time, permutation, time warp), and a head per task predicts
 whether its transformation was applied. The artefact is the backbone alone, in HARNet's key format.
 """
 
@@ -15,8 +15,8 @@ from torch import nn
 
 from zerohar.config import Config
 from zerohar.errors import ZeroharError
-from zerohar.precision import autocast
-from zerohar.tasks import BaseTask, check_backbone_run
+from zerohar.model.precision import autocast
+from zerohar.train.tasks import BaseTask, check_backbone_run
 
 
 class PretrainTask(BaseTask):
@@ -55,7 +55,7 @@ class PretrainTask(BaseTask):
         return tri.reshape(b * len(self.triads), 3, t)  # (B*S', 3, T)
 
     def _pretext(self, tri: np.ndarray, seed: int) -> tuple[torch.Tensor, dict]:
-        from zerohar.losses import pretext_batch
+        from zerohar.losses.contrastive import pretext_batch
 
         g = torch.Generator().manual_seed(seed)
         return pretext_batch(torch.from_numpy(np.ascontiguousarray(tri, dtype=np.float32)), g)
@@ -71,7 +71,7 @@ class PretrainTask(BaseTask):
         return model(batch["x"])
 
     def loss(self, out: dict, batch: dict) -> torch.Tensor:
-        from zerohar.losses import PRETEXT_TASKS
+        from zerohar.losses.contrastive import PRETEXT_TASKS
 
         return torch.stack([
             nn.functional.binary_cross_entropy_with_logits(out[k].float(), batch["labels"][k].float())
@@ -80,7 +80,7 @@ class PretrainTask(BaseTask):
 
     @torch.no_grad()
     def validate(self, model, bf16: bool) -> dict:
-        from zerohar.losses import PRETEXT_TASKS
+        from zerohar.losses.contrastive import PRETEXT_TASKS
 
         model.eval()
         hits = {k: 0.0 for k in PRETEXT_TASKS}
@@ -99,7 +99,7 @@ class PretrainTask(BaseTask):
     def save_model(self, model, out: Path, info: dict) -> None:
         """The artefact of pretraining is the backbone: `model.safetensors` (HARNet keys) + `model.json`."""
         from zerohar.model.pretrained import BACKBONE_FORMAT, save_backbone
-        from zerohar.runs import atomic_write_json
+        from zerohar.train.runs import atomic_write_json
 
         meta = {**self.metadata(), **info, "backbone": model.backbone.variant,
                 "pretrain_sensors": self.cfg.train.pretrain_sensors}
@@ -113,7 +113,7 @@ class PretrainModel(nn.Module):
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
-        from zerohar.losses import PretextHeads
+        from zerohar.losses.contrastive import PretextHeads
 
         self.backbone = backbone
         self.heads = PretextHeads(backbone.out_dim)

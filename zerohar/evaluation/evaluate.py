@@ -60,7 +60,7 @@ def label_texts(run, classes: list[str]) -> dict[str, list[str]]:
 
     if run.config.train.label_text == "names":
         return {c: [c] for c in classes}
-    # The trainer's rule (zerohar.tasks): the run's descriptions file, else the dataset's shipped file.
+    # The trainer's rule (zerohar.train.tasks): the run's descriptions file, else the dataset's shipped file.
     source = run.config.data.descriptions or (run.dataset if run.dataset in known_datasets() else None)
     return descriptions_for(classes, known=source)
 
@@ -83,18 +83,18 @@ def evaluate_run(
         run_dir: the run directory.
         out: output directory (default `RUN/eval`); an existing `metrics.json` there is kept unless `force`.
         root, data: read the dataset from another raw folder / a prepared window set than the run's config.
-        batch_size, precision: the inference path (`zerohar.inference.embed_windows`).
+        batch_size, precision: the inference path (`zerohar.inference.embed.embed_windows`).
         force: overwrite an existing evaluation.
         progress: progress bars.
-        run: an already loaded :class:`zerohar.runs.Run`.
+        run: an already loaded :class:`zerohar.train.runs.Run`.
 
     Returns:
         The metrics dict written to `metrics.json`.
     """
-    from zerohar.index import LabelIndex
-    from zerohar.inference import embed_windows
-    from zerohar.metrics import calibrated_gzsl, confusion_figure, gzsl_report, ids_of, zero_shot_report
-    from zerohar.runs import atomic_write_json, load_run
+    from zerohar.inference.index import LabelIndex
+    from zerohar.inference.embed import embed_windows
+    from zerohar.evaluation.metrics import calibrated_gzsl, confusion_figure, gzsl_report, ids_of, zero_shot_report
+    from zerohar.train.runs import atomic_write_json, load_run
     from zerohar.text.encoder import get_text_encoder
 
     run_dir = Path(run_dir)

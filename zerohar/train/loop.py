@@ -1,7 +1,7 @@
 """One training loop for every stage: SSL pretraining, Stage I, Stage II (and its supervised upper bound).
 
 The loop is stage-agnostic; what a stage trains on, its loss and its validation metric live in
-:mod:`zerohar.tasks`. The loop gives every stage the same behaviour:
+:mod:`zerohar.train.tasks`. The loop gives every stage the same behaviour:
 
 - AdamW (no weight decay on biases, norms and the logit scale), linear warm-up then cosine decay per step,
   gradient-norm clipping, bf16 autocast on CPUs with native bf16 (`precision: auto`);
@@ -19,7 +19,7 @@ The loop is stage-agnostic; what a stage trains on, its loss and its validation 
 Programmatic use (the benchmark does this)::
 
     from zerohar.config import resolve_config
-    from zerohar.train import train_stage
+    from zerohar.train.loop import train_stage
 
     cfg = resolve_config("stage1", overrides={"data": {"dataset": "hapt", "fold": "fold1"}, "train": {"seed": 1}})
     run_dir = train_stage("stage1", cfg, "runs/stage1/hapt-fold1-s1", resume=True)
@@ -39,10 +39,10 @@ import torch
 from torch import nn
 
 from zerohar.config import STAGES, Config
-from zerohar.distributed import Dist, all_gather_with_grad, barrier, setup_distributed
+from zerohar.train.distributed import Dist, all_gather_with_grad, barrier, setup_distributed
 from zerohar.errors import ZeroharError
-from zerohar.precision import autocast, resolve_precision
-from zerohar.runs import (
+from zerohar.model.precision import autocast, resolve_precision
+from zerohar.train.runs import (
     atomic_torch_save,
     atomic_write_json,
     check_out_dir,
@@ -189,7 +189,7 @@ def train_stage(
     if cfg.stage != stage:
         raise ZeroharError(f"the config is for {cfg.stage!r}, but train_stage was asked to train {stage!r}")
     out = Path(out_dir)
-    from zerohar.tasks import resolve_init
+    from zerohar.train.tasks import resolve_init
 
     cfg = resolve_init(cfg)
     dist = setup_distributed()
@@ -279,10 +279,10 @@ def _load_state(path: Path) -> dict:
 
 
 class _Trainer:
-    """One run of the loop; the stage-specific parts come from a :mod:`zerohar.tasks` task."""
+    """One run of the loop; the stage-specific parts come from a :mod:`zerohar.train.tasks` task."""
 
     def __init__(self, cfg: Config, out: Path, dist: Dist, *, progress: bool, state: dict | None):
-        from zerohar.tasks import make_task
+        from zerohar.train.tasks import make_task
 
         self.cfg, self.out, self.dist, self.progress = cfg, out, dist, progress
         t = cfg.train
@@ -568,7 +568,7 @@ def export_backbone(run_dir: str | Path, path: str | Path, force: bool = False) 
     """Write the backbone of a finished run (pretrain, or the backbone of a Stage I / II run) in the released
     HARNet format (`module.feature_extractor.*`, torch.save), loadable wherever the released files are."""
     from zerohar.model.pretrained import export_released, load_backbone
-    from zerohar.runs import read_run_meta
+    from zerohar.train.runs import read_run_meta
 
     meta = read_run_meta(run_dir)
     variant = meta.get("backbone") or None

@@ -34,7 +34,7 @@ from torch import nn
 
 from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
-from zerohar.precision import cpu_has_native_bf16, resolve_precision  # noqa: F401  (part of this module's API)
+from zerohar.model.precision import cpu_has_native_bf16, resolve_precision  # noqa: F401  (part of this module's API)
 
 logger = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 A recording (a CSV with a time column, or .npy / .npz) is read chunk by chunk, brought to the canonical
 form by :func:`zerohar.data.transforms.canonical_stream` (30 Hz, canonical units, gaps split), cut into
 windows (step: half a window unless `--step` says otherwise) that may run across chunk borders (see
-:mod:`zerohar.recording`), embedded by the fast inference path and
-named by a :class:`~zerohar.index.LabelIndex` search. Each batch of windows is written out as soon as it is
+:mod:`zerohar.data.streaming`), embedded by the fast inference path and
+named by a :class:`~zerohar.inference.index.LabelIndex` search. Each batch of windows is written out as soon as it is
 labelled, so memory does not grow with the length of the recording. The output is written to a temporary
 file and renamed into place at the end: an interrupted run leaves no half-written file.
 """
@@ -22,7 +22,7 @@ import numpy as np
 
 from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
-from zerohar.recording import CHUNK_ROWS, TableWriter, check_output, match_layout, open_recording, stream_windows
+from zerohar.data.streaming import CHUNK_ROWS, TableWriter, check_output, match_layout, open_recording, stream_windows
 
 logger = logging.getLogger(__name__)
 
@@ -201,13 +201,13 @@ def label_index_for_run(
     llm_model: str | None = None,
     base_url: str | None = None,
 ):
-    """A :class:`~zerohar.index.LabelIndex` of the given labels, projected by the run's model.
+    """A :class:`~zerohar.inference.index.LabelIndex` of the given labels, projected by the run's model.
 
     Exactly one of `labels`, `labels_file` or `dataset` (every label of a shipped dataset) names the labels.
     The texts follow the run: a model trained on label names gets names, else descriptions (the run's
     descriptions file first, then the shipped ones, then LLM descriptions with `describe`, else templates).
     """
-    from zerohar.index import LabelIndex
+    from zerohar.inference.index import LabelIndex
     from zerohar.text.encoder import get_text_encoder
 
     if sum(x is not None for x in (labels, labels_file, dataset)) != 1:
@@ -242,7 +242,7 @@ def _shipped_dataset(name: str | None) -> str | None:
 def build_label_index(model_dir: str | Path, out: str | Path, *, force: bool = False, **labels):
     """`zerohar index`: build the label index of a run's model and save it to `out` (see
     :func:`label_index_for_run` for the label arguments)."""
-    from zerohar.runs import load_run
+    from zerohar.train.runs import load_run
 
     out = Path(out)
     if out.exists() and not force:
@@ -294,10 +294,10 @@ def classify_recording(
         top_k: labels per window in the output.
         step_s: seconds between window starts, at most one window (default: half a window, as in BENCHMARK.md;
             a whole window halves the work on long recordings).
-        batch_size, precision: the inference path (`zerohar.inference.embed_windows`).
+        batch_size, precision: the inference path (`zerohar.inference.embed.embed_windows`).
         force: overwrite an existing output.
         progress: show a progress bar.
-        run: an already loaded :class:`zerohar.runs.Run` (skips loading `model_dir`).
+        run: an already loaded :class:`zerohar.train.runs.Run` (skips loading `model_dir`).
         chunk_rows: raw rows read per chunk (memory use; the result does not depend on it).
 
     Returns:
@@ -306,9 +306,9 @@ def classify_recording(
     from tqdm.auto import tqdm
 
     from zerohar.data.transforms import canonical_stream
-    from zerohar.index import LabelIndex
-    from zerohar.inference import embed_windows, sensor_context
-    from zerohar.runs import load_run
+    from zerohar.inference.index import LabelIndex
+    from zerohar.inference.embed import embed_windows, sensor_context
+    from zerohar.train.runs import load_run
 
     out = check_output(out, force)
     given = [x is not None for x in (labels, labels_file, index_dir)]

@@ -1,6 +1,6 @@
 """Throughput and memory: every figure of BENCHMARK.md's speed list, the fast path next to the plain one.
 
-Each figure runs in its own Python process (`python -m zerohar.speed FIGURE`), so its peak resident memory
+Each figure runs in its own Python process (`python -m zerohar.evaluation.speed FIGURE`), so its peak resident memory
 (`ru_maxrss` of that process, read with `os.wait4`) is its own and peaks of different figures never mix. Inside
 the process, the optimised path and the plain fp32 eager run of the same model are timed alternately, a few
 rounds each, and the best round of each is kept (on a shared machine the best round is the one least
@@ -10,9 +10,9 @@ Python and torch (about 300-400 MB before any work).
 Figures (names as in BENCHMARK.md):
 
 - `harnet5_inference`, `harnet10_inference`: the backbone alone, batches of 256 triads:
-  :func:`zerohar.inference.embed_backbone` vs `backbone(x)` in fp32 under `torch.no_grad()`.
+  :func:`zerohar.inference.embed.embed_backbone` vs `backbone(x)` in fp32 under `torch.no_grad()`.
 - `model_inference`: a ZeroHAR model on 2-sensor windows (accelerometer + gyroscope, as HAPT), all sensors of a
-  window + label search in a 12-label index: :func:`zerohar.inference.embed_windows` vs
+  window + label search in a 12-label index: :func:`zerohar.inference.embed.embed_windows` vs
   `model.encode_windows` in fp32, both followed by the same search.
 - `classify_7day`: `zerohar classify` as a separate process on a synthetic 7-day 30 Hz wrist recording
   (:mod:`zerohar.data.synthetic`, 18,144,000 rows of CSV), end to end including reading the file and loading the
@@ -104,7 +104,7 @@ def _result(fast: float, plain: float, note: str = "") -> dict:
 def _backbone_figure(variant: str, quick: bool) -> dict:
     import torch
 
-    from zerohar.inference import embed_backbone, resolve_precision
+    from zerohar.inference.embed import embed_backbone, resolve_precision
     from zerohar.model.harnet import HARNet
 
     torch.manual_seed(0)
@@ -145,8 +145,8 @@ def _hapt_like(model_cfg=None):
 def _model_figure(quick: bool) -> dict:
     import torch
 
-    from zerohar.index import LabelIndex
-    from zerohar.inference import embed_windows, resolve_precision
+    from zerohar.inference.index import LabelIndex
+    from zerohar.inference.embed import embed_windows, resolve_precision
 
     model, ctx, kinds = _hapt_like()
     model.eval()
@@ -175,8 +175,8 @@ def _model_figure(quick: bool) -> dict:
 def _train_figure(stage: str, quick: bool) -> dict:
     import torch
 
-    from zerohar.inference import resolve_precision
-    from zerohar.losses import ContrastiveLoss
+    from zerohar.inference.embed import resolve_precision
+    from zerohar.losses.contrastive import ContrastiveLoss
 
     batch = 64
     bf16 = resolve_precision("auto") == "bf16"
@@ -219,7 +219,7 @@ def _train_figure(stage: str, quick: bool) -> dict:
 
 
 def _index_figure(n_labels: int, quick: bool) -> dict:
-    from zerohar.index import LabelIndex
+    from zerohar.inference.index import LabelIndex
 
     rng = np.random.default_rng(0)
     dim, k_desc = 256, (10 if n_labels <= 1000 else 1)
@@ -281,7 +281,7 @@ def run_child(cmd: Sequence[str], env: dict | None = None) -> tuple[str, float, 
 
 
 def _worker(name: str, quick: bool) -> dict:
-    cmd = [sys.executable, "-m", "zerohar.speed", name] + (["--quick"] if quick else [])
+    cmd = [sys.executable, "-m", "zerohar.evaluation.speed", name] + (["--quick"] if quick else [])
     out, _, rss, code, err, _ = run_child(cmd)
     if code != 0:
         raise ZeroharError(f"speed figure {name} failed (exit {code}): {err.strip().splitlines()[-1] if err else ''}")
@@ -316,7 +316,7 @@ def random_run(path: str | Path | None = None) -> Path:
     from zerohar.config import Config
     from zerohar.data.layout import AXES, Channel, SensorLayout
     from zerohar.model.zerohar import ModelConfig, ZeroHARModel
-    from zerohar.runs import atomic_write_json, load_run
+    from zerohar.train.runs import atomic_write_json, load_run
 
     d = Path(path) if path else speed_dir() / "random-stage2-run"
     if (d / "metrics.json").exists():
@@ -420,7 +420,7 @@ def machine_summary() -> str:
     """CPU, threads, precision and load: what the numbers depend on."""
     import torch
 
-    from zerohar.inference import resolve_precision
+    from zerohar.inference.embed import resolve_precision
 
     model = "unknown CPU"
     try:
@@ -450,7 +450,7 @@ def format_table(results: dict[str, dict]) -> str:
 
 def write_json(results: dict, path: str | Path, force: bool = False) -> Path:
     """Write the results as JSON atomically; an existing file needs `force`."""
-    from zerohar.runs import atomic_write_text
+    from zerohar.train.runs import atomic_write_text
 
     path = Path(path)
     if path.exists() and not force:
@@ -461,10 +461,10 @@ def write_json(results: dict, path: str | Path, force: bool = False) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Worker entry point: `python -m zerohar.speed FIGURE [--quick]` prints the figure as one JSON line."""
+    """Worker entry point: `python -m zerohar.evaluation.speed FIGURE [--quick]` prints the figure as one JSON line."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m zerohar.speed", description="measure one speed figure")
+    p = argparse.ArgumentParser(prog="python -m zerohar.evaluation.speed", description="measure one speed figure")
     p.add_argument("figure", choices=[f for f in FIGURES if f not in SLOW_FIGURES])
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)

@@ -28,7 +28,7 @@ def ids_of(names: np.ndarray | Sequence, class_order: Sequence[str]) -> np.ndarr
     """Ids of label names (any shape) in `class_order`; a name outside it is an error, never a silent -1.
 
     Args:
-        names: label names, e.g. the `(N, k)` labels returned by :meth:`zerohar.index.LabelIndex.search`.
+        names: label names, e.g. the `(N, k)` labels returned by :meth:`zerohar.inference.index.LabelIndex.search`.
         class_order: the dataset's class ordering.
 
     Returns:
