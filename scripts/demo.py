@@ -76,8 +76,8 @@ def _train(stage: str, cfg, where: Path, force: bool, progress: bool) -> Path:
     an unfinished one is resumed, or restarted if its settings differ.
     """
     from zerohar.evaluation.benchmark import settings_diff
-    from zerohar.train.runs import has_run_files, is_finished
     from zerohar.train.loop import train_stage
+    from zerohar.train.runs import has_run_files, is_finished
 
     if not force and has_run_files(where) and (where / "config.yaml").is_file():
         diff = settings_diff(where, cfg)
@@ -99,17 +99,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger().handlers[0].setLevel(logging.INFO if args.verbose else logging.WARNING)
     import numpy as np
 
-    from zerohar.evaluation.benchmark import chance_metrics, evaluation_is_current
-    from zerohar.inference.classify import segments
     from zerohar.cli import main as zerohar
     from zerohar.config import resolve_config
     from zerohar.data.folds import load_folds
     from zerohar.data.prepare import class_table, load_windowset
     from zerohar.data.sources import embedded
     from zerohar.errors import ZeroharError
+    from zerohar.evaluation.benchmark import chance_metrics, evaluation_is_current
     from zerohar.evaluation.evaluate import evaluate_run
-    from zerohar.train.runs import load_run
+    from zerohar.inference.classify import segments
     from zerohar.train.loop import summary_line
+    from zerohar.train.runs import load_run
 
     t_start = time.perf_counter()
     out = Path(args.out)

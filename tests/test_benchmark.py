@@ -8,6 +8,7 @@ import io
 import numpy as np
 import pytest
 
+from zerohar.errors import ZeroharError
 from zerohar.evaluation.benchmark import (
     COLUMNS,
     METHODS,
@@ -18,7 +19,6 @@ from zerohar.evaluation.benchmark import (
     results_csv,
     results_markdown,
 )
-from zerohar.errors import ZeroharError
 
 
 def _rows(rng):
@@ -144,8 +144,8 @@ def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
 def test_a_finished_run_of_other_settings_is_not_reused_silently(tmp_path):
     import json
 
-    from zerohar.evaluation.benchmark import _check_finished
     from zerohar.config import resolve_config
+    from zerohar.evaluation.benchmark import _check_finished
 
     over = {"data": {"dataset": "hapt", "fold": "fold1"}, "train": {"seed": 1}}
     cfg = resolve_config("stage2", overrides=over)

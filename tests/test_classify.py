@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerohar.inference.classify import clean_labels, read_labels_file, segments
 from zerohar.data.layout import UNITS, Channel, SensorLayout
+from zerohar.data.streaming import match_layout, open_recording, stream_windows
 from zerohar.data.transforms import canonical_stream, make_windows, to_canonical
 from zerohar.data.windows import Recording
 from zerohar.errors import ZeroharError
-from zerohar.data.streaming import check_output, match_layout, open_recording, stream_windows
+from zerohar.inference.classify import clean_labels, read_labels_file, segments
+from zerohar.io import check_output
 
 
 def _layout(*specs) -> SensorLayout:
@@ -193,10 +194,10 @@ def test_an_existing_output_is_refused_without_force(tmp_path):
     out = tmp_path / "labels.csv"
     out.write_text("x")
     with pytest.raises(ZeroharError, match="labels.csv already exists; pass --force to overwrite it"):
-        check_output(out, force=False)
-    assert check_output(out, force=True) == out
+        check_output(out, force=False, suffixes=(".csv", ".parquet"))
+    assert check_output(out, force=True, suffixes=(".csv", ".parquet")) == out
     with pytest.raises(ZeroharError, match=r"expected a .csv or .parquet file name, found suffix '.txt'"):
-        check_output(tmp_path / "labels.txt", force=False)
+        check_output(tmp_path / "labels.txt", force=False, suffixes=(".csv", ".parquet"))
 
 
 def test_segments_merge_consecutive_windows():
@@ -377,7 +378,7 @@ def test_parquet_without_pyarrow_is_a_clear_error(tmp_path):
     if _has_pyarrow():
         pytest.skip("pyarrow is installed")
     with pytest.raises(ZeroharError, match=r"x.parquet: writing Parquet needs pyarrow \(pip install pyarrow\)"):
-        check_output(tmp_path / "x.parquet", force=False)
+        check_output(tmp_path / "x.parquet", force=False, suffixes=(".csv", ".parquet"))
 
 
 def test_describe_asks_the_llm_only_for_labels_without_written_descriptions(monkeypatch, tmp_path):

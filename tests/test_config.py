@@ -8,12 +8,12 @@ import yaml
 from zerohar.config import (
     Config,
     from_dict,
-    load_yaml,
     parse_set,
     resolve_config,
     stage_defaults,
 )
 from zerohar.errors import ZeroharError
+from zerohar.io import load_yaml
 
 
 def _hp(tmp_path, d: dict):
@@ -110,7 +110,7 @@ def test_parse_set_values_and_errors():
 def test_saved_config_round_trips(tmp_path):
     cfg = resolve_config("stage2", overrides=parse_set(["train.epochs=2", "data.fold=fold3", "init=runs/s1"]))
     cfg.save(tmp_path / "config.yaml")
-    again = from_dict(Config, load_yaml(tmp_path / "config.yaml"), "config.yaml")
+    again = from_dict(Config, load_yaml(tmp_path / "config.yaml", mapping=True), "config.yaml")
     assert again == cfg
     # and a run's config.yaml is a valid --config file for the same stage
     assert resolve_config("stage2", config_file=tmp_path / "config.yaml") == cfg
@@ -136,10 +136,10 @@ def test_yaml_errors(tmp_path):
     p = tmp_path / "bad.yaml"
     p.write_text("train: [unclosed")
     with pytest.raises(ZeroharError, match=r"config file .*bad\.yaml is not valid YAML"):
-        load_yaml(p)
+        load_yaml(p, "config file", mapping=True)
     p.write_text("- a list")
     with pytest.raises(ZeroharError, match=r"bad\.yaml: expected a mapping at the top level, found list"):
-        load_yaml(p)
+        load_yaml(p, "config file", mapping=True)
     with pytest.raises(ZeroharError, match=r"config file .*missing\.yaml does not exist"):
         resolve_config("stage1", config_file=tmp_path / "missing.yaml")
 

@@ -319,7 +319,7 @@ def test_cli_refuses_to_overwrite_before_any_request(server, tmp_path, capsys):
     out.write_text("{}")
     rc = main(["describe", "walking", "--model", "test-model", "--base-url", server.url, "--out", str(out), *CLI_FAST])
     assert rc == 2 and server.count == 0
-    assert f"output {out} exists: pass --update to merge the labels into it, or --force" in capsys.readouterr().err
+    assert f"output {out} already exists; pass --update to merge into it, or --force" in capsys.readouterr().err
     assert out.read_text() == "{}"
 
 

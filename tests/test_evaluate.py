@@ -67,9 +67,9 @@ def test_evaluation_agrees_with_an_independent_computation(evaluated):
 
     from zerohar.data.prepare import load_windowset
     from zerohar.inference.embed import embed_windows
-    from zerohar.train.runs import load_run
     from zerohar.text.encoder import get_text_encoder
     from zerohar.text.labels import load_label_descriptions
+    from zerohar.train.runs import load_run
 
     run_dir, m = evaluated
     run = load_run(run_dir)

@@ -7,13 +7,15 @@ import pytest
 import torch
 from torch import nn
 
-from zerohar.inference import embed as inference
 from zerohar.errors import ZeroharError
-from zerohar.inference.embed import FusedHARNet, embed_backbone, embed_windows, fused_backbone, resolve_precision
+from zerohar.inference.embed import embed_backbone, embed_windows
+from zerohar.model import precision
+from zerohar.model.fused import FusedHARNet, fused_backbone
 from zerohar.model.harnet import HARNet
+from zerohar.model.precision import resolve_precision
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 
-needs_bf16 = pytest.mark.skipif(not inference.cpu_has_native_bf16(), reason="the CPU has no native bf16")
+needs_bf16 = pytest.mark.skipif(not precision.cpu_has_native_bf16(), reason="the CPU has no native bf16")
 
 
 def _randomise_bn(net: nn.Module, seed: int = 0) -> nn.Module:
@@ -53,8 +55,6 @@ def model():
 def test_resolve_precision(monkeypatch):
     assert resolve_precision("fp32") == "fp32"
     assert resolve_precision("bf16") == "bf16"
-    from zerohar.model import precision
-
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto") == "bf16"
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
@@ -73,9 +73,9 @@ def test_native_bf16_follows_cpu_flags():
     except (OSError, StopIteration):
         pytest.skip("no /proc/cpuinfo flags on this system")
     if not flags & {"amx_bf16", "avx512_bf16"}:
-        assert not inference.cpu_has_native_bf16()
+        assert not precision.cpu_has_native_bf16()
     elif torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        assert inference.cpu_has_native_bf16()
+        assert precision.cpu_has_native_bf16()
 
 
 # ---------------------------------------------------------------------------------------------- fused backbone

@@ -139,7 +139,7 @@ def test_descriptions_for_with_explicit_sources(tmp_path):
 def test_write_refuses_overwrite_and_merges_with_update(tmp_path):
     f = tmp_path / "out.json"
     write_label_file(f, {"generator": "a"}, {"walking": ["x."]})
-    with pytest.raises(ZeroharError, match=f"output {f} exists: pass --update .* or --force"):
+    with pytest.raises(ZeroharError, match=f"output {f} already exists; pass --update .* or --force"):
         write_label_file(f, {"generator": "b"}, {"running": ["y."]})
     write_label_file(f, {"generator": "b"}, {"running": ["y."], "walking": ["z."]}, update=True)
     prov, labels = read_label_file(f)

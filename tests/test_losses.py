@@ -10,16 +10,14 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from zerohar.losses.contrastive import (
+from zerohar.losses.contrastive import ContrastiveLoss, compute_loss_from_embeddings, unique_targets
+from zerohar.losses.pretext import (
     PRETEXT_TASKS,
-    ContrastiveLoss,
     PretextHeads,
-    compute_loss_from_embeddings,
     permutation_index,
     pretext_batch,
     pretext_loss,
     time_warp,
-    unique_targets,
 )
 
 

@@ -8,7 +8,6 @@ from sklearn.metrics import f1_score
 
 from zerohar.data.folds import load_folds
 from zerohar.errors import ZeroharError
-from zerohar.inference.index import LabelIndex
 from zerohar.evaluation.metrics import (
     confusion_figure,
     gzsl_report,
@@ -16,6 +15,7 @@ from zerohar.evaluation.metrics import (
     topk_accuracy,
     zero_shot_report,
 )
+from zerohar.inference.index import LabelIndex
 from zerohar.paths import metadata_dir
 
 DATASETS = sorted(p.stem for p in (metadata_dir() / "folds").glob("*.yaml"))

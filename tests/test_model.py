@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.errors import ZeroharError
-from zerohar.losses.contrastive import ContrastiveLoss
+from zerohar.losses.contrastive import ContrastiveLoss, inverse_temperature
 from zerohar.model.pretrained import export_released
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 
@@ -179,10 +179,10 @@ def test_label_prototypes_are_normalised_means():
 def test_logit_scale_init_and_clamp():
     m = make("harnet")
     assert m.logit_scale.item() == pytest.approx(math.log(1 / 0.07))
-    assert m.scale().item() == pytest.approx(1 / 0.07, rel=1e-5)
+    assert inverse_temperature(m.logit_scale, m.cfg.max_logit_scale).item() == pytest.approx(1 / 0.07, rel=1e-5)
     with torch.no_grad():
         m.logit_scale.fill_(math.log(500.0))
-    assert m.scale().item() == pytest.approx(100.0)
+    assert inverse_temperature(m.logit_scale, m.cfg.max_logit_scale).item() == pytest.approx(100.0)
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)

@@ -1,4 +1,4 @@
-"""Run directories: finished / unfinished, what --force and --resume do, loading a run, atomic writes."""
+"""Run directories: finished / unfinished, what --force and --resume do, loading a run."""
 
 from __future__ import annotations
 
@@ -9,16 +9,16 @@ import torch
 from test_train import tiny_cfg
 
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write_json
+from zerohar.train.loop import train_stage
 from zerohar.train.runs import (
     RUN_FILES,
-    atomic_write_json,
     check_out_dir,
     clear_run_files,
     is_finished,
     load_run,
     read_run_meta,
 )
-from zerohar.train.loop import train_stage
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from zerohar.config import resolve_config
+from zerohar.data.augment import augment
+from zerohar.data.splits import split_subjects
 from zerohar.errors import ZeroharError
-from zerohar.train.tasks import augment, channel_retrieval_report, split_subjects
 from zerohar.train.loop import epoch_permutation, lr_factor, step_rng, train_stage
+from zerohar.train.stage1 import channel_retrieval_report
 
 TINY_MODEL = {"encoder": "original", "embed_dim": 32, "d_model": 32, "n_heads": 2, "orig_d_model": 32,
               "orig_layers": 1, "dropout": 0.0}
@@ -207,7 +209,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
 
 def test_model_selection_keeps_the_best_epoch(tmp_path, monkeypatch):
     """The saved model is the one of the best validation epoch, not the last one."""
-    from zerohar.train import tasks
+    from zerohar.train import stage1 as tasks
 
     scores = iter([0.5, 0.9, 0.7])
     real = tasks.Stage1Task.validate

@@ -1,6 +1,6 @@
 """Training configuration: dataclasses, strict YAML, per-dataset defaults and command-line overrides.
 
-A :class:`Config` has three sections, `data`, `model` (the model's own :class:`~zerohar.model.zerohar.ModelConfig`)
+A :class:`Config` has three sections, `data`, `model` (the model's own :class:`ModelConfig`)
 and `train`, plus the stage and the initialisation source. It is resolved in this order, later wins:
 
 1. the dataclass defaults below;
@@ -18,13 +18,16 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from zerohar.data.layout import SENSOR_KINDS
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write_yaml, load_yaml
 from zerohar.paths import metadata_dir
 
 #: The stages of the training loop. `supervised` is Stage II on every class with a subject-disjoint test split
@@ -34,6 +37,112 @@ PRECISIONS = ("auto", "bf16", "fp32")
 LABEL_TEXTS = ("descriptions", "names")
 LABEL_SAMPLING = ("prototype", "description")
 SCHEDULES = ("cosine", "constant")
+
+
+#: Window length in samples (30 Hz) of every HARNet variant.
+VARIANTS: dict[str, int] = {"harnet5": 150, "harnet10": 300, "harnet30": 900}
+
+ENCODERS = ("harnet", "original")
+FUSIONS = ("add", "concat", "none")
+TEXT_PROJECTORS = ("linear", "mlp")
+#: Config fields that change the parameters (two configs load each other's weights iff these agree).
+ARCH_FIELDS = (
+    "encoder", "backbone", "d_text", "embed_dim", "d_model", "context_fusion", "text_proj", "n_layers",
+    "n_heads", "orig_d_model", "orig_patch", "orig_layers",
+)
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and input handling of a :class:`ZeroHARModel`.
+
+    Attributes:
+        encoder: "harnet" (HARNet backbone per triad + sensor transformer) or "original" (the paper's encoder).
+        backbone: HARNet variant, which fixes the window length (harnet5: 150 samples = 5 s at 30 Hz).
+        d_text: size of the sentence embeddings (384 for all-MiniLM-L6-v2).
+        embed_dim: joint space size E.
+        d_model: width of the sensor tokens and of the sensor transformer.
+        context_fusion: how a sensor token combines signal and context: "add", "concat" or "none" (ablation).
+        text_proj: the text projector R: "linear" (keeps the geometry of the sentence space, generalises to
+            unseen label texts) or "mlp" (Linear-GELU-Linear).
+        n_layers, n_heads, dropout: the sensor transformer (and the original encoder's time transformer).
+        clip_acc: clip accelerometer triads to +-3 g before the encoder.
+        kind_scale: multiplier per sensor kind before the encoder (canonical units g, rad/s, uT).
+        init_temperature: initial softmax temperature (logit_scale = log(1 / init_temperature)).
+        max_logit_scale: the scale is clamped at this value when used.
+        orig_d_model, orig_patch, orig_layers: the original encoder's token width, samples per time token
+            and number of layers.
+    """
+
+    encoder: str = "harnet"
+    backbone: str = "harnet5"
+    d_text: int = 384
+    embed_dim: int = 256
+    d_model: int = 256
+    context_fusion: str = "add"
+    text_proj: str = "linear"
+    n_layers: int = 2
+    n_heads: int = 4
+    dropout: float = 0.1
+    clip_acc: bool = True
+    kind_scale: dict[str, float] = field(default_factory=lambda: {"acc": 1.0, "gyro": 1.0, "mag": 0.02})
+    init_temperature: float = 0.07
+    max_logit_scale: float = 100.0
+    orig_d_model: int = 128
+    orig_patch: int = 10
+    orig_layers: int = 2
+
+    def __post_init__(self):
+        def one_of(name: str, allowed: Sequence[str]) -> None:
+            if getattr(self, name) not in allowed:
+                raise ZeroharError(
+                    f"model config: {name} is {getattr(self, name)!r}, expected one of {', '.join(allowed)}"
+                )
+
+        one_of("encoder", ENCODERS)
+        one_of("backbone", tuple(VARIANTS))
+        one_of("context_fusion", FUSIONS)
+        one_of("text_proj", TEXT_PROJECTORS)
+        for name, width in (("d_model", self.d_model), ("orig_d_model", self.orig_d_model)):
+            if width % self.n_heads:
+                raise ZeroharError(f"model config: {name} ({width}) must be divisible by n_heads ({self.n_heads})")
+        unknown = set(self.kind_scale) - set(SENSOR_KINDS)
+        if unknown:
+            raise ZeroharError(f"model config: kind_scale has unknown sensor kinds {sorted(unknown)}; "
+                               f"expected {', '.join(SENSOR_KINDS)}")
+
+    @property
+    def window(self) -> int:
+        """Window length in samples (30 Hz) the backbone takes."""
+        return VARIANTS[self.backbone]
+
+    def architecture(self) -> dict:
+        """The fields that fix the parameter shapes."""
+        return {k: getattr(self, k) for k in ARCH_FIELDS}
+
+    def describe(self) -> str:
+        """One line naming the architecture, for messages."""
+        if self.encoder == "harnet":
+            core = f"{self.backbone} encoder, {self.n_layers}-layer sensor transformer (d_model {self.d_model})"
+        else:
+            core = (f"original encoder ({self.orig_layers} layers, d_model {self.orig_d_model}, "
+                    f"patch {self.orig_patch})")
+        return f"zerohar {core}, E={self.embed_dim}, d_text={self.d_text}, fusion {self.context_fusion}, " \
+               f"text projector {self.text_proj}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict, source: str = "model config") -> ModelConfig:
+        """Strict: unknown keys are a ZeroharError naming them."""
+        if not isinstance(d, dict):
+            raise ZeroharError(f"{source}: expected a mapping of model settings, found {type(d).__name__}")
+        known = {f.name for f in fields(cls)}
+        extra = sorted(set(d) - known)
+        if extra:
+            raise ZeroharError(f"{source}: unknown model settings {extra}; known: {', '.join(sorted(known))}")
+        return cls(**d)
 
 
 @dataclass
@@ -89,12 +198,8 @@ class Config:
     backbone_init: str | None = None  # stage2 / supervised without `init`: the backbone source
     text_encoder: str | None = None  # sentence-transformers name or folder; None = all-MiniLM-L6-v2 (offline)
     data: DataConfig = field(default_factory=DataConfig)
-    model: Any = None  # zerohar.model.zerohar.ModelConfig, filled in by __post_init__
+    model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-
-    def __post_init__(self):
-        if self.model is None:
-            self.model = model_config_class()()
 
     def to_dict(self) -> dict:
         """A plain mapping (what `config.yaml` holds)."""
@@ -102,16 +207,7 @@ class Config:
 
     def save(self, path: str | Path) -> Path:
         """Write `config.yaml` atomically."""
-        from zerohar.train.runs import atomic_write_text
-
-        return atomic_write_text(path, yaml.safe_dump(self.to_dict(), sort_keys=False))
-
-
-def model_config_class() -> type:
-    """The model engineer's ModelConfig (imported lazily: torch is slow to import)."""
-    from zerohar.model.zerohar import ModelConfig
-
-    return ModelConfig
+        return atomic_write_yaml(path, self.to_dict())
 
 
 # ---------------------------------------------------------------------------------------------- strict parsing
@@ -207,7 +303,7 @@ def from_dict(cls: type, d: dict, source: str, prefix: str = "") -> Any:
             )
         tp = hints[k]
         if prefix == "" and cls is Config and k == "model":
-            tp = model_config_class()
+            tp = ModelConfig
         kwargs[k] = _coerce(v, tp, prefix + k, source)
     try:
         return cls(**kwargs)
@@ -226,22 +322,6 @@ def _merge(base: dict, update: dict, source: str, path: str = "") -> dict:
         else:
             out[k] = v
     return out
-
-
-def load_yaml(path: str | Path, what: str = "config file") -> dict:
-    """A YAML mapping from `path` (yaml.safe_load), or a ZeroharError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise ZeroharError(f"{what} {path} does not exist")
-    try:
-        d = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ZeroharError(f"{what} {path} is not valid YAML ({e.__class__.__name__})") from None
-    if d is None:
-        return {}
-    if not isinstance(d, dict):
-        raise ZeroharError(f"{what} {path}: expected a mapping at the top level, found {type(d).__name__}")
-    return d
 
 
 def parse_set(items: list[str] | tuple[str, ...]) -> dict:
@@ -278,7 +358,7 @@ def stage_defaults(stage: str, dataset: str | None, path: str | Path | None = No
     `supervised` takes the `stage2` entries, then its own.
     """
     path = Path(path) if path is not None else hyperparameters_file()
-    hp = load_yaml(path, "hyperparameters file")
+    hp = load_yaml(path, "hyperparameters file", mapping=True)
     out: dict = {}
     stages = ["stage2", "supervised"] if stage == "supervised" else [stage]
     for entry in ("default", dataset):
@@ -321,7 +401,7 @@ def resolve_config(
     """
     if stage not in STAGES:
         raise ZeroharError(f"unknown stage {stage!r}: expected one of {', '.join(STAGES)}")
-    user = load_yaml(config_file) if config_file is not None else {}
+    user = load_yaml(config_file, "config file", mapping=True) if config_file is not None else {}
     if "stage" in user and user["stage"] != stage:
         raise ZeroharError(f"config file {config_file}: 'stage' is {user['stage']!r}, but this command trains {stage}")
     overrides = overrides or {}
@@ -344,8 +424,6 @@ def resolve_config(
     variant = (merged.get("model") or {}).get("backbone") if isinstance(merged.get("model"), dict) else None
     explicit_window = any(isinstance(s.get("data"), dict) and "window_s" in s["data"] for s in (user, overrides))
     if variant and not explicit_window:
-        from zerohar.model.harnet import VARIANTS
-
         if variant in VARIANTS:
             merged.setdefault("data", {})["window_s"] = VARIANTS[variant] / 30.0
     source = "command line" if not config_file else f"{config_file} / command line"

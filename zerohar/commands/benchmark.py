@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
-    from zerohar.evaluation.benchmark import COLUMNS, METHODS, run_benchmark
     from zerohar.config import parse_set
+    from zerohar.evaluation.benchmark import COLUMNS, METHODS, run_benchmark
 
     split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)  # noqa: E731
     argv = sys.argv[1:] if "benchmark" in sys.argv[1:] else ["benchmark", *sys.argv[1:]]

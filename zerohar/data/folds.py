@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from zerohar.errors import ZeroharError
+from zerohar.io import load_yaml
 from zerohar.paths import metadata_dir
 
 
@@ -44,12 +44,7 @@ def load_folds(dataset_or_path: str | Path) -> Folds:
         if not p.is_file():
             known = sorted(f.stem for f in (metadata_dir() / "folds").glob("*.yaml"))
             raise ZeroharError(f"unknown dataset {dataset_or_path!r}: expected one of {', '.join(known)}")
-    if not p.is_file():
-        raise ZeroharError(f"folds file {p} does not exist")
-    try:
-        d = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as e:
-        raise ZeroharError(f"folds file {p} is not valid YAML ({e.__class__.__name__})") from None
+    d = load_yaml(p, "folds file")
     if not isinstance(d, dict) or set(d) != {"classes", "folds"}:
         raise ZeroharError(f"folds file {p}: expected exactly the keys 'classes' and 'folds'")
     classes = [str(c) for c in d["classes"]]

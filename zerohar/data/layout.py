@@ -18,9 +18,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write_yaml, load_yaml
 
 SENSOR_KINDS = ("acc", "gyro", "mag")
 AXES = ("x", "y", "z")
@@ -184,17 +183,10 @@ class SensorLayout:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SensorLayout:
-        path = Path(path)
-        if not path.is_file():
-            raise ZeroharError(f"sensor layout file {path} does not exist")
-        try:
-            d = yaml.safe_load(path.read_text())
-        except yaml.YAMLError as e:
-            raise ZeroharError(f"sensor layout file {path} is not valid YAML ({e.__class__.__name__})") from None
-        return cls.from_dict(d, str(path))
+        return cls.from_dict(load_yaml(path, "sensor layout file"), str(path))
 
     def to_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        atomic_write_yaml(path, self.to_dict())
 
 
 def _channel_dict(c: Channel) -> dict:

@@ -8,10 +8,7 @@ labelled windows batch by batch into a temporary file that is renamed into place
 
 from __future__ import annotations
 
-import csv
 import logging
-import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,76 +174,3 @@ def stream_windows(
             n_out -= max_windows
     if n_out:
         yield np.concatenate(out_x), np.concatenate(out_t)
-
-
-# ---------------------------------------------------------------------------------------------- output
-class TableWriter:
-    """Rows written batch by batch into a temporary file, renamed to `path` on `commit()`."""
-
-    def __init__(self, path: Path, columns: list[str]):
-        self.path, self.columns = path, columns
-        self.parquet = path.suffix.lower() == ".parquet"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        os.close(fd)
-        if self.parquet:
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            self._pa = pa
-            types = {c: pa.string() if c.startswith("label") or c == "start_time" else pa.float64() for c in columns}
-            self.schema = pa.schema([(c, types[c]) for c in columns])
-            self._writer = pq.ParquetWriter(self.tmp, self.schema)
-        else:
-            self._file = open(self.tmp, "w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(columns)
-
-    def write(self, cols: dict[str, np.ndarray | list]) -> None:
-        if self.parquet:
-            self._writer.write_table(self._pa.table({c: list(cols[c]) for c in self.columns}, schema=self.schema))
-        else:
-            rows = zip(*(_fmt(cols[c]) for c in self.columns))
-            self._writer.writerows(rows)
-
-    def commit(self) -> None:
-        self._close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self._close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
-
-    def _close(self) -> None:
-        if self.parquet:
-            self._writer.close()
-        elif not self._file.closed:
-            self._file.close()
-
-
-def _fmt(values) -> list:
-    arr = np.asarray(values)
-    if arr.dtype.kind == "f":
-        return [f"{v:.4f}" for v in arr.tolist()]
-    return [str(v) for v in arr.tolist()]
-
-
-def check_output(out: str | Path, force: bool) -> Path:
-    """The output path, refused when it exists (without `force`) or names an unsupported format."""
-    out = Path(out)
-    suffix = out.suffix.lower()
-    if suffix not in (".csv", ".parquet"):
-        raise ZeroharError(f"output {out}: expected a .csv or .parquet file name, found suffix {suffix or '(none)'!r}")
-    if suffix == ".parquet":
-        try:
-            import pyarrow.parquet  # noqa: F401
-        except ImportError:
-            raise ZeroharError(
-                f"output {out}: writing Parquet needs pyarrow (pip install pyarrow); or name a .csv file"
-            ) from None
-    if out.exists() and not force:
-        raise ZeroharError(f"output {out} already exists; pass --force to overwrite it")
-    if out.is_dir():
-        raise ZeroharError(f"output {out} is a directory; expected a file name")
-    return out

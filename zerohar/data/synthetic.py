@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -235,24 +234,15 @@ def write_csv(
     """
     from tqdm.auto import tqdm
 
-    path = Path(path)
-    if path.exists() and not force:
-        raise ZeroharError(f"output {path} already exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     n_total = int(round(days * 86400.0 * rate))
-    try:
-        with os.fdopen(fd, "wb") as f, tqdm(total=n_total, unit="row", desc="synthetic", disable=not progress) as bar:
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f, tqdm(total=n_total, unit="row", desc="synthetic", disable=not progress) as bar:
             f.write(b"time,acc_x,acc_y,acc_z\n")
             for t, acc in generate(days, rate, seed):
                 f.write(format_csv_rows(t, acc))
                 bar.update(len(t))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the output is an ordinary file
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    path = atomic_write(path, write, force=force)
     logger.info("wrote %d rows (%g days at %g Hz) to %s", n_total, days, rate, path)
     return path

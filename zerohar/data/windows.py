@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import numpy as np
 
 from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_savez
 
 
 @dataclass
@@ -113,8 +112,6 @@ class WindowSet:
     # ------------------------------------------------------------------ npz
     def save(self, path: str | Path) -> Path:
         """Write atomically (temp file + rename) as .npz with a JSON header; no pickled objects."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         header = {
             "format": "zerohar.WindowSet/1",
             "class_names": list(self.class_names),
@@ -123,23 +120,10 @@ class WindowSet:
             "recording_names": list(self.recording_names),
             "meta": self.meta,
         }
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-        os.close(fd)
-        try:
-            with open(tmp, "wb") as f:
-                np.savez(
-                    f, X=self.X.astype(np.float32, copy=False), y=self.y, subject=self.subject.astype(str),
-                    recording=self.recording, start=self.start, header=np.array(json.dumps(header)),
-                )
-            # mkstemp creates the file 0600; give the result the usual umask-derived mode.
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return atomic_savez(
+            path, X=self.X.astype(np.float32, copy=False), y=self.y, subject=self.subject.astype(str),
+            recording=self.recording, start=self.start, header=np.array(json.dumps(header)),
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> WindowSet:

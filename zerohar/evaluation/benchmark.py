@@ -282,9 +282,9 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def settings_diff(run_dir: str | Path, cfg) -> list[str]:
     """Config keys (dotted) whose value in `run_dir/config.yaml` differs from `cfg` (thread counts and time
     limits ignored: they do not change what is computed)."""
-    from zerohar.config import load_yaml
+    from zerohar.io import load_yaml
 
-    saved = _flatten(load_yaml(Path(run_dir) / "config.yaml", "run config"))
+    saved = _flatten(load_yaml(Path(run_dir) / "config.yaml", "run config", mapping=True))
     want = _flatten(json.loads(json.dumps(cfg.to_dict(), default=str)))
     ignore = {"train.num_workers", "train.max_minutes"}
     return sorted(k for k in set(saved) | set(want) if k not in ignore and saved.get(k) != want.get(k))
@@ -349,7 +349,7 @@ def run_benchmark(
     """
     from zerohar.data.folds import load_folds
     from zerohar.evaluation.evaluate import evaluate_run
-    from zerohar.train.runs import atomic_write_text
+    from zerohar.io import atomic_write_text
 
     t_start = time.perf_counter()
     out = Path(out)

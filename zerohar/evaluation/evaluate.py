@@ -91,11 +91,12 @@ def evaluate_run(
     Returns:
         The metrics dict written to `metrics.json`.
     """
-    from zerohar.inference.index import LabelIndex
-    from zerohar.inference.embed import embed_windows
     from zerohar.evaluation.metrics import calibrated_gzsl, confusion_figure, gzsl_report, ids_of, zero_shot_report
-    from zerohar.train.runs import atomic_write_json, load_run
+    from zerohar.inference.embed import embed_windows
+    from zerohar.inference.index import LabelIndex
+    from zerohar.io import atomic_write_json
     from zerohar.text.encoder import get_text_encoder
+    from zerohar.train.runs import load_run
 
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "eval"

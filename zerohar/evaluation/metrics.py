@@ -12,8 +12,6 @@ in `class_order`), `class_order` (the candidate classes in the dataset's orderin
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from sklearn.metrics import confusion_matrix as _sk_confusion
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write
 
 
 def ids_of(names: np.ndarray | Sequence, class_order: Sequence[str]) -> np.ndarray:
@@ -240,14 +239,4 @@ def confusion_figure(cm: np.ndarray | list, class_names: Sequence[str], path: st
             ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=8,
                     color="white" if frac[i, j] > 0.5 else "black")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png", dpi=120)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=120))

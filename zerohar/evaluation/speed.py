@@ -104,8 +104,9 @@ def _result(fast: float, plain: float, note: str = "") -> dict:
 def _backbone_figure(variant: str, quick: bool) -> dict:
     import torch
 
-    from zerohar.inference.embed import embed_backbone, resolve_precision
+    from zerohar.inference.embed import embed_backbone
     from zerohar.model.harnet import HARNet
+    from zerohar.model.precision import resolve_precision
 
     torch.manual_seed(0)
     net = HARNet(variant).eval()
@@ -145,8 +146,9 @@ def _hapt_like(model_cfg=None):
 def _model_figure(quick: bool) -> dict:
     import torch
 
+    from zerohar.inference.embed import embed_windows
     from zerohar.inference.index import LabelIndex
-    from zerohar.inference.embed import embed_windows, resolve_precision
+    from zerohar.model.precision import resolve_precision
 
     model, ctx, kinds = _hapt_like()
     model.eval()
@@ -175,8 +177,8 @@ def _model_figure(quick: bool) -> dict:
 def _train_figure(stage: str, quick: bool) -> dict:
     import torch
 
-    from zerohar.inference.embed import resolve_precision
     from zerohar.losses.contrastive import ContrastiveLoss
+    from zerohar.model.precision import resolve_precision
 
     batch = 64
     bf16 = resolve_precision("auto") == "bf16"
@@ -315,8 +317,9 @@ def random_run(path: str | Path | None = None) -> Path:
     """A finished Stage II run directory with random weights and a wrist accelerometer layout (for timing only)."""
     from zerohar.config import Config
     from zerohar.data.layout import AXES, Channel, SensorLayout
+    from zerohar.io import atomic_write_json
     from zerohar.model.zerohar import ModelConfig, ZeroHARModel
-    from zerohar.train.runs import atomic_write_json, load_run
+    from zerohar.train.runs import load_run
 
     d = Path(path) if path else speed_dir() / "random-stage2-run"
     if (d / "metrics.json").exists():
@@ -420,7 +423,7 @@ def machine_summary() -> str:
     """CPU, threads, precision and load: what the numbers depend on."""
     import torch
 
-    from zerohar.inference.embed import resolve_precision
+    from zerohar.model.precision import resolve_precision
 
     model = "unknown CPU"
     try:
@@ -450,7 +453,7 @@ def format_table(results: dict[str, dict]) -> str:
 
 def write_json(results: dict, path: str | Path, force: bool = False) -> Path:
     """Write the results as JSON atomically; an existing file needs `force`."""
-    from zerohar.train.runs import atomic_write_text
+    from zerohar.io import atomic_write_text
 
     path = Path(path)
     if path.exists() and not force:

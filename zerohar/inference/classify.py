@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from zerohar.data.layout import SensorLayout
+from zerohar.data.streaming import CHUNK_ROWS, match_layout, open_recording, stream_windows
 from zerohar.errors import ZeroharError
-from zerohar.data.streaming import CHUNK_ROWS, TableWriter, check_output, match_layout, open_recording, stream_windows
+from zerohar.io import TableWriter, check_output
 
 logger = logging.getLogger(__name__)
 
@@ -306,11 +307,11 @@ def classify_recording(
     from tqdm.auto import tqdm
 
     from zerohar.data.transforms import canonical_stream
-    from zerohar.inference.index import LabelIndex
     from zerohar.inference.embed import embed_windows, sensor_context
+    from zerohar.inference.index import LabelIndex
     from zerohar.train.runs import load_run
 
-    out = check_output(out, force)
+    out = check_output(out, force=force, suffixes=(".csv", ".parquet"))
     given = [x is not None for x in (labels, labels_file, index_dir)]
     if sum(given) != 1:
         raise ZeroharError("give the candidate labels one way: --labels, --labels-file or --index")

@@ -16,15 +16,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_directory
 
 # faiss logs at INFO which of its CPU builds it loaded (and every one it could not): noise for users.
 logging.getLogger("faiss.loader").setLevel(logging.WARNING)
@@ -278,9 +276,8 @@ class LabelIndex:
         directory = Path(directory)
         if directory.exists() and not force:
             raise ZeroharError(f"label index {directory} already exists; pass --force to overwrite it")
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp"))
-        try:
+
+        def fill(tmp: Path) -> None:
             faiss.write_index(self._proto_index, str(tmp / "prototypes.faiss"))
             faiss.write_index(self._desc_index, str(tmp / "descriptions.faiss"))
             sidecar = {
@@ -295,18 +292,8 @@ class LabelIndex:
                 ],
             }
             (tmp / "index.json").write_text(json.dumps(sidecar, indent=1, ensure_ascii=False))
-            if directory.exists():
-                old = directory.with_name(f".{directory.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                os.replace(directory, old)
-                os.replace(tmp, directory)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, directory)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
-        return directory
+
+        return atomic_directory(directory, fill, force=True)
 
     @classmethod
     def load(cls, directory: str | Path, model=None, text_encoder=None) -> LabelIndex:

@@ -1,1 +1,2 @@
-"""losses"""
+"""Losses, one per file: :mod:`~zerohar.losses.contrastive` (Stage I / II), :mod:`~zerohar.losses.pretext`
+(SSL-Wearables multi-task pretraining)."""

@@ -26,10 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zerohar.config import VARIANTS
 from zerohar.errors import ZeroharError
-
-#: Window length in samples (30 Hz) of every variant.
-VARIANTS: dict[str, int] = {"harnet5": 150, "harnet10": 300, "harnet30": 900}
 
 #: Per-layer (out channels, residual blocks, downsample factor, downsample order), from HARNET.md.
 LAYER_CONFIGS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
@@ -49,6 +47,12 @@ def check_variant(variant: str) -> str:
     return variant
 
 
+def circular_pad(x: torch.Tensor, p: int = 2) -> torch.Tensor:
+    """Pad the last (time) axis circularly by `p` samples each side (`(..., L)` -> `(..., L + 2p)`): one `cat`
+    of the edge samples, cheaper than `F.pad(mode="circular")`. The only circular padding of the package."""
+    return torch.cat([x[..., -p:], x, x[..., :p]], dim=-1)
+
+
 class CircularConv1d(nn.Conv1d):
     """Conv1d, kernel 5, circular padding 2, no bias; state_dict identical to `nn.Conv1d`.
 
@@ -61,7 +65,7 @@ class CircularConv1d(nn.Conv1d):
         super().__init__(c_in, c_out, kernel_size=5, stride=1, padding=0, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = torch.cat([x[..., -2:], x, x[..., :2]], dim=-1)  # (N, C, [1,] L + 4)
+        x = circular_pad(x)  # (N, C, [1,] L + 4)
         if x.ndim == 4:
             return F.conv2d(x, self.weight.unsqueeze(2))  # (N, C_out, 1, L)
         return F.conv1d(x, self.weight)  # (N, C_out, L)

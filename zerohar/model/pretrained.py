@@ -19,15 +19,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 
 import torch
 
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write
 from zerohar.model.harnet import VARIANTS, HARNet, check_variant
 
 log = logging.getLogger(__name__)
@@ -51,32 +50,6 @@ BACKBONE_FORMAT = "zerohar-harnet-backbone"
 
 
 # ---------------------------------------------------------------------------------------------- file helpers
-def atomic_write(path: str | Path, write: Callable[[str], None], force: bool = True) -> Path:
-    """Write `path` through a temporary file in the same directory, then `os.replace` it into place.
-
-    Args:
-        path: destination.
-        write: called with the temporary path; must write the whole file there.
-        force: when False, refuse (ZeroharError) if `path` already exists.
-
-    Returns:
-        The destination path.
-    """
-    path = Path(path)
-    if path.exists() and not force:
-        raise ZeroharError(f"{path} already exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def released_blob_id(path: str | Path) -> str:
     """The git blob id of a file (what `git hash-object FILE` prints): sha1 of `b"blob <size>\\0" + content`."""
     path = Path(path)

@@ -31,124 +31,24 @@ import json
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zerohar.config import ARCH_FIELDS, ModelConfig
 from zerohar.data.layout import SENSOR_KINDS, SensorLayout
 from zerohar.errors import ZeroharError
-from zerohar.model.harnet import ACC_CLIP_G, VARIANTS, HARNet
+from zerohar.io import atomic_write
+from zerohar.model.harnet import ACC_CLIP_G, HARNet
 from zerohar.model.original import OriginalEncoder, transformer
-from zerohar.model.pretrained import atomic_write, load_backbone
+from zerohar.model.pretrained import load_backbone
 
 log = logging.getLogger(__name__)
 
 MODEL_FORMAT = "zerohar-model"
-ENCODERS = ("harnet", "original")
-FUSIONS = ("add", "concat", "none")
-TEXT_PROJECTORS = ("linear", "mlp")
-#: Config fields that change the parameters (two configs load each other's weights iff these agree).
-ARCH_FIELDS = (
-    "encoder", "backbone", "d_text", "embed_dim", "d_model", "context_fusion", "text_proj", "n_layers",
-    "n_heads", "orig_d_model", "orig_patch", "orig_layers",
-)
 KindsLike = SensorLayout | Sequence[str] | torch.Tensor | None
-
-
-@dataclass
-class ModelConfig:
-    """Architecture and input handling of a :class:`ZeroHARModel`.
-
-    Attributes:
-        encoder: "harnet" (HARNet backbone per triad + sensor transformer) or "original" (the paper's encoder).
-        backbone: HARNet variant, which fixes the window length (harnet5: 150 samples = 5 s at 30 Hz).
-        d_text: size of the sentence embeddings (384 for all-MiniLM-L6-v2).
-        embed_dim: joint space size E.
-        d_model: width of the sensor tokens and of the sensor transformer.
-        context_fusion: how a sensor token combines signal and context: "add", "concat" or "none" (ablation).
-        text_proj: the text projector R: "linear" (keeps the geometry of the sentence space, generalises to
-            unseen label texts) or "mlp" (Linear-GELU-Linear).
-        n_layers, n_heads, dropout: the sensor transformer (and the original encoder's time transformer).
-        clip_acc: clip accelerometer triads to +-3 g before the encoder.
-        kind_scale: multiplier per sensor kind before the encoder (canonical units g, rad/s, uT).
-        init_temperature: initial softmax temperature (logit_scale = log(1 / init_temperature)).
-        max_logit_scale: the scale is clamped at this value when used.
-        orig_d_model, orig_patch, orig_layers: the original encoder's token width, samples per time token
-            and number of layers.
-    """
-
-    encoder: str = "harnet"
-    backbone: str = "harnet5"
-    d_text: int = 384
-    embed_dim: int = 256
-    d_model: int = 256
-    context_fusion: str = "add"
-    text_proj: str = "linear"
-    n_layers: int = 2
-    n_heads: int = 4
-    dropout: float = 0.1
-    clip_acc: bool = True
-    kind_scale: dict[str, float] = field(default_factory=lambda: {"acc": 1.0, "gyro": 1.0, "mag": 0.02})
-    init_temperature: float = 0.07
-    max_logit_scale: float = 100.0
-    orig_d_model: int = 128
-    orig_patch: int = 10
-    orig_layers: int = 2
-
-    def __post_init__(self):
-        def one_of(name: str, allowed: Sequence[str]) -> None:
-            if getattr(self, name) not in allowed:
-                raise ZeroharError(
-                    f"model config: {name} is {getattr(self, name)!r}, expected one of {', '.join(allowed)}"
-                )
-
-        one_of("encoder", ENCODERS)
-        one_of("backbone", tuple(VARIANTS))
-        one_of("context_fusion", FUSIONS)
-        one_of("text_proj", TEXT_PROJECTORS)
-        for name, width in (("d_model", self.d_model), ("orig_d_model", self.orig_d_model)):
-            if width % self.n_heads:
-                raise ZeroharError(f"model config: {name} ({width}) must be divisible by n_heads ({self.n_heads})")
-        unknown = set(self.kind_scale) - set(SENSOR_KINDS)
-        if unknown:
-            raise ZeroharError(f"model config: kind_scale has unknown sensor kinds {sorted(unknown)}; "
-                               f"expected {', '.join(SENSOR_KINDS)}")
-
-    @property
-    def window(self) -> int:
-        """Window length in samples (30 Hz) the backbone takes."""
-        return VARIANTS[self.backbone]
-
-    def architecture(self) -> dict:
-        """The fields that fix the parameter shapes."""
-        return {k: getattr(self, k) for k in ARCH_FIELDS}
-
-    def describe(self) -> str:
-        """One line naming the architecture, for messages."""
-        if self.encoder == "harnet":
-            core = f"{self.backbone} encoder, {self.n_layers}-layer sensor transformer (d_model {self.d_model})"
-        else:
-            core = (f"original encoder ({self.orig_layers} layers, d_model {self.orig_d_model}, "
-                    f"patch {self.orig_patch})")
-        return f"zerohar {core}, E={self.embed_dim}, d_text={self.d_text}, fusion {self.context_fusion}, " \
-               f"text projector {self.text_proj}"
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict, source: str = "model config") -> ModelConfig:
-        """Strict: unknown keys are a ZeroharError naming them."""
-        if not isinstance(d, dict):
-            raise ZeroharError(f"{source}: expected a mapping of model settings, found {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        extra = sorted(set(d) - known)
-        if extra:
-            raise ZeroharError(f"{source}: unknown model settings {extra}; known: {', '.join(sorted(known))}")
-        return cls(**d)
 
 
 def kind_indices(kinds: KindsLike, device: torch.device | None = None) -> torch.Tensor | None:
@@ -163,6 +63,27 @@ def kind_indices(kinds: KindsLike, device: torch.device | None = None) -> torch.
         raise ZeroharError(f"sensor kind {bad[0]!r} is not known to the model: expected one of "
                            f"{', '.join(SENSOR_KINDS)}")
     return torch.tensor([SENSOR_KINDS.index(k) for k in names], dtype=torch.long, device=device)
+
+
+def scale_and_clip(
+    triads: torch.Tensor, kinds: torch.Tensor, kind_scale: torch.Tensor, clip_acc: bool
+) -> torch.Tensor:
+    """The input handling of every HARNet triad (training, pretraining and inference alike).
+
+    Args:
+        triads: `(B, S, 3, T)` in canonical units (g, rad/s, uT).
+        kinds: `(B, S)` index into `SENSOR_KINDS` of each triad.
+        kind_scale: `(len(SENSOR_KINDS),)` multiplier per kind (magnetometers to about unit range).
+        clip_acc: clip accelerometer triads to +-3 g, the range HARNet was pretrained on.
+
+    Returns:
+        `(B, S, 3, T)`, scaled and clipped.
+    """
+    triads = triads * kind_scale.to(triads.dtype)[kinds][:, :, None, None]
+    if clip_acc:
+        is_acc = (kinds == SENSOR_KINDS.index("acc"))[:, :, None, None]  # (B, S, 1, 1)
+        triads = torch.where(is_acc, triads.clamp(-ACC_CLIP_G, ACC_CLIP_G), triads)
+    return triads
 
 
 def _masked_mean(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -219,10 +140,6 @@ class ZeroHARModel(nn.Module):
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def scale(self) -> torch.Tensor:
-        """The logit scale `exp(logit_scale)`, clamped at `cfg.max_logit_scale`."""
-        return self.logit_scale.exp().clamp(max=self.cfg.max_logit_scale)
-
     def init_backbone(self, source) -> None:
         """Load backbone weights (see :func:`zerohar.model.pretrained.load_backbone` for `source`)."""
         if self.cfg.encoder != "harnet":
@@ -249,13 +166,7 @@ class ZeroHARModel(nn.Module):
             return triads
         if k.shape[-1] != c // 3:
             raise ZeroharError(f"{k.shape[-1]} sensor kinds given for windows with {c // 3} sensors")
-        k = k.expand(b, c // 3)  # (B, S)
-        scale = self.kind_scale.to(x.dtype)[k]  # (B, S)
-        triads = triads * scale[:, :, None, None]  # (B, S, 3, T)
-        if self.cfg.clip_acc:
-            is_acc = (k == SENSOR_KINDS.index("acc"))[:, :, None, None]  # (B, S, 1, 1)
-            triads = torch.where(is_acc, triads.clamp(-ACC_CLIP_G, ACC_CLIP_G), triads)
-        return triads
+        return scale_and_clip(triads, k.expand(b, c // 3), self.kind_scale, self.cfg.clip_acc)
 
     def _check_mask(self, sensor_mask: torch.Tensor | None, b: int, s: int) -> torch.Tensor | None:
         if sensor_mask is None:

@@ -34,8 +34,9 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, 
 
 from zerohar import __version__
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write_text
 from zerohar.paths import cache_dir
-from zerohar.text.labels import N_DESCRIPTIONS, atomic_write_text, normalize_label
+from zerohar.text.labels import N_DESCRIPTIONS, normalize_label
 
 logger = logging.getLogger(__name__)
 

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
-import tempfile
 import threading
 import uuid
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_savez
 from zerohar.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -204,7 +203,7 @@ class TextEncoder:
         folder = self.cache_path
         folder.mkdir(parents=True, exist_ok=True)
         name = f"{uuid.uuid4().hex}.npz"
-        _atomic_savez(folder / name, keys=np.array(keys, dtype="U64"), emb=emb.astype(np.float32))
+        atomic_savez(folder / name, keys=np.array(keys, dtype="U64"), emb=emb.astype(np.float32))
         self._seen_shards.add(name)
         shards = list(folder.glob("*.npz"))
         if len(shards) > MAX_SHARDS:
@@ -216,7 +215,7 @@ class TextEncoder:
         keys = list(self._memory)
         emb = np.stack([self._memory[k] for k in keys]) if keys else np.zeros((0, self._dim or 0), np.float32)
         name = f"{uuid.uuid4().hex}.npz"
-        _atomic_savez(folder / name, keys=np.array(keys, dtype="U64"), emb=emb)
+        atomic_savez(folder / name, keys=np.array(keys, dtype="U64"), emb=emb)
         self._seen_shards.add(name)
         for s in shards:
             if s.name != name:
@@ -284,18 +283,6 @@ class TextEncoder:
 
     def __repr__(self) -> str:
         return f"TextEncoder({self.name!r})"
-
-
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    """np.savez to a temp file in the same folder, then os.replace: readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class _quiet_transformers:

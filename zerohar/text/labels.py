@@ -17,9 +17,9 @@ import logging
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import yaml
-
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write_text, load_yaml
+from zerohar.io import check_output as io_check_output
 from zerohar.paths import metadata_dir
 
 logger = logging.getLogger(__name__)
@@ -152,12 +152,7 @@ def load_label_descriptions(dataset_or_path: str | Path) -> dict[str, list[str]]
 @functools.lru_cache(maxsize=1)
 def _label_templates() -> tuple[str, ...]:
     p = metadata_dir() / "templates" / "labels.yaml"
-    if not p.is_file():
-        raise ZeroharError(f"label template file {p} does not exist")
-    try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ZeroharError(f"label template file {p} is not valid YAML ({e.__class__.__name__})") from None
+    d = load_yaml(p, "label template file")
     t = d.get("templates") if isinstance(d, dict) else None
     if not isinstance(t, list) or not t or not all(isinstance(s, str) and "{label}" in s for s in t):
         raise ZeroharError(f"label template file {p}: expected 'templates', a list of strings containing {{label}}")
@@ -252,20 +247,11 @@ def descriptions_for(labels: Iterable[str], known=None) -> dict[str, list[str]]:
 
 # ---------------------------------------------------------------------------------------------- writing
 def check_output(path: str | Path, update: bool = False, force: bool = False) -> None:
-    """Refuse an output path early (before any work): a folder, or an existing file without --update/--force.
-
-    With `update`, an existing file must be a valid label-description file (it will be merged into).
-    """
-    p = Path(path)
-    if p.is_dir():
-        raise ZeroharError(f"output {p} is a folder: expected a .json file name")
-    if p.exists():
-        if update:
-            read_label_file(p)
-        elif not force:
-            raise ZeroharError(
-                f"output {p} exists: pass --update to merge the labels into it, or --force to overwrite it"
-            )
+    """Refuse a label-file output early (before any work): :func:`zerohar.io.check_output`, and with `update`
+    an existing file must be a valid label-description file (it will be merged into)."""
+    p = io_check_output(path, force=force, update=update)
+    if update and p.exists():
+        read_label_file(p)
 
 
 def write_label_file(
@@ -308,8 +294,3 @@ def write_label_file(
     return merged
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write text to a temp file beside `path`, then rename it over `path` (never a half-written file)."""
-    from zerohar.train.runs import atomic_write_text as _write  # the one atomic writer of the package
-
-    _write(path, text)

@@ -15,10 +15,9 @@ import re
 import string
 from pathlib import Path
 
-import yaml
-
 from zerohar.data.layout import AXES, SENSOR_NAMES, Channel, Sensor, SensorLayout
 from zerohar.errors import ZeroharError
+from zerohar.io import load_yaml
 from zerohar.paths import metadata_dir
 
 _FIELDS = {"axis", "sensor", "a_sensor", "device", "a_device", "placement"}
@@ -43,12 +42,7 @@ def load_sensor_templates(path: str | Path | None = None) -> dict:
         ZeroharError: the file is missing, not YAML, lacks a key or uses an unknown placeholder.
     """
     p = Path(path) if path is not None else default_templates_path()
-    if not p.is_file():
-        raise ZeroharError(f"sensor template file {p} does not exist")
-    try:
-        d = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as e:
-        raise ZeroharError(f"sensor template file {p} is not valid YAML ({e.__class__.__name__})") from None
+    d = load_yaml(p, "sensor template file")
     need = {"axis", "sensor", "sensor_names", "placements", "articles"}
     if not isinstance(d, dict) or not need <= set(d):
         found = sorted(d) if isinstance(d, dict) else type(d).__name__

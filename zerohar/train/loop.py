@@ -1,7 +1,7 @@
 """One training loop for every stage: SSL pretraining, Stage I, Stage II (and its supervised upper bound).
 
 The loop is stage-agnostic; what a stage trains on, its loss and its validation metric live in
-:mod:`zerohar.train.tasks`. The loop gives every stage the same behaviour:
+:mod:`zerohar.train.registry` (one module per stage). The loop gives every stage the same behaviour:
 
 - AdamW (no weight decay on biases, norms and the logit scale), linear warm-up then cosine decay per step,
   gradient-norm clipping, bf16 autocast on CPUs with native bf16 (`precision: auto`);
@@ -19,14 +19,14 @@ The loop is stage-agnostic; what a stage trains on, its loss and its validation 
 Programmatic use (the benchmark does this)::
 
     from zerohar.config import resolve_config
-    from zerohar.train.loop import train_stage
-
+    
     cfg = resolve_config("stage1", overrides={"data": {"dataset": "hapt", "fold": "fold1"}, "train": {"seed": 1}})
     run_dir = train_stage("stage1", cfg, "runs/stage1/hapt-fold1-s1", resume=True)
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -38,16 +38,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from zerohar.config import STAGES, Config
-from zerohar.train.distributed import Dist, all_gather_with_grad, barrier, setup_distributed
+from zerohar.config import STAGES, Config, config_from_args, default_out_dir, from_dict
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_torch_save, atomic_write_json, load_yaml
 from zerohar.model.precision import autocast, resolve_precision
-from zerohar.train.runs import (
-    atomic_torch_save,
-    atomic_write_json,
-    check_out_dir,
-    clear_run_files,
-)
+from zerohar.model.pretrained import export_released, load_backbone
+from zerohar.train.base import resolve_init
+from zerohar.train.distributed import Dist, all_gather_with_grad, barrier, setup_distributed
+from zerohar.train.registry import make_task
+from zerohar.train.runs import check_out_dir, clear_run_files, read_run_meta
 
 logger = logging.getLogger(__name__)
 
@@ -189,8 +188,6 @@ def train_stage(
     if cfg.stage != stage:
         raise ZeroharError(f"the config is for {cfg.stage!r}, but train_stage was asked to train {stage!r}")
     out = Path(out_dir)
-    from zerohar.train.tasks import resolve_init
-
     cfg = resolve_init(cfg)
     dist = setup_distributed()
     mode = check_out_dir(out, force=force, resume=resume)
@@ -244,9 +241,7 @@ def run_supervised(cfg: Config, out_dir: str | Path, **kwargs) -> Path:
 
 def _resume_config(cfg: Config, out: Path) -> Config:
     """The saved config of the run being resumed; a differing requested config is an error naming the keys."""
-    from zerohar.config import from_dict, load_yaml
-
-    saved = from_dict(Config, load_yaml(out / "config.yaml", "run config"), str(out / "config.yaml"))
+    saved = from_dict(Config, load_yaml(out / "config.yaml", "run config", mapping=True), str(out / "config.yaml"))
     diff = _diff(saved.to_dict(), cfg.to_dict())
     # Thread counts and time limits do not change what is computed; everything else must match.
     diff = [k for k in diff if k not in ("train.num_workers", "train.max_minutes")]
@@ -279,10 +274,9 @@ def _load_state(path: Path) -> dict:
 
 
 class _Trainer:
-    """One run of the loop; the stage-specific parts come from a :mod:`zerohar.train.tasks` task."""
+    """One run of the loop; the stage-specific parts come from a task of :mod:`zerohar.train.registry`."""
 
     def __init__(self, cfg: Config, out: Path, dist: Dist, *, progress: bool, state: dict | None):
-        from zerohar.train.tasks import make_task
 
         self.cfg, self.out, self.dist, self.progress = cfg, out, dist, progress
         t = cfg.train
@@ -537,7 +531,6 @@ def _to_python_state(s: list) -> tuple:
 # ---------------------------------------------------------------------------------------------- commands
 def train_from_args(stage: str, args) -> Path:
     """What `zerohar pretrain|stage1|stage2` and the stage scripts do with their parsed flags."""
-    from zerohar.config import config_from_args, default_out_dir
 
     if stage == "stage2" and getattr(args, "supervised", False):
         stage = "supervised"
@@ -548,7 +541,6 @@ def train_from_args(stage: str, args) -> Path:
 
 def summary_line(run_dir: str | Path) -> str:
     """One line about a finished run: stage, best epoch and metric, time, where it is."""
-    import json
 
     m = json.loads((Path(run_dir) / "metrics.json").read_text())
     best = m.get("best") or {}
@@ -567,8 +559,6 @@ def summary_line(run_dir: str | Path) -> str:
 def export_backbone(run_dir: str | Path, path: str | Path, force: bool = False) -> Path:
     """Write the backbone of a finished run (pretrain, or the backbone of a Stage I / II run) in the released
     HARNet format (`module.feature_extractor.*`, torch.save), loadable wherever the released files are."""
-    from zerohar.model.pretrained import export_released, load_backbone
-    from zerohar.train.runs import read_run_meta
 
     meta = read_run_meta(run_dir)
     variant = meta.get("backbone") or None

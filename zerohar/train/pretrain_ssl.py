@@ -1,8 +1,10 @@
 """SSL pretraining of the HARNet backbone (`zerohar pretrain`): the pretext multi-task of SSL-Wearables.
 
-Each training window's triads (accelerometers by default, `train.pretrain_sensors`) are transformed by the
-pretext tasks of :mod:`zerohar.losses.contrastive` (arrow of time, permutation, time warp), and a head per task predicts
-whether its transformation was applied. The artefact is the backbone alone, in HARNet's key format.
+Each training window's triads (accelerometers by default, `train.pretrain_sensors`) get the input handling of
+the ZeroHAR model (:func:`~zerohar.model.zerohar.scale_and_clip`), are transformed by the pretext tasks of
+:mod:`zerohar.losses.pretext` (arrow of time, permutation, time warp), and a head per task predicts whether its
+transformation was applied (:func:`~zerohar.losses.pretext.pretext_loss_from_logits`). Selected on the
+held-out subjects' pretext accuracy. The artefact is the backbone alone, in HARNet's key format.
 """
 
 from __future__ import annotations
@@ -14,9 +16,14 @@ import torch
 from torch import nn
 
 from zerohar.config import Config
+from zerohar.data.layout import SENSOR_KINDS
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write_json
+from zerohar.losses.pretext import PRETEXT_TASKS, PretextHeads, pretext_batch, pretext_loss_from_logits
 from zerohar.model.precision import autocast
-from zerohar.train.tasks import BaseTask, check_backbone_run
+from zerohar.model.pretrained import BACKBONE_FORMAT, load_backbone, save_backbone
+from zerohar.model.zerohar import scale_and_clip
+from zerohar.train.base import BaseTask, check_backbone_run
 
 
 class PretrainTask(BaseTask):
@@ -26,8 +33,6 @@ class PretrainTask(BaseTask):
 
     def __init__(self, cfg: Config, dist):
         super().__init__(cfg, dist)
-        from zerohar.model.pretrained import load_backbone
-
         kinds = cfg.train.pretrain_sensors
         self.triads = [i for i, s in enumerate(self.layout.sensors) if s.sensor in kinds]
         if not self.triads:
@@ -38,27 +43,23 @@ class PretrainTask(BaseTask):
         self.channels = [3 * i + a for i in self.triads for a in range(3)]
         # The same input handling as ZeroHARModel: per-kind scale, accelerometer clipped to +-3 g.
         m = cfg.model
-        self.scale = np.array([m.kind_scale.get(self.layout.sensors[i].sensor, 1.0) for i in self.triads],
-                              dtype=np.float32)[:, None, None]  # (S', 1, 1)
-        self.clip = np.array([m.clip_acc and self.layout.sensors[i].sensor == "acc" for i in self.triads])
+        self.kind_ids = torch.tensor([[SENSOR_KINDS.index(self.layout.sensors[i].sensor) for i in self.triads]])
+        self.kind_scale = torch.tensor([m.kind_scale.get(k, 1.0) for k in SENSOR_KINDS])
         if cfg.model.encoder != "harnet":
             raise ZeroharError(f"pretraining trains a HARNet backbone; model.encoder is {cfg.model.encoder!r}")
         if cfg.init is not None and Path(cfg.init).is_dir():
             check_backbone_run(Path(cfg.init))
         self.model = PretrainModel(load_backbone(cfg.init, cfg.model.backbone))
 
-    def _triads(self, rows: np.ndarray) -> np.ndarray:
-        x = self.X[rows][:, self.channels]  # (B, 3S', T)
+    def _triads(self, rows: np.ndarray) -> torch.Tensor:
+        x = torch.from_numpy(np.ascontiguousarray(self.X[rows][:, self.channels], dtype=np.float32))  # (B, 3S', T)
         b, _, t = x.shape
-        tri = x.reshape(b, len(self.triads), 3, t) * self.scale  # (B, S', 3, T)
-        tri[:, self.clip] = np.clip(tri[:, self.clip], -3.0, 3.0)
+        tri = x.reshape(b, len(self.triads), 3, t)  # (B, S', 3, T)
+        tri = scale_and_clip(tri, self.kind_ids.expand(b, -1), self.kind_scale, self.cfg.model.clip_acc)
         return tri.reshape(b * len(self.triads), 3, t)  # (B*S', 3, T)
 
-    def _pretext(self, tri: np.ndarray, seed: int) -> tuple[torch.Tensor, dict]:
-        from zerohar.losses.contrastive import pretext_batch
-
-        g = torch.Generator().manual_seed(seed)
-        return pretext_batch(torch.from_numpy(np.ascontiguousarray(tri, dtype=np.float32)), g)
+    def _pretext(self, tri: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
+        return pretext_batch(tri, torch.Generator().manual_seed(seed))
 
     def make_batch(self, idx, lo_hi, rng, device) -> dict:
         rows = self.train_idx[idx]
@@ -68,20 +69,13 @@ class PretrainTask(BaseTask):
         return {"x": xt[lo:hi].to(device), "labels": {k: v[lo:hi].to(device) for k, v in labels.items()}}
 
     def forward(self, model, batch: dict) -> dict:
-        return model(batch["x"])
+        return model(batch["x"])  # {task: logits (N,)}
 
     def loss(self, out: dict, batch: dict) -> torch.Tensor:
-        from zerohar.losses.contrastive import PRETEXT_TASKS
-
-        return torch.stack([
-            nn.functional.binary_cross_entropy_with_logits(out[k].float(), batch["labels"][k].float())
-            for k in PRETEXT_TASKS
-        ]).mean()
+        return pretext_loss_from_logits(out, batch["labels"])[0]
 
     @torch.no_grad()
     def validate(self, model, bf16: bool) -> dict:
-        from zerohar.losses.contrastive import PRETEXT_TASKS
-
         model.eval()
         hits = {k: 0.0 for k in PRETEXT_TASKS}
         n = 0
@@ -98,9 +92,6 @@ class PretrainTask(BaseTask):
 
     def save_model(self, model, out: Path, info: dict) -> None:
         """The artefact of pretraining is the backbone: `model.safetensors` (HARNet keys) + `model.json`."""
-        from zerohar.model.pretrained import BACKBONE_FORMAT, save_backbone
-        from zerohar.train.runs import atomic_write_json
-
         meta = {**self.metadata(), **info, "backbone": model.backbone.variant,
                 "pretrain_sensors": self.cfg.train.pretrain_sensors}
         save_backbone(model.backbone, out / "model.safetensors", extra=meta)
@@ -113,8 +104,6 @@ class PretrainModel(nn.Module):
 
     def __init__(self, backbone: nn.Module):
         super().__init__()
-        from zerohar.losses.contrastive import PretextHeads
-
         self.backbone = backbone
         self.heads = PretextHeads(backbone.out_dim)
 

@@ -17,55 +17,20 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from zerohar.config import Config, from_dict
+from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
+from zerohar.io import load_yaml
+from zerohar.model.zerohar import ZeroHARModel
 
 logger = logging.getLogger(__name__)
 
 #: Files a run writes; `force` removes exactly these (never anything else in the directory).
 RUN_FILES = ("config.yaml", "model.safetensors", "model.json", "state.pt", "metrics.json", "log.txt")
-
-
-# ---------------------------------------------------------------------------------------------- atomic writes
-def _atomic(path: str | Path, write) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)  # mkstemp creates the file 0600; the result gets the usual umask-derived mode
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    """Write `text` to `path` via a temp file in the same folder and os.replace (never half-written)."""
-    return _atomic(path, lambda f: f.write(text.encode("utf-8")))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> Path:
-    """`obj` as indented JSON, atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def atomic_torch_save(obj: Any, path: str | Path) -> Path:
-    """torch.save atomically (a kill during the write leaves the previous file intact)."""
-    import torch
-
-    return _atomic(path, lambda f: torch.save(obj, f))
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -181,7 +146,6 @@ class Run:
     @property
     def layout(self):
         """The sensor layout the model was trained on (`SensorLayout`)."""
-        from zerohar.data.layout import SensorLayout
 
         return SensorLayout.from_dict(self.meta["layout"], f"{self.path / 'model.json'} (layout)")
 
@@ -243,15 +207,13 @@ def load_run(run_dir: str | Path, *, load_model: bool = True) -> Run:
     Raises:
         ZeroharError: the directory is missing, is not a run, is unfinished, or its files are damaged.
     """
-    from zerohar.config import Config, from_dict, load_yaml
 
     d = Path(run_dir)
     meta = read_run_meta(d)
-    cfg = from_dict(Config, load_yaml(d / "config.yaml", "run config"), str(d / "config.yaml"))
+    cfg = from_dict(Config, load_yaml(d / "config.yaml", "run config", mapping=True), str(d / "config.yaml"))
     metrics = _read_json(d / "metrics.json") or {}
     model = None
     if load_model and meta["stage"] != "pretrain":
-        from zerohar.model.zerohar import ZeroHARModel
 
         try:
             model = ZeroHARModel.from_pretrained(d)

@@ -30,6 +30,7 @@ from types import ModuleType
 from tqdm.auto import tqdm
 
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write
 from zerohar.paths import metadata_dir, shared_data_dir
 
 logger = logging.getLogger(__name__)
@@ -109,11 +110,8 @@ def require_file(path: Path, dataset: str, what: str) -> Path:
 # ---------------------------------------------------------------------------------------------- download
 def fetch_file(url: str, dest: str | Path, progress: bool = True) -> Path:
     """Download `url` to `dest` with a progress bar, through a temporary file renamed into place."""
-    dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".download")
-    os.close(fd)
-    try:
+
+    def download(tmp: str) -> None:
         logger.info("downloading %s", url)
         with urllib.request.urlopen(url) as resp, open(tmp, "wb") as f:  # noqa: S310 (fixed https URLs)
             total = int(resp.headers.get("Content-Length") or 0) or None
@@ -121,13 +119,11 @@ def fetch_file(url: str, dest: str | Path, progress: bool = True) -> Path:
                 while chunk := resp.read(1 << 20):
                     f.write(chunk)
                     bar.update(len(chunk))
-        os.replace(tmp, dest)
+
+    try:
+        return atomic_write(dest, download)
     except OSError as e:
         raise ZeroharError(f"could not download {url}: {e}") from None
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return dest
 
 
 def fetch_archive(url: str, root: str | Path, progress: bool = True) -> Path:

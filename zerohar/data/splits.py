@@ -1,0 +1,147 @@
+"""A stage's windows and their three-way subject split (train / validation / test).
+
+:func:`load_stage_data` reads the window set of a config, checks the fold against it, keeps the windows the
+stage may train on (seen classes; pretraining also keeps unlabelled windows) and splits the subjects with
+:func:`split_subjects`. Validation subjects choose the checkpoint; test subjects (the supervised bound only)
+are never seen in training or selection.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from zerohar.config import VARIANTS, Config
+from zerohar.data.folds import load_folds
+from zerohar.data.prepare import load_windowset
+from zerohar.errors import ZeroharError
+
+logger = logging.getLogger(__name__)
+
+@dataclass
+class StageData:
+    """The windows of a stage and their subject split (indices into `ws`)."""
+
+    ws: object  # WindowSet
+    dataset: str | None
+    classes: list[str]  # every class, in the folds file's ordering
+    seen: list[str]  # classes this stage trains on
+    unseen: list[str]  # the fold's unseen classes ([] without a fold)
+    fold: str | None
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    subjects: dict[str, list[str]]
+    source: str  # how messages name the data: the dataset or the window set file
+
+
+def split_subjects(subjects: list[str], val_fraction: float, test_fraction: float, seed: int
+                   ) -> tuple[list[str], list[str], list[str]]:
+    """Seeded subject-disjoint split into (train, val, test); val / test get at least one subject when asked."""
+    subs = sorted(set(subjects))
+    order = [subs[i] for i in np.random.default_rng([seed, 0x5B]).permutation(len(subs))]
+    n_test = max(1, round(test_fraction * len(subs))) if test_fraction > 0 else 0
+    n_val = max(1, round(val_fraction * len(subs))) if val_fraction > 0 else 0
+    if n_test + n_val >= len(subs):
+        raise ZeroharError(
+            f"{len(subs)} subject(s) cannot be split into training, validation ({val_fraction:.0%}) and test "
+            f"({test_fraction:.0%}) subjects; use data with more subjects or set train.val_fraction=0"
+        )
+    test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+    return sorted(train), sorted(val), sorted(test)
+
+
+def load_stage_data(cfg: Config) -> StageData:
+    """Load the windows of `cfg`'s data, check the fold against them and split subjects.
+
+    Raises:
+        ZeroharError: unknown fold, unseen classes missing from the data, window length that does not fit the
+            backbone, no training windows.
+    """
+
+    d, t, stage = cfg.data, cfg.train, cfg.stage
+    ws = load_windowset(d.dataset if d.data is None else None, root=d.root, data=d.data, window_s=d.window_s)
+    source = d.data or d.dataset
+    dataset = d.dataset if d.data is None else ws.meta.get("dataset")
+    expected_t = int(round(d.window_s * ws.rate))
+    if ws.window_length != expected_t:
+        raise ZeroharError(
+            f"{source}: windows have {ws.window_length} samples, but data.window_s={d.window_s} at {ws.rate:g} Hz "
+            f"needs {expected_t}"
+        )
+    _check_window_for_model(cfg, ws.window_length, source)
+    if d.subjects:
+        keep = [str(s) for s in d.subjects]
+        missing = sorted(set(keep) - set(ws.subject.tolist()))
+        if missing:
+            raise ZeroharError(f"{source}: data.subjects names subjects {missing} that are not in the data")
+        ws = ws.subset(np.isin(ws.subject, keep))
+    classes = list(ws.class_names)
+    unseen: list[str] = []
+    if d.fold is not None:
+        folds_src = d.folds or dataset
+        if folds_src is None:
+            raise ZeroharError(
+                f"{source}: a fold needs a folds file (--folds FILE.yaml) for a window set without a dataset name"
+            )
+        folds = load_folds(folds_src)
+        unseen = folds.unseen(d.fold)  # unknown fold: ZeroharError naming the folds file
+        missing = [c for c in unseen if c not in classes]
+        if missing:
+            raise ZeroharError(
+                f"fold {d.fold!r} of {folds.source}: unseen classes {missing} are missing from the data {source} "
+                f"(its classes are {classes})"
+            )
+        counts = ws.class_counts()
+        empty = [c for c in unseen if counts.get(c, 0) == 0]
+        if empty:
+            raise ZeroharError(
+                f"fold {d.fold!r} of {folds.source}: unseen classes {empty} have no windows in the data {source}"
+                f"{' (subjects ' + ', '.join(map(str, d.subjects)) + ')' if d.subjects else ''}"
+            )
+    if stage == "pretrain":
+        ids = [classes.index(c) for c in unseen]
+        mask = ~np.isin(ws.y, ids)  # unlabelled windows are welcome; unseen classes' windows are not
+        seen = [c for c in classes if c not in unseen]
+    elif stage == "supervised":
+        mask = ws.y >= 0
+        seen = list(classes)
+    else:
+        seen = [c for c in classes if c not in unseen]
+        mask = np.isin(ws.y, [classes.index(c) for c in seen])
+    ws = ws.subset(mask)
+    if len(ws) == 0:
+        raise ZeroharError(f"{source}: no windows to train {stage} on (fold {d.fold!r})")
+    test_frac = t.test_fraction if stage == "supervised" else 0.0
+    train_s, val_s, test_s = split_subjects(ws.subject.tolist(), t.val_fraction, test_frac, t.seed)
+    idx = np.arange(len(ws))
+    data = StageData(
+        ws=ws, dataset=dataset, classes=classes, seen=seen, unseen=unseen, fold=d.fold,
+        train_idx=idx[np.isin(ws.subject, train_s)], val_idx=idx[np.isin(ws.subject, val_s)],
+        test_idx=idx[np.isin(ws.subject, test_s)], subjects={"train": train_s, "val": val_s, "test": test_s},
+        source=str(source),
+    )
+    if t.max_val_windows is not None and len(data.val_idx) > t.max_val_windows:
+        pick = np.random.default_rng([t.seed, 0x7A1]).choice(len(data.val_idx), t.max_val_windows, replace=False)
+        data.val_idx = np.sort(data.val_idx[pick])
+    logger.info(
+        "%s: %d training windows (%d subjects), %d validation windows (%d subjects)%s", source,
+        len(data.train_idx), len(train_s), len(data.val_idx), len(val_s),
+        f", {len(data.test_idx)} test windows ({len(test_s)} subjects)" if test_s else "",
+    )
+    return data
+
+
+def _check_window_for_model(cfg: Config, t: int, source: str) -> None:
+
+    m = cfg.model
+    if getattr(m, "encoder", "harnet") == "harnet" or cfg.stage == "pretrain":
+        variant = getattr(m, "backbone", "harnet5")
+        if VARIANTS.get(variant) != t:
+            raise ZeroharError(
+                f"{source}: windows have {t} samples, but the {variant} backbone needs {VARIANTS.get(variant)} "
+                f"(set data.window_s={VARIANTS.get(variant, 150) / 30:g} or another model.backbone)"
+            )
+

@@ -1,0 +1,196 @@
+"""What every training task shares (data, batches, metadata), and how a task's model starts.
+
+A *task* is what one stage trains on, its loss and its validation metric; :mod:`zerohar.train.loop` is the one
+loop that runs any of them. The tasks of the stages live one per module (``pretrain_ssl``, ``stage1``,
+``stage2``) and are looked up by stage name in :mod:`zerohar.train.registry`.
+
+Text embeddings (frozen sentence encoder) are computed once per run, before training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from zerohar import __version__
+from zerohar.config import Config, ModelConfig
+from zerohar.data.augment import augment
+from zerohar.data.splits import load_stage_data
+from zerohar.errors import ZeroharError
+from zerohar.losses.contrastive import ContrastiveLoss
+from zerohar.model.zerohar import ZeroHARModel, kind_indices
+from zerohar.text.encoder import get_text_encoder
+from zerohar.train.runs import load_run, read_run_meta
+
+logger = logging.getLogger(__name__)
+
+#: Validation embeds this many windows per forward pass.
+VAL_BATCH = 256
+
+
+def build_zerohar_model(cfg: Config, backbone_source: str | None):
+    """A fresh ZeroHARModel of `cfg.model`, its HARNet backbone loaded from `backbone_source` (None = random)."""
+
+    model = ZeroHARModel(cfg.model)
+    if backbone_source is not None:
+        src = Path(backbone_source)
+        if src.is_dir():
+            check_backbone_run(src)
+        model.init_backbone(str(backbone_source))
+    return model
+
+
+def check_backbone_run(d: Path) -> None:
+    """A run directory given as a backbone must be a finished run (pretrain, or any run with a backbone)."""
+
+    read_run_meta(d)  # ZeroharError for an unfinished or foreign directory
+
+
+def _stage1_meta(path: str | Path) -> dict:
+
+    p = Path(path)
+    if p.is_file():
+        raise ZeroharError(f"--init {p} is a file; Stage II starts from a Stage I run directory")
+    meta = read_run_meta(p)  # missing / unfinished / foreign directory: ZeroharError
+    if meta.get("stage") != "stage1":
+        raise ZeroharError(
+            f"--init {p} is a {meta.get('stage')} run, not a Stage I run; pass the directory of a Stage I run"
+        )
+    return meta
+
+
+def load_stage1_run(path: str | Path):
+    """A finished Stage I run (model loaded); any other kind of run or directory is refused."""
+
+    _stage1_meta(path)
+    return load_run(path)
+
+
+def resolve_init(cfg: Config) -> Config:
+    """Stage II from a Stage I run continues that run's model, so its model section becomes the Stage I one's.
+
+    Raises:
+        ZeroharError: `init` is not a finished Stage I run.
+    """
+    if cfg.stage not in ("stage2", "supervised") or cfg.init is None:
+        return cfg
+
+
+    _stage1_meta(cfg.init)
+    path = Path(cfg.init) / "model.json"
+    saved = ModelConfig.from_dict(json.loads(path.read_text()).get("config"), f"{path} 'config'")
+    if saved != cfg.model:
+        diff = [f.name for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(cfg.model, f.name)]
+        logger.info("model settings %s come from the Stage I run %s", ", ".join(diff), cfg.init)
+    return dataclasses.replace(cfg, model=saved)
+
+
+class BaseTask:
+    """Shared parts: data, batches, metadata."""
+
+    gather_keys: tuple[str, ...] = ()
+    metric = ""
+    aug_deg = 0.0
+    aug_scale = 0.0
+
+    def __init__(self, cfg: Config, dist):
+        self.cfg, self.dist = cfg, dist
+        self.data = load_stage_data(cfg)
+        self.X = self.data.ws.X  # (N, C, T) float32
+        self.y = self.data.ws.y
+        self.layout = self.data.ws.layout
+        self.train_idx = self.data.train_idx
+        self.device = dist.device
+
+    @property
+    def n_train(self) -> int:
+        return len(self.train_idx)
+
+    @property
+    def has_validation(self) -> bool:
+        return len(self.data.val_idx) > 0
+
+    def make_batch(self, idx: np.ndarray, lo_hi: tuple[int, int], rng: np.random.Generator, device) -> dict:
+        """This process's slice of the global batch `idx` (positions in the training set), augmented.
+
+        Every random draw is made for the whole global batch, then sliced: 1 and N processes see the same data.
+        """
+        rows = self.train_idx[idx]
+        x = self.X[rows]  # (B, C, T)
+        if self.cfg.train.augment and (self.aug_deg or self.aug_scale):
+            x = augment(x, rng, self.aug_deg, self.aug_scale)
+        lo, hi = lo_hi
+        return {"x": torch.from_numpy(np.ascontiguousarray(x[lo:hi])).to(device), "rows": rows}
+
+    def after_step(self, model) -> None:
+        """Hook after each optimiser step (nothing by default)."""
+
+    def metadata(self) -> dict:
+        """The run metadata written into model.json ("extra"): what eval / classify need to use the run."""
+
+        d, c = self.data, self.cfg
+        return {
+            "stage": c.stage,
+            "dataset": d.dataset,
+            "data": c.data.data,
+            "fold": d.fold,
+            "classes": d.classes,
+            "seen": [x for x in d.classes if x not in d.unseen],
+            "unseen": d.unseen,
+            "trained_classes": d.seen,
+            "layout": self.layout.to_dict(),
+            "window_s": c.data.window_s,
+            "rate": float(self.data.ws.rate),
+            "subjects": d.subjects,
+            "label_text": c.train.label_text,
+            "transductive": c.train.transductive,
+            "descriptions": c.data.descriptions,
+            "init": c.init,
+            "backbone_init": c.backbone_init,
+            "seed": c.train.seed,
+            "zerohar_version": __version__,
+        }
+
+    def summary(self) -> dict:
+        d = self.data
+        return {"train_windows": int(len(d.train_idx)), "val_windows": int(len(d.val_idx)),
+                "test_windows": int(len(d.test_idx)), "subjects": {k: len(v) for k, v in d.subjects.items()}}
+
+    def _val_batches(self):
+        idx = self.data.val_idx
+        for i in range(0, len(idx), VAL_BATCH):
+            rows = idx[i : i + VAL_BATCH]
+            yield rows, torch.from_numpy(self.X[rows]).to(self.device)
+
+
+class ZeroHARTask(BaseTask):
+    """Stage I and II: the ZeroHAR model, the frozen text encoder, the contrastive loss."""
+
+    def __init__(self, cfg: Config, dist):
+        super().__init__(cfg, dist)
+
+        self.text = get_text_encoder(cfg.text_encoder)
+        if self.text.dim != cfg.model.d_text:
+            raise ZeroharError(
+                f"text encoder {self.text.name!r} gives {self.text.dim}-d embeddings, but model.d_text is "
+                f"{cfg.model.d_text}; set model.d_text={self.text.dim}"
+            )
+        self.kinds = kind_indices(self.layout, self.device)  # (S,) sensor kind of each triad
+        self.criterion = ContrastiveLoss(max_scale=cfg.model.max_logit_scale)
+
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """Frozen sentence embeddings `(M, d_text)`, computed once per run (and cached on disk)."""
+        return torch.from_numpy(np.asarray(self.text.encode(texts, progress=False), dtype=np.float32)).to(self.device)
+
+    def metadata(self) -> dict:
+        return {**super().metadata(), "text_encoder": self.text.identity, "text_encoder_name": self.text.name}
+
+    def save_model(self, model, out: Path, info: dict) -> None:
+        model.save_pretrained(out, extra={**self.metadata(), **info})
+
+
