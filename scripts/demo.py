@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     from zerohar.errors import ZeroharError
     from zerohar.evaluation.benchmark import chance_metrics, evaluation_is_current
     from zerohar.evaluation.evaluate import evaluate_run
-    from zerohar.inference.classify import segments
+    from zerohar.inference.summaries import segments
     from zerohar.train.loop import summary_line
     from zerohar.train.runs import load_run
 

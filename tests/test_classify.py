@@ -14,8 +14,9 @@ from zerohar.data.streaming import match_layout, open_recording, stream_windows
 from zerohar.data.transforms import canonical_stream, make_windows, to_canonical
 from zerohar.data.windows import Recording
 from zerohar.errors import ZeroharError
-from zerohar.inference.classify import clean_labels, read_labels_file, segments
+from zerohar.inference.summaries import segments
 from zerohar.io import check_output
+from zerohar.text.labels import clean_labels, read_labels_file
 
 
 def _layout(*specs) -> SensorLayout:
@@ -104,16 +105,16 @@ def test_clean_labels_deduplicates_and_says_so_once(caplog):
 
 def test_an_empty_label_list_is_refused():
     with pytest.raises(ZeroharError, match="--labels: the label list is empty; expected at least two activity labels"):
-        clean_labels([])
+        clean_labels([], at_least=2)
 
 
 def test_one_label_is_refused():
-    with pytest.raises(ZeroharError, match=r"only one label \('walking'\); zero-shot classification needs at least"):
-        clean_labels(["walking", "walking"])
+    with pytest.raises(ZeroharError, match=r"only one label \('walking'\); zero-shot classification needs at least two"):
+        clean_labels(["walking", "walking"], at_least=2)
 
 
 def test_an_empty_label_is_refused():
-    with pytest.raises(ZeroharError, match="--labels: label 2 is empty"):
+    with pytest.raises(ZeroharError, match="label 2 in --labels is empty"):
         clean_labels(["walking", "  "])
 
 
@@ -384,30 +385,30 @@ def test_parquet_without_pyarrow_is_a_clear_error(tmp_path):
 def test_describe_asks_the_llm_only_for_labels_without_written_descriptions(monkeypatch, tmp_path):
     from llm_server import LLMServer
 
-    from zerohar.inference.classify import label_descriptions
+    from zerohar.text.label_rule import label_texts
     from zerohar.text.labels import load_label_descriptions
 
     monkeypatch.setenv("ZEROHAR_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with LLMServer() as server:
-        texts = label_descriptions(["rock climbing", "walking"], known="hapt", describe=True,
+        texts = label_texts(["rock climbing", "walking"], dataset="hapt", describe=True,
                                    llm_model="test-model", base_url=server.url)
         assert server.labels_requested() == ["rock climbing"]
     assert texts["rock climbing"][0] == "rock climbing: body movement number 1."
     assert texts["walking"] == load_label_descriptions("hapt")["walking"]
     with pytest.raises(ZeroharError, match="--describe needs --llm-model"):
-        label_descriptions(["rock climbing", "walking"], describe=True)
+        label_texts(["rock climbing", "walking"], describe=True)
 
 
 def test_labels_without_descriptions_fall_back_to_templates_and_names_runs_use_names():
-    from zerohar.inference.classify import label_descriptions
+    from zerohar.text.label_rule import label_texts
     from zerohar.text.labels import template_descriptions
 
-    texts = label_descriptions(["rock climbing", "sitting"], known="hapt")
+    texts = label_texts(["rock climbing", "sitting"], dataset="hapt")
     assert texts["rock climbing"] == template_descriptions("rock climbing")
     assert len(texts["sitting"]) == 10 and texts["sitting"] != template_descriptions("sitting")
-    assert label_descriptions(["a b", "c"], label_text="names") == {"a b": ["a b"], "c": ["c"]}
-    written = label_descriptions(["rowing", "sitting"], written={"rowing": ["arms pull"]}, known="hapt")
+    assert label_texts(["a b", "c"], label_text="names") == {"a b": ["a b"], "c": ["c"]}
+    written = label_texts(["rowing", "sitting"], written={"rowing": ["arms pull"]}, dataset="hapt")
     assert written["rowing"] == ["arms pull"]
 
 

@@ -20,11 +20,9 @@ from zerohar.text.describe import (
     INSTRUCTION_VERSION,
     DescribeOptions,
     cached_descriptions,
-    clean_labels,
     describe_labels,
-    read_labels_file,
 )
-from zerohar.text.labels import load_label_descriptions, read_label_file
+from zerohar.text.labels import clean_labels, load_label_descriptions, read_label_file, read_labels_file
 
 KEY = "sk-zerohar-test-Q7xWv93kLpT2rRz8mN4b"
 FAST = DescribeOptions(timeout=5.0, retries=2, backoff=0.001, max_backoff=0.01, attempts=3, concurrency=2,
@@ -252,7 +250,7 @@ def test_missing_openai_package_says_how_to_install(server, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- bad input
 def test_empty_label_is_refused():
-    with pytest.raises(ZeroharError, match="label 2 in the command line is empty: expected a non-empty activity name"):
+    with pytest.raises(ZeroharError, match="label 2 in --labels is empty: expected a non-empty activity name"):
         clean_labels(["walking", "  "])
 
 
@@ -261,19 +259,19 @@ def test_duplicate_labels_are_dropped_with_one_warning(caplog):
         out = clean_labels(["walking", "running", "walking", " walking ", "running"])
     assert out == ["walking", "running"]
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and "'walking', 'running'" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "'walking' (x3), 'running' (x2)" in warnings[0].getMessage()
 
 
 def test_labels_file_text_and_json(tmp_path):
     t = tmp_path / "labels.txt"
     t.write_text("# my labels\nrock climbing\n\n  kayaking  \nrock climbing\n")
-    assert read_labels_file(t) == ["rock climbing", "kayaking"]
+    assert read_labels_file(t) == (["rock climbing", "kayaking"], {})
     j = tmp_path / "labels.json"
     j.write_text(json.dumps(["rowing", "skiing"]))
-    assert read_labels_file(j) == ["rowing", "skiing"]
+    assert read_labels_file(j) == (["rowing", "skiing"], {})
     d = tmp_path / "descs.json"
     d.write_text(json.dumps({"provenance": {}, "labels": {"yoga": ["x"], "golf": ["y"]}}))
-    assert read_labels_file(d) == ["yoga", "golf"]
+    assert read_labels_file(d)[0] == ["yoga", "golf"]
 
 
 @pytest.mark.parametrize(

@@ -126,13 +126,12 @@ def test_supervised_runs_are_tested_on_their_test_subjects_only(tmp_path):
 
 
 def test_a_run_trained_on_label_names_is_evaluated_with_names(tmp_path):
-    from zerohar.evaluation.evaluate import label_texts
     from zerohar.train.runs import load_run
 
     run = load_run(_tiny_run(tmp_path / "names", label_text="names"), load_model=False)
-    assert label_texts(run, ["walking", "sitting"]) == {"walking": ["walking"], "sitting": ["sitting"]}
+    assert run.label_texts(["walking", "sitting"]) == {"walking": ["walking"], "sitting": ["sitting"]}
     run = load_run(_tiny_run(tmp_path / "descs"), load_model=False)
-    assert len(label_texts(run, ["walking"])["walking"]) == 10
+    assert len(run.label_texts(["walking"])["walking"]) == 10
 
 
 def test_a_stage1_run_is_refused(tmp_path):

@@ -12,7 +12,7 @@ import argparse
 import logging
 
 from zerohar.errors import ZeroharError
-from zerohar.text.labels import N_DESCRIPTIONS, check_output, write_label_file
+from zerohar.text.labels import N_DESCRIPTIONS, check_output, clean_labels, read_labels_file, write_label_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -38,13 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zerohar.text.describe import (
-        DescribeOptions,
-        clean_labels,
-        describe_labels,
-        describe_provenance,
-        read_labels_file,
-    )
+    from zerohar.text.describe import DescribeOptions, describe_labels, describe_provenance  # heavy: openai
 
     if not getattr(args, "verbose", False):
         # The openai client's HTTP library logs every request at INFO; beside a progress bar that is noise.
@@ -52,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
             logging.getLogger(name).setLevel(logging.WARNING)
     labels = clean_labels(args.labels) if args.labels else []
     if args.labels_file:
-        labels += read_labels_file(args.labels_file)
+        labels += read_labels_file(args.labels_file)[0]
     if not labels:
         raise ZeroharError("no labels given: pass LABEL arguments or --labels-file FILE")
     labels = clean_labels(labels, source="the labels given")

@@ -54,17 +54,6 @@ def load_eval_windows(run, *, root: str | None = None, data: str | None = None):
     return ws.subset(mask)
 
 
-def label_texts(run, classes: list[str]) -> dict[str, list[str]]:
-    """The texts of each class as the run was trained: its descriptions (or names, for `label_text: names`)."""
-    from zerohar.text.labels import descriptions_for, known_datasets
-
-    if run.config.train.label_text == "names":
-        return {c: [c] for c in classes}
-    # The trainer's rule (zerohar.train.tasks): the run's descriptions file, else the dataset's shipped file.
-    source = run.config.data.descriptions or (run.dataset if run.dataset in known_datasets() else None)
-    return descriptions_for(classes, known=source)
-
-
 def evaluate_run(
     run_dir: str | Path,
     out: str | Path | None = None,
@@ -139,7 +128,7 @@ def evaluate_run(
     pos = np.full(len(ws), -1)
     pos[idx] = np.arange(len(idx))
 
-    index = LabelIndex.build(run.model, label_texts(run, classes), get_text_encoder(run.text_encoder))
+    index = LabelIndex.build(run.model, run.label_texts(classes), get_text_encoder(run.text_encoder))
     # Zero-shot: unseen windows, unseen candidates (in the fold's order: the report re-orders by class ids).
     zi = pos[np.flatnonzero(zs_mask)]
     _, top = index.search(emb[zi], k=min(3, len(unseen)), candidates=unseen)

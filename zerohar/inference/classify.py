@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,172 +22,13 @@ import numpy as np
 from zerohar.data.layout import SensorLayout
 from zerohar.data.streaming import CHUNK_ROWS, match_layout, open_recording, stream_windows
 from zerohar.errors import ZeroharError
+from zerohar.inference.summaries import ClassifyResult
 from zerohar.io import TableWriter, check_output
+from zerohar.text.labels import clean_labels, load_label_descriptions, read_labels_file
 
 logger = logging.getLogger(__name__)
 
 RATE = 30.0
-
-
-# ---------------------------------------------------------------------------------------------- labels
-def clean_labels(labels: Iterable[str], source: str = "--labels") -> list[str]:
-    """Labels with whitespace normalised, duplicates (ignoring case) removed, and at least two left.
-
-    Duplicates are reported once, in one warning. Zero-shot classification needs two candidates at least:
-    with one, every window would get it.
-
-    Raises:
-        ZeroharError: no labels, an empty label, or a single label.
-    """
-    from zerohar.text.labels import normalize_label
-
-    out: list[str] = []
-    seen: dict[str, str] = {}
-    repeated: Counter[str] = Counter()
-    for i, raw in enumerate(labels):
-        name = normalize_label(raw)
-        if not name:
-            raise ZeroharError(f"{source}: label {i + 1} is empty; expected a non-empty activity name")
-        key = name.casefold()
-        if key in seen:
-            repeated[seen[key]] += 1
-            continue
-        seen[key] = name
-        out.append(name)
-    if not out:
-        raise ZeroharError(f"{source}: the label list is empty; expected at least two activity labels")
-    if repeated:
-        logger.warning(
-            "%s: repeated labels used once: %s", source, ", ".join(f"{k!r} (x{n + 1})" for k, n in repeated.items())
-        )
-    if len(out) == 1:
-        raise ZeroharError(
-            f"{source}: only one label ({out[0]!r}); zero-shot classification needs at least two candidate labels"
-        )
-    return out
-
-
-def read_labels_file(path: str | Path) -> tuple[list[str], dict[str, list[str]]]:
-    """Labels (and written descriptions, if any) from a file.
-
-    A `.json` file is a label-description file (`metadata/labels/*.json` format, as `zerohar describe`
-    writes); any other file is text with one label per line (blank lines and `#` comments skipped).
-
-    Returns:
-        (labels in file order, label -> descriptions for the labels the file describes)
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ZeroharError(f"labels file {p} does not exist")
-    if p.suffix.lower() == ".json":
-        from zerohar.text.labels import read_label_file
-
-        _, descs = read_label_file(p)
-        return list(descs), descs
-    try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise ZeroharError(f"labels file {p} is not a UTF-8 text file (expected one label per line)") from None
-    lines = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
-    return [ln for ln in lines if ln], {}
-
-
-def label_descriptions(
-    labels: Sequence[str],
-    *,
-    written: dict[str, list[str]] | None = None,
-    known=None,
-    label_text: str = "descriptions",
-    describe: bool = False,
-    llm_model: str | None = None,
-    base_url: str | None = None,
-) -> dict[str, list[str]]:
-    """The texts of each label: given ones, else shipped ones (metadata/labels), else LLM or template ones.
-
-    Args:
-        labels: cleaned labels (see :func:`clean_labels`).
-        written: descriptions supplied by the user (a labels JSON file); they win.
-        known: where shipped descriptions come from (see :func:`zerohar.text.labels.descriptions_for`).
-        label_text: "names" for a model trained on label names (the label is its own only text).
-        describe: ask an LLM (`zerohar.text.describe`) for labels without written descriptions.
-        llm_model, base_url: the LLM for `describe`.
-    """
-    from zerohar.text.labels import descriptions_for, template_descriptions
-
-    if label_text == "names":
-        return {lab: [lab] for lab in labels}
-    written = dict(written or {})
-    sources = [written, known] if written else known
-    texts = descriptions_for(list(labels), known=sources)
-    if describe:
-        missing = [lab for lab in labels if texts[lab] == template_descriptions(lab)]
-        if missing:
-            texts.update(_describe(missing, llm_model, base_url))
-    return texts
-
-
-def _describe(labels: list[str], llm_model: str | None, base_url: str | None) -> dict[str, list[str]]:
-    """LLM descriptions for `labels` via the text side's describe API."""
-    if not llm_model:
-        raise ZeroharError("--describe needs --llm-model (the model name of an OpenAI-compatible server)")
-    from zerohar.text import describe as describe_mod
-
-    logger.info("asking %s for descriptions of %s", llm_model, ", ".join(repr(lab) for lab in labels))
-    result = describe_mod.describe_labels(labels, model=llm_model, base_url=base_url)
-    return {lab: list(result[lab]) for lab in labels}
-
-
-# ---------------------------------------------------------------------------------------------- summary
-@dataclass
-class ClassifyResult:
-    """What :func:`classify_recording` wrote."""
-
-    out: Path
-    n_windows: int
-    window_s: float
-    step_s: float
-    duration_s: float  # time covered by windows (each window counts for one step, the last for a whole window)
-    seconds_per_label: dict[str, float] = field(default_factory=dict)
-
-    def summary_lines(self) -> list[str]:
-        """A table of time per label, largest first."""
-        total = sum(self.seconds_per_label.values()) or 1.0
-        width = max([5] + [len(k) for k in self.seconds_per_label])
-        lines = [f"{'label':<{width}}  {'time':>10}  {'share':>6}"]
-        for lab, s in sorted(self.seconds_per_label.items(), key=lambda kv: -kv[1]):
-            lines.append(f"{lab:<{width}}  {format_duration(s):>10}  {100 * s / total:5.1f}%")
-        return lines
-
-
-def format_duration(seconds: float) -> str:
-    """`HH:MM:SS` (with days as `Nd HH:MM:SS` beyond 24 h)."""
-    s = int(round(seconds))
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    return f"{d}d {h:02d}:{m:02d}:{s:02d}" if d else f"{h:02d}:{m:02d}:{s:02d}"
-
-
-def segments(starts: Sequence[float], labels: Sequence[str], step_s: float, window_s: float) -> list[tuple]:
-    """Merge consecutive windows with one label into `(start_s, end_s, label)` segments.
-
-    A window stands for the `step_s` seconds from its start; the last window before a gap (or the end)
-    stands for its whole length. Windows further apart than one step start a new segment.
-    """
-    out: list[list] = []
-    prev = None
-    for t, lab in zip(np.asarray(starts, dtype=np.float64).tolist(), labels):
-        contiguous = prev is not None and abs(t - prev - step_s) < 1e-6 * max(1.0, step_s)
-        if prev is not None and not contiguous:
-            out[-1][1] = prev + window_s
-        if contiguous and out[-1][2] == lab:
-            out[-1][1] = t + step_s
-        else:
-            out.append([t, t + step_s, lab])
-        prev = t
-    if out:
-        out[-1][1] = prev + window_s
-    return [tuple(x) for x in out]
 
 
 # ---------------------------------------------------------------------------------------------- label index
@@ -215,29 +55,15 @@ def label_index_for_run(
         raise ZeroharError("give the labels one way: --labels, --labels-file or --dataset")
     written: dict[str, list[str]] = {}
     if labels_file is not None:
-        names, written = read_labels_file(labels_file)
-        candidates = clean_labels(names, f"labels file {labels_file}")
+        candidates, written = read_labels_file(labels_file)
+        candidates = clean_labels(candidates, f"labels file {labels_file}", at_least=2)
     elif dataset is not None:
-        from zerohar.text.labels import load_label_descriptions
-
         written = load_label_descriptions(dataset)
-        candidates = clean_labels(list(written), f"dataset {dataset}")
+        candidates = clean_labels(list(written), f"dataset {dataset}", at_least=2)
     else:
-        candidates = clean_labels(labels, "--labels")
-    label_text = getattr(run.config.train, "label_text", "descriptions")
-    known = [src for src in (run.config.data.descriptions, _shipped_dataset(run.dataset)) if src] + [None]
-    texts = label_descriptions(
-        candidates, written=written, known=known, label_text=label_text,
-        describe=describe, llm_model=llm_model, base_url=base_url,
-    )
+        candidates = clean_labels(labels, "--labels", at_least=2)
+    texts = run.label_texts(candidates, written=written, describe=describe, llm_model=llm_model, base_url=base_url)
     return LabelIndex.build(run.model, texts, get_text_encoder(run.text_encoder))
-
-
-def _shipped_dataset(name: str | None) -> str | None:
-    """`name` if zerohar ships label descriptions for it (so a run's own classes keep its training texts)."""
-    from zerohar.text.labels import known_datasets
-
-    return name if name and name in known_datasets() else None
 
 
 def build_label_index(model_dir: str | Path, out: str | Path, *, force: bool = False, **labels):
@@ -331,7 +157,7 @@ def classify_recording(
 
     if index_dir is not None:
         index = LabelIndex.load(index_dir, model=model)
-        candidates = clean_labels(index.labels, f"label index {index_dir}")
+        candidates = clean_labels(index.labels, f"label index {index_dir}", at_least=2)
     else:
         index = label_index_for_run(
             run, labels=labels, labels_file=labels_file, describe=describe, llm_model=llm_model, base_url=base_url

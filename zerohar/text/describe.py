@@ -36,7 +36,7 @@ from zerohar import __version__
 from zerohar.errors import ZeroharError
 from zerohar.io import atomic_write_text
 from zerohar.paths import cache_dir
-from zerohar.text.labels import N_DESCRIPTIONS, normalize_label
+from zerohar.text.labels import N_DESCRIPTIONS, clean_labels
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,6 @@ INSTRUCTION = (
 )
 #: The user message; the label is the text after the colon.
 USER_PROMPT = "Activity label: {label}"
-#: Labels longer than this are refused (a paragraph passed as a label is a mistake, and costs tokens).
-MAX_LABEL_CHARS = 200
 #: Placeholder key sent to a `base_url` server when no key is set (local servers ignore it).
 NO_KEY = "no-key-set"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
@@ -101,76 +99,6 @@ class LabelDescriptions(BaseModel):
         if len({" ".join(s.casefold().split()) for s in v}) != len(v):
             raise ValueError("the descriptions repeat one another")
         return [" ".join(s.split()) for s in v]
-
-
-# ---------------------------------------------------------------------------------------------- labels
-def clean_labels(labels: list[str], source: str = "the command line") -> list[str]:
-    """Labels normalised (whitespace), checked (non-empty, not overlong) and de-duplicated in order.
-
-    Args:
-        labels: Raw labels.
-        source: Where they came from, for messages ("the command line", a file name).
-
-    Returns:
-        The distinct labels; repeats are dropped with one warning naming them.
-    """
-    out: list[str] = []
-    repeated: list[str] = []
-    for i, raw in enumerate(labels, 1):
-        if not isinstance(raw, str):
-            raise ZeroharError(f"label {i} in {source} is a {type(raw).__name__}: expected an activity name")
-        label = normalize_label(raw)
-        if not label:
-            raise ZeroharError(f"label {i} in {source} is empty: expected a non-empty activity name")
-        if len(label) > MAX_LABEL_CHARS:
-            raise ZeroharError(
-                f"label {i} in {source} has {len(label)} characters: expected an activity name of at most "
-                f"{MAX_LABEL_CHARS}"
-            )
-        if label in out:
-            if label not in repeated:
-                repeated.append(label)
-            continue
-        out.append(label)
-    if repeated:
-        logger.warning("ignoring repeated labels in %s: %s", source, ", ".join(repr(r) for r in repeated))
-    return out
-
-
-def read_labels_file(path: str | Path) -> list[str]:
-    """Labels from a file: UTF-8 text with one label per line (blank lines and `#` comments skipped), or JSON
-    (a list of labels, or a label-description file whose labels are taken).
-
-    Raises:
-        ZeroharError: the file is missing, binary, not valid JSON, or names no labels.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise ZeroharError(f"labels file {p} does not exist")
-    raw = p.read_bytes()
-    expect = "expected UTF-8 text with one label per line, or a JSON list of labels"
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = None
-    if text is None or "\x00" in text:
-        raise ZeroharError(f"labels file {p} is not a text file: {expect}")
-    if p.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ZeroharError(f"labels file {p} is not valid JSON (line {e.lineno}: {e.msg}): {expect}") from None
-        if isinstance(d, dict) and isinstance(d.get("labels"), (list, dict)):
-            d = list(d["labels"])
-        if not isinstance(d, list):
-            raise ZeroharError(f"labels file {p} holds a JSON {type(d).__name__}: {expect}")
-        labels = d
-    else:
-        labels = [ln.strip() for ln in text.splitlines()]
-        labels = [ln for ln in labels if ln and not ln.startswith("#")]
-    if not labels:
-        raise ZeroharError(f"labels file {p} names no labels: {expect}")
-    return clean_labels(labels, source=str(p))
 
 
 # ---------------------------------------------------------------------------------------------- cache

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -243,6 +244,112 @@ def descriptions_for(labels: Iterable[str], known=None) -> dict[str, list[str]]:
             ", ".join(repr(t) for t in templated),
         )
     return out
+
+
+# ---------------------------------------------------------------------------------------------- label lists
+#: Longest label accepted (an activity name, not a paragraph).
+MAX_LABEL_CHARS = 200
+
+
+def clean_labels(labels: Iterable[str], source: str = "--labels", *, at_least: int = 1) -> list[str]:
+    """The one rule for a list of labels a user gives: whitespace normalised, each checked (a string, not
+    empty, at most :data:`MAX_LABEL_CHARS` characters), repeats dropped ignoring case (the first spelling
+    kept) with one warning naming them.
+
+    Args:
+        labels: raw labels.
+        source: where they came from, for messages ("--labels", a file name).
+        at_least: fewest distinct labels accepted (zero-shot classification needs two: with one, every
+            window would get it).
+
+    Raises:
+        ZeroharError: a label that is not a string, empty or overlong; fewer than `at_least` labels.
+    """
+    out: list[str] = []
+    first: dict[str, str] = {}
+    repeated: Counter[str] = Counter()
+    for i, raw in enumerate(labels, 1):
+        if not isinstance(raw, str):
+            raise ZeroharError(f"label {i} in {source} is a {type(raw).__name__}: expected an activity name")
+        label = normalize_label(raw)
+        if not label:
+            raise ZeroharError(f"label {i} in {source} is empty: expected a non-empty activity name")
+        if len(label) > MAX_LABEL_CHARS:
+            raise ZeroharError(
+                f"label {i} in {source} has {len(label)} characters: expected an activity name of at most "
+                f"{MAX_LABEL_CHARS}"
+            )
+        key = label.casefold()
+        if key in first:
+            repeated[first[key]] += 1
+            continue
+        first[key] = label
+        out.append(label)
+    if repeated:
+        logger.warning(
+            "%s: repeated labels used once: %s", source, ", ".join(f"{k!r} (x{n + 1})" for k, n in repeated.items())
+        )
+    if not out:
+        raise ZeroharError(f"{source}: the label list is empty; expected at least {_labels(max(at_least, 1))}")
+    if len(out) < at_least:
+        raise ZeroharError(
+            f"{source}: only {_labels(len(out), 'label')} ({', '.join(map(repr, out))}); zero-shot classification "
+            f"needs at least {_labels(at_least, 'candidate label')}"
+        )
+    return out
+
+
+def _labels(n: int, what: str = "activity label") -> str:
+    words = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten")
+    return f"{words[n] if n < len(words) else n} {what}{'' if n == 1 else 's'}"
+
+
+def read_labels_file(path: str | Path) -> tuple[list[str], dict[str, list[str]]]:
+    """Labels, and their written descriptions if the file has any, from a file a user gives.
+
+    The file is UTF-8 text with one label per line (blank lines and `#` comments skipped), a JSON list of
+    labels, or a label-description file (as `zerohar describe` writes; its descriptions are checked and kept).
+
+    Returns:
+        (the cleaned labels in file order, label -> descriptions for the labels the file describes)
+
+    Raises:
+        ZeroharError: the file is missing, binary, not valid JSON, malformed or names no labels.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ZeroharError(f"labels file {p} does not exist")
+    expect = "expected UTF-8 text with one label per line, or a JSON list of labels"
+    try:
+        text = p.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = None
+    except OSError as e:
+        raise ZeroharError(f"cannot read labels file {p} ({e.__class__.__name__}: {e.strerror or e})") from None
+    if text is None or "\x00" in text:
+        raise ZeroharError(f"labels file {p} is not a text file: {expect}")
+    descs: dict[str, list[str]] = {}
+    if p.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ZeroharError(f"labels file {p} is not valid JSON (line {e.lineno}: {e.msg}): {expect}") from None
+        except RecursionError:
+            raise ZeroharError(f"labels file {p} is nested too deeply: {expect}") from None
+        if isinstance(d, dict) and isinstance(d.get("labels"), dict):
+            _, descs = read_label_file(p)  # a label-description file: checked as such
+            d = list(descs)
+        elif isinstance(d, dict) and isinstance(d.get("labels"), list):
+            d = d["labels"]
+        if not isinstance(d, list):
+            raise ZeroharError(f"labels file {p} holds a JSON {type(d).__name__}: {expect}")
+        labels = d
+    else:
+        labels = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]
+        labels = [ln for ln in labels if ln]
+    if not labels:
+        raise ZeroharError(f"labels file {p} names no labels: {expect}")
+    return clean_labels(labels, source=str(p)), descs
 
 
 # ---------------------------------------------------------------------------------------------- writing

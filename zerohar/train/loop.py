@@ -19,7 +19,8 @@ The loop is stage-agnostic; what a stage trains on, its loss and its validation 
 Programmatic use (the benchmark does this)::
 
     from zerohar.config import resolve_config
-    
+    from zerohar.train.loop import train_stage
+
     cfg = resolve_config("stage1", overrides={"data": {"dataset": "hapt", "fold": "fold1"}, "train": {"seed": 1}})
     run_dir = train_stage("stage1", cfg, "runs/stage1/hapt-fold1-s1", resume=True)
 """

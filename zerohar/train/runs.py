@@ -26,6 +26,7 @@ from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
 from zerohar.io import load_yaml
 from zerohar.model.zerohar import ZeroHARModel
+from zerohar.text.label_rule import label_texts
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +144,15 @@ class Run:
     def unseen(self) -> list[str]:
         return list(self.meta.get("unseen", []))
 
+    def label_texts(self, labels: list[str], **kwargs) -> dict[str, list[str]]:
+        """The texts of `labels` as this run's model reads labels (:func:`zerohar.text.label_rule.label_texts`
+        with the run's label-text setting, descriptions file and dataset; `kwargs`: written, describe, ...)."""
+        return label_texts(labels, label_text=self.config.train.label_text, descriptions=self.config.data.descriptions,
+                           dataset=self.dataset, **kwargs)
+
     @property
     def layout(self):
         """The sensor layout the model was trained on (`SensorLayout`)."""
-
         return SensorLayout.from_dict(self.meta["layout"], f"{self.path / 'model.json'} (layout)")
 
     @property

@@ -21,7 +21,7 @@ from zerohar.config import Config
 from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
 from zerohar.model.precision import autocast
-from zerohar.text.labels import descriptions_for, known_datasets
+from zerohar.text.label_rule import label_texts
 from zerohar.text.sensors import sensor_description
 from zerohar.train.base import ZeroHARTask, build_zerohar_model, load_stage1_run
 
@@ -92,11 +92,9 @@ class Stage2Task(ZeroHARTask):
             )
 
     def _label_texts(self, labels: list[str]) -> dict[str, list[str]]:
-        if self.cfg.train.label_text == "names":
-            return {c: [c] for c in labels}
-
-        src = self.cfg.data.descriptions or (self.data.dataset if self.data.dataset in known_datasets() else None)
-        return descriptions_for(labels, known=src)
+        c = self.cfg
+        return label_texts(labels, label_text=c.train.label_text, descriptions=c.data.descriptions,
+                           dataset=self.data.dataset)
 
     def make_batch(self, idx, lo_hi, rng, device) -> dict:
         batch = super().make_batch(idx, lo_hi, rng, device)
