@@ -48,7 +48,7 @@ from zerohar.data.layout import SensorLayout
 from zerohar.data.sources import harth, opportunity, pamap2, uschad, wisdm
 from zerohar.errors import ZeroharError
 
-FIX = Path(__file__).resolve().parent / "fixtures" / "raw"
+FIX = Path(__file__).resolve().parents[1] / "fixtures" / "raw"
 MODULES = [pamap2, opportunity, uschad, wisdm, harth]
 STANDARD_GRAVITY = 9.80665
 

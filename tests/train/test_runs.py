@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from test_train import tiny_cfg
+from helpers import tiny_cfg
 
 from zerohar.errors import ZeroharError
 from zerohar.io import atomic_write_json

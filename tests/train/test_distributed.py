@@ -17,7 +17,7 @@ import subprocess
 import sys
 
 import pytest
-from test_train import tiny_cfg
+from helpers import tiny_cfg
 
 SCRIPT = """
 import json, sys

@@ -12,30 +12,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import SUBJECTS, tiny_cfg
 
-from zerohar.config import resolve_config
-from zerohar.data.augment import augment
-from zerohar.data.splits import split_subjects
 from zerohar.errors import ZeroharError
 from zerohar.train.loop import epoch_permutation, lr_factor, step_rng, train_stage
-from zerohar.train.stage1 import channel_retrieval_report
-
-TINY_MODEL = {"encoder": "original", "embed_dim": 32, "d_model": 32, "n_heads": 2, "orig_d_model": 32,
-              "orig_layers": 1, "dropout": 0.0}
-SUBJECTS = ["01", "02", "03"]
-
-
-def tiny_cfg(stage: str, data: dict | None = None, model: dict | None = None, **train):
-    over = {
-        "data": {"dataset": "hapt", "fold": "fold1", "subjects": SUBJECTS, **(data or {})},
-        "model": {**TINY_MODEL, **(model or {})},
-        "train": {"epochs": 1, "batch_size": 8, "max_steps_per_epoch": 2, "val_fraction": 0.34,
-                  "max_val_windows": 48, **train},
-    }
-    if stage == "pretrain":
-        over["model"] = {"backbone": "harnet5"}
-        over["data"]["fold"] = None
-    return resolve_config(stage, overrides=over)
 
 
 @pytest.fixture(scope="module")
@@ -63,43 +43,10 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
     assert step_rng(1, 2, 3).random() == step_rng(1, 2, 3).random()
 
 
-def test_split_subjects_is_disjoint_and_seeded():
-    subs = [f"s{i}" for i in range(10)]
-    tr, va, te = split_subjects(subs * 3, 0.2, 0.3, seed=0)
-    assert (len(tr), len(va), len(te)) == (5, 2, 3)
-    assert not (set(tr) & set(va)) and not (set(tr) & set(te)) and not (set(va) & set(te))
-    assert set(tr) | set(va) | set(te) == set(subs)
-    assert split_subjects(subs, 0.2, 0.3, seed=0) == (tr, va, te)
-    assert split_subjects(subs, 0.2, 0.3, seed=1) != (tr, va, te)
-    assert split_subjects(subs, 0.0, 0.0, seed=0) == (sorted(subs), [], [])
-    with pytest.raises(ZeroharError, match=r"2 subject\(s\) cannot be split into training, validation"):
-        split_subjects(["a", "b"], 0.5, 0.5, seed=0)
 
 
-def test_augment_keeps_shape_and_norm_up_to_scale():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(4, 6, 150)).astype(np.float32)
-    y = augment(x, np.random.default_rng(1), max_deg=10.0, scale=0.0)
-    assert y.shape == x.shape and y.dtype == np.float32
-    # a rotation keeps the norm of every triad's 3-vector at every sample
-    nx = np.linalg.norm(x.reshape(4, 2, 3, 150), axis=2)
-    ny = np.linalg.norm(y.reshape(4, 2, 3, 150), axis=2)
-    np.testing.assert_allclose(nx, ny, rtol=1e-4)
-    assert not np.allclose(x, y)
 
 
-def test_channel_retrieval_report_counts_kind_and_axis():
-    from zerohar.data.layout import Sensor, SensorLayout
-
-    layout = SensorLayout((Sensor("acc", "waist", "phone", "g"), Sensor("gyro", "waist", "phone", "rad/s")))
-    truth = np.arange(6)
-    pred = np.array([[0, 1, 2, 3, 4, 5], [1, 1, 2, 3, 4, 2]])  # window 2: acc_x -> acc_y, gyro_z -> acc_z
-    r = channel_retrieval_report(pred, truth, layout.channels)
-    assert r["channel_acc"] == pytest.approx(10 / 12)
-    assert r["kind_acc"] == pytest.approx(11 / 12)  # only gyro_z -> acc_z has the wrong kind
-    assert r["axis_acc"] == pytest.approx(11 / 12)  # only acc_x -> acc_y has the wrong axis
-    assert r["acc_acc"] == pytest.approx(5 / 6) and r["gyro_acc"] == pytest.approx(5 / 6)
-    assert r["channel/acc_x"] == 0.5 and r["channel/gyro_y"] == 1.0
 
 
 # ---------------------------------------------------------------------------------------------- the loop

@@ -44,7 +44,7 @@ def test_pretrain_stage1_stage2(tmp_path, capsys):
 
 
 def test_stage_scripts_are_the_commands():
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     for stage in ("stage1", "stage2"):
         p = subprocess.run([sys.executable, str(root / stage / "train.py"), "--help"], capture_output=True, text=True,
                            timeout=120)
