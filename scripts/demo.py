@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import logging
 import os
 import sys
 import time
@@ -93,10 +92,9 @@ def _train(stage: str, cfg, where: Path, force: bool, progress: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
-    # Training raises zerohar's loggers to INFO for its log.txt; the terminal shows warnings only, unless -v.
-    logging.getLogger().handlers[0].setLevel(logging.INFO if args.verbose else logging.WARNING)
+    from zerohar.cli import configure_logging
+
+    configure_logging(1 if args.verbose else 0)
     import numpy as np
 
     from zerohar.cli import main as zerohar
@@ -164,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recording {rec.name} (subject {rec.subject}, held out from training and model selection), "
               f"{rec.n_samples / rec.rate / 60:.1f} min -> {csv_in}")
         csv_out = out / "labels.csv"
-        cmd = ["classify", "--model", str(s2), "--input", str(csv_in), "--placement", "waist", "--device",
+        cmd = ["classify", "--run", str(s2), "--input", str(csv_in), "--placement", "waist", "--device",
                "smartphone", "--labels", *labels, "--out", str(csv_out), "--force"]
         print("$ zerohar " + " ".join(f'"{a}"' if " " in a else a for a in cmd))
         if not progress:
@@ -191,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ndemo finished in {(time.perf_counter() - t_start) / 60:.1f} min; runs in {out}/")
     print(
         f'Next: name other activities with `make demo LABELS="walking,lying,cycling"`, or classify your own '
-        f"recording: `zerohar classify --model {s2} --input YOUR.csv --placement 'left wrist' --device smartwatch "
+        f"recording: `zerohar classify --run {s2} --input YOUR.csv --placement 'left wrist' --device smartwatch "
         f'--labels "walking" "sleeping" "cycling" --out labels.csv`; the whole benchmark: '
         f"`zerohar benchmark --dataset hapt --out runs/benchmark`."
     )

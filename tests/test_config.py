@@ -147,12 +147,13 @@ def test_yaml_errors(tmp_path):
 def test_command_line_flags():
     import argparse
 
-    from zerohar.config import add_training_arguments, config_from_args, default_out_dir
+    from zerohar.commands._training import add_training_arguments, config_from_args
+    from zerohar.config import default_out_dir
 
     p = argparse.ArgumentParser()
     add_training_arguments(p, "stage2")
     args = p.parse_args(["--data", "mine.npz", "--folds", "f.yaml", "--fold", "a", "--descriptions", "d.json",
-                         "--init", "runs/s1", "--epochs", "3", "--lr", "0.01", "--set", "train.lr=0.02",
+                         "--stage1", "runs/s1", "--epochs", "3", "--lr", "0.01", "--set", "train.lr=0.02",
                          "--set", "train.transductive=true", "--precision", "fp32"])
     cfg = config_from_args("stage2", args)
     assert (cfg.data.data, cfg.data.dataset, cfg.data.folds, cfg.data.fold) == ("mine.npz", None, "f.yaml", "a")

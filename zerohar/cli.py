@@ -30,19 +30,50 @@ COMMANDS = {
 }
 
 
-def build_parser(load_commands: bool = True) -> argparse.ArgumentParser:
+def configure_logging(verbosity: int = 0) -> None:
+    """One stderr handler for every logger: WARNING by default, INFO with `-v`, DEBUG with `-vv`.
+
+    The level sits on the handler, so a library that raises its loggers' level (training does, for the run's
+    log.txt) still shows the terminal only what was asked for.
+    """
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_zerohar", False):
+            root.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    handler._zerohar = True
+    root.addHandler(handler)
+    root.setLevel(min(level, root.level) if root.level != logging.NOTSET else level)
+
+
+def _add_verbosity(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument("-v", "--verbose", action="count", default=default,
+                   help="more messages: -v for progress notes (INFO), -vv for debugging (DEBUG)")
+
+
+def _add_command(sub, name: str, load: bool) -> None:
+    help_text = COMMANDS[name]
+    p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
+    _add_verbosity(p, argparse.SUPPRESS)  # `zerohar CMD -v` as well as `zerohar -v CMD`
+    if load:
+        _module(name).add_arguments(p)
+
+
+def build_parser(load_commands: bool = True, only: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="zerohar",
         description="Zero-shot human activity recognition from wearable inertial sensors. "
         "Run `zerohar COMMAND --help` for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"zerohar {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_verbosity(parser, 0)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, help_text in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text[0].upper() + help_text[1:] + ".")
-        if load_commands:
-            _module(name).add_arguments(p)
+    for name in COMMANDS:
+        if only is None or name == only:
+            _add_command(sub, name, load_commands)
     return parser
 
 
@@ -54,22 +85,15 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Only the chosen command's module is imported (torch is slow to import); `zerohar --help` imports none.
     command = next((a for a in argv if not a.startswith("-")), None)
-    parser = build_parser(load_commands=False)
     if command in COMMANDS:
-        parser = argparse.ArgumentParser(prog="zerohar", description=parser.description)
-        parser.add_argument("--version", action="version", version=f"zerohar {__version__}")
-        parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-        sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-        p = sub.add_parser(command, help=COMMANDS[command], description=COMMANDS[command][0].upper()
-                           + COMMANDS[command][1:] + ".")
-        _module(command).add_arguments(p)
+        parser = build_parser(only=command)
+    else:
+        parser = build_parser(load_commands=False)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.verbose)
     try:
         return int(_module(args.command).run(args) or 0)
     except ZeroharError as e:

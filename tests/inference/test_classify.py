@@ -176,7 +176,7 @@ def test_classify_command_end_to_end(tiny_run, hapt_csv, tmp_path, capsys):
     from zerohar.cli import main
 
     out = tmp_path / "labels.csv"
-    base = ["classify", "--model", str(tiny_run), "--input", str(hapt_csv), "--placement", "waist", "--device",
+    base = ["classify", "--run", str(tiny_run), "--input", str(hapt_csv), "--placement", "waist", "--device",
             "smartphone", "--no-progress"]
     argv = base + ["--labels", "walking", "sitting", "--out", str(out)]
     assert main(argv) == 0
@@ -210,10 +210,10 @@ def test_index_command(tiny_run, tmp_path, capsys):
     from zerohar.inference.index import LabelIndex
 
     out = tmp_path / "idx"
-    assert main(["index", "--model", str(tiny_run), "--dataset", "hapt", "--out", str(out)]) == 0
+    assert main(["index", "--run", str(tiny_run), "--dataset", "hapt", "--out", str(out)]) == 0
     assert "label index with 12 labels (120 descriptions)" in capsys.readouterr().out
     assert len(LabelIndex.load(out)) == 12
-    assert main(["index", "--model", str(tiny_run), "--labels", "a", "b", "--out", str(out)]) == 2
+    assert main(["index", "--run", str(tiny_run), "--labels", "a", "b", "--out", str(out)]) == 2
     assert "idx already exists; pass --force to overwrite it" in capsys.readouterr().err
 
 

@@ -189,7 +189,7 @@ def test_hub_failure_points_to_a_local_file(monkeypatch):
 
     monkeypatch.setattr(torch.hub, "load", offline)
     with pytest.raises(ZeroharError, match=r"could not fetch harnet10 from torch\.hub .*local file instead "
-                                           r"\(--init mtl_best\.mdl\)"):
+                                           r"\(--backbone-weights mtl_best\.mdl\)"):
         load_backbone("hub", "harnet10")
 
 

@@ -125,7 +125,7 @@ def test_unreachable_server_through_the_cli_is_one_line_exit_2(tmp_path, capsys)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rc = main(["describe", "walking", "--model", "m", "--base-url", f"http://127.0.0.1:{port}/v1",
+    rc = main(["describe", "walking", "--llm-model", "m", "--base-url", f"http://127.0.0.1:{port}/v1",
                "--out", str(tmp_path / "x.json"), *CLI_FAST])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and not (tmp_path / "x.json").exists()
@@ -136,7 +136,7 @@ def test_unreachable_server_through_the_cli_is_one_line_exit_2(tmp_path, capsys)
 @pytest.mark.parametrize("flag, value, message", [("--n", "0", "--n must be between 1 and 100"),
                                                   ("--concurrency", "0", "--concurrency must be at least 1")])
 def test_bad_numbers(server, tmp_path, capsys, flag, value, message):
-    rc = main(["describe", "walking", "--model", "m", "--base-url", server.url, "--out", str(tmp_path / "x.json"),
+    rc = main(["describe", "walking", "--llm-model", "m", "--base-url", server.url, "--out", str(tmp_path / "x.json"),
                flag, value])
     assert rc == 2 and message in capsys.readouterr().err and server.count == 0
 
@@ -169,12 +169,12 @@ def test_second_run_is_served_from_the_cache(server):
 def test_interrupted_run_resumes_with_the_missing_labels(server, tmp_path):
     server.per_label["c"] = ["refusal"] * 3  # the run stops with c undescribed
     out = tmp_path / "d.json"
-    rc = main(["describe", "a", "b", "c", "--model", "test-model", "--base-url", server.url, "--out", str(out),
+    rc = main(["describe", "a", "b", "c", "--llm-model", "test-model", "--base-url", server.url, "--out", str(out),
                *CLI_FAST])
     assert rc == 2 and not out.exists()
     assert sorted(server.labels_requested()) == ["a", "b", "c", "c", "c"]
     server.reset()
-    rc = main(["describe", "a", "b", "c", "--model", "test-model", "--base-url", server.url, "--out", str(out),
+    rc = main(["describe", "a", "b", "c", "--llm-model", "test-model", "--base-url", server.url, "--out", str(out),
                *CLI_FAST])
     assert rc == 0
     assert server.labels_requested() == ["c"]
@@ -186,7 +186,7 @@ def test_ctrl_c_then_rerun_asks_only_for_the_labels_not_yet_cached(server, tmp_p
     server.per_label["c"] = ["timeout"] * 20  # c hangs; a and b are answered and cached first (one worker)
     out = tmp_path / "d.json"
     env = {**os.environ, "ZEROHAR_CACHE": os.environ["ZEROHAR_CACHE"], "OPENAI_API_KEY": KEY}
-    cmd = [sys.executable, "-m", "zerohar.cli", "describe", "a", "b", "c", "--model", "test-model", "--base-url",
+    cmd = [sys.executable, "-m", "zerohar.cli", "describe", "a", "b", "c", "--llm-model", "test-model", "--base-url",
            server.url, "--out", str(out), "--concurrency", "1", "--timeout", "1", "--retries", "9", "--backoff",
            "0.001", "--no-progress"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -203,7 +203,7 @@ def test_ctrl_c_then_rerun_asks_only_for_the_labels_not_yet_cached(server, tmp_p
     assert not out.exists()
     server.reset()
     server.per_label.clear()
-    rc = main(["describe", "a", "b", "c", "--model", "test-model", "--base-url", server.url, "--out", str(out),
+    rc = main(["describe", "a", "b", "c", "--llm-model", "test-model", "--base-url", server.url, "--out", str(out),
                *CLI_FAST])
     assert rc == 0 and server.labels_requested() == ["c"]
 
@@ -213,7 +213,7 @@ def test_api_key_is_sent_but_never_written_or_logged(server, tmp_path, caplog, c
     caplog.set_level(logging.DEBUG)
     server.script = ["429", "malformed"]
     out = tmp_path / "out" / "labels.json"
-    rc = main(["-v", "describe", "rock climbing", "walking", "--model", "test-model", "--base-url", server.url,
+    rc = main(["-v", "describe", "rock climbing", "walking", "--llm-model", "test-model", "--base-url", server.url,
                "--out", str(out), *CLI_FAST])
     assert rc == 0
     assert all(r["headers"].get("authorization") == f"Bearer {KEY}" for r in server.requests)
@@ -300,7 +300,7 @@ def test_missing_labels_file(tmp_path):
 # ---------------------------------------------------------------------------------------------- the command
 def test_cli_writes_the_label_file_format_with_provenance(server, tmp_path, capsys):
     out = tmp_path / "x.json"
-    rc = main(["describe", "rock climbing", "--model", "test-model", "--base-url", server.url, "--out", str(out),
+    rc = main(["describe", "rock climbing", "--llm-model", "test-model", "--base-url", server.url, "--out", str(out),
                *CLI_FAST])
     assert rc == 0
     prov, labels = read_label_file(out)
@@ -315,7 +315,8 @@ def test_cli_writes_the_label_file_format_with_provenance(server, tmp_path, caps
 def test_cli_refuses_to_overwrite_before_any_request(server, tmp_path, capsys):
     out = tmp_path / "x.json"
     out.write_text("{}")
-    rc = main(["describe", "walking", "--model", "test-model", "--base-url", server.url, "--out", str(out), *CLI_FAST])
+    rc = main(["describe", "walking", "--llm-model", "test-model", "--base-url", server.url, "--out", str(out),
+               *CLI_FAST])
     assert rc == 2 and server.count == 0
     assert f"output {out} already exists; pass --update to merge into it, or --force" in capsys.readouterr().err
     assert out.read_text() == "{}"
@@ -323,7 +324,7 @@ def test_cli_refuses_to_overwrite_before_any_request(server, tmp_path, capsys):
 
 def test_cli_update_merges_and_force_overwrites(server, tmp_path):
     out = tmp_path / "x.json"
-    args = ["--model", "test-model", "--base-url", server.url, "--out", str(out), *CLI_FAST]
+    args = ["--llm-model", "test-model", "--base-url", server.url, "--out", str(out), *CLI_FAST]
     assert main(["describe", "walking", *args]) == 0
     assert main(["describe", "running", "--update", *args]) == 0
     prov, labels = read_label_file(out)
@@ -336,13 +337,13 @@ def test_cli_update_merges_and_force_overwrites(server, tmp_path):
 def test_cli_update_refuses_an_invalid_existing_file(server, tmp_path, capsys):
     out = tmp_path / "x.json"
     out.write_text('{"labels": []}')
-    rc = main(["describe", "walking", "--update", "--model", "m", "--base-url", server.url, "--out", str(out)])
+    rc = main(["describe", "walking", "--update", "--llm-model", "m", "--base-url", server.url, "--out", str(out)])
     assert rc == 2 and server.count == 0
     assert "'labels' must map labels to descriptions, found a JSON array" in capsys.readouterr().err
 
 
 def test_cli_without_labels(server, tmp_path, capsys):
-    rc = main(["describe", "--model", "m", "--base-url", server.url, "--out", str(tmp_path / "x.json")])
+    rc = main(["describe", "--llm-model", "m", "--base-url", server.url, "--out", str(tmp_path / "x.json")])
     assert rc == 2
     assert "no labels given: pass LABEL arguments or --labels-file FILE" in capsys.readouterr().err
 
@@ -351,7 +352,7 @@ def test_cli_labels_file_and_arguments_are_deduplicated(server, tmp_path):
     f = tmp_path / "labels.txt"
     f.write_text("walking\nrowing\n")
     out = tmp_path / "x.json"
-    rc = main(["describe", "walking", "--labels-file", str(f), "--model", "m", "--base-url", server.url,
+    rc = main(["describe", "walking", "--labels-file", str(f), "--llm-model", "m", "--base-url", server.url,
                "--out", str(out), *CLI_FAST])
     assert rc == 0
     assert list(load_label_descriptions(out)) == ["walking", "rowing"]

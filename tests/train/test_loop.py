@@ -245,7 +245,7 @@ def test_corrupt_or_truncated_checkpoint(tmp_path, stage1_run):
 
 def test_init_run_that_is_not_stage1(stage1_run, tmp_path):
     s2 = train_stage("stage2", _stage2_cfg(stage1_run), tmp_path / "s2", progress=False)
-    with pytest.raises(ZeroharError, match=r"--init .*s2 is a stage2 run, not a Stage I run"):
+    with pytest.raises(ZeroharError, match=r"--stage1 .*s2 is a stage2 run, not a Stage I run"):
         train_stage("stage2", _stage2_cfg(s2), tmp_path / "again", progress=False)
     with pytest.raises(ZeroharError, match=r"run directory .*nothing does not exist"):
         train_stage("stage2", _stage2_cfg(tmp_path / "nothing"), tmp_path / "again", progress=False)

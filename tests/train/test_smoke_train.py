@@ -24,8 +24,9 @@ def test_pretrain_stage1_stage2(tmp_path, capsys):
     assert json.loads((pt / "metrics.json").read_text())["best"]["metric"] is not None
     assert mdl.is_file()
 
-    assert main(["stage1", "--dataset", "hapt", "--fold", "fold1", "--init", str(mdl), "--out", str(s1), *SMALL]) == 0
-    assert main(["stage2", "--dataset", "hapt", "--fold", "fold1", "--init", str(s1), "--out", str(s2), *SMALL]) == 0
+    assert main(["stage1", "--dataset", "hapt", "--fold", "fold1", "--backbone-weights", str(mdl), "--out", str(s1),
+                 *SMALL]) == 0
+    assert main(["stage2", "--dataset", "hapt", "--fold", "fold1", "--stage1", str(s1), "--out", str(s2), *SMALL]) == 0
     out = capsys.readouterr().out
     assert "stage1 finished" in out and "stage2 finished" in out and "channel_acc" in out and "val_acc" in out
 
@@ -35,10 +36,10 @@ def test_pretrain_stage1_stage2(tmp_path, capsys):
     assert "fold: fold1" in cfg and f"init: {s1}" in cfg
 
     # the same command again is refused (one line, exit 2), and accepted with --force
-    assert main(["stage2", "--dataset", "hapt", "--fold", "fold1", "--init", str(s1), "--out", str(s2), *SMALL]) == 2
+    assert main(["stage2", "--dataset", "hapt", "--fold", "fold1", "--stage1", str(s1), "--out", str(s2), *SMALL]) == 2
     assert "already holds a finished run; pass --force" in capsys.readouterr().err
     # an init that is not a Stage I run
-    assert main(["stage2", "--dataset", "hapt", "--fold", "fold1", "--init", str(pt), "--out", str(tmp_path / "x"),
+    assert main(["stage2", "--dataset", "hapt", "--fold", "fold1", "--stage1", str(pt), "--out", str(tmp_path / "x"),
                  *SMALL]) == 2
     assert "is a pretrain run, not a Stage I run" in capsys.readouterr().err
 
@@ -49,4 +50,5 @@ def test_stage_scripts_are_the_commands():
         p = subprocess.run([sys.executable, str(root / stage / "train.py"), "--help"], capture_output=True, text=True,
                            timeout=120)
         assert p.returncode == 0, p.stderr
-        assert "--fold" in p.stdout and "--init" in p.stdout and "--resume" in p.stdout
+        init = "--backbone-weights" if stage == "stage1" else "--stage1"
+        assert "--fold" in p.stdout and init in p.stdout and "--resume" in p.stdout

@@ -1,1 +1,72 @@
-"""One module per `zerohar` command: `add_arguments(parser)` and `run(args) -> int`; thin doors into the library."""
+"""One module per `zerohar` command: `add_arguments(parser)` and `run(args) -> int`; thin doors into the library.
+
+The options every command spells the same way live here, so one meaning has one flag name across commands:
+`--run RUN` (a run directory), `--labels` / `--labels-file` (candidate labels), `--llm-model` (an LLM),
+`--no-progress`. Old spellings stay one release as hidden aliases that print a one-line deprecation note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+#: Inference precisions (the same choices as `zerohar.config.PRECISIONS`, without importing the config).
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+class _Deprecated(argparse.Action):
+    """Stores like the new flag, and says once on stderr that the old spelling is deprecated."""
+
+    def __init__(self, option_strings, dest, new: str = "", **kwargs):
+        self.new = new
+        super().__init__(option_strings, dest, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"zerohar: {option_string} is deprecated and will be removed in the next release; use {self.new}",
+              file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
+def deprecated_alias(group, old: str, new: str, dest: str, **kwargs) -> None:
+    """Add the hidden flag `old`, which sets `dest` as `new` does and prints a deprecation note."""
+    group.add_argument(old, dest=dest, action=_Deprecated, new=new, help=argparse.SUPPRESS, **kwargs)
+
+
+def add_run_argument(p: argparse.ArgumentParser, help: str, *, old: str | None = "--model") -> None:
+    """`--run RUN` (required), with `old` as a deprecated alias."""
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--run", metavar="RUN", help=help)
+    if old:
+        deprecated_alias(g, old, "--run", "run", metavar="RUN")
+
+
+def add_label_arguments(p: argparse.ArgumentParser, *, required: bool = True, index: bool = False,
+                        dataset: bool = False) -> None:
+    """The candidate labels, given the same way in describe, classify and index."""
+    g = p.add_mutually_exclusive_group(required=required)
+    g.add_argument("--labels", nargs="+", metavar="LABEL", help="activity labels, e.g. walking 'rock climbing'")
+    g.add_argument("--labels-file", metavar="FILE",
+                   help="one label per line, a JSON list, or a label-description JSON (as `zerohar describe` writes)")
+    if dataset:
+        g.add_argument("--dataset", metavar="NAME", help="every label of a shipped dataset (metadata/labels/*.json)")
+    if index:
+        g.add_argument("--index", metavar="DIR", help="a label index built by `zerohar index` for this run")
+
+
+def add_llm_arguments(p: argparse.ArgumentParser, *, purpose: str = "for --describe") -> None:
+    """`--llm-model` and `--base-url`: the OpenAI-compatible LLM that writes label descriptions."""
+    p.add_argument("--llm-model", metavar="M", help=f"LLM {purpose} (e.g. gpt-4o-mini, llama3.1:8b)")
+    p.add_argument("--base-url", metavar="URL",
+                   help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL or the "
+                   "OpenAI API, which needs OPENAI_API_KEY)")
+
+
+def add_inference_arguments(p: argparse.ArgumentParser) -> None:
+    """`--batch-size` and `--precision` of the inference path."""
+    p.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto",
+                   help="inference precision: auto = bf16 on CPUs with native bf16 (default), fp32 to force it")
+
+
+def add_progress_argument(p) -> None:
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import shlex
+import sys
+
+from zerohar.commands import add_inference_arguments, add_progress_argument, deprecated_alias
+from zerohar.config import parse_set
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from zerohar.evaluation.benchmark import METHODS
+    from zerohar.evaluation.benchmark import METHODS  # heavy: torch
 
     p.add_argument("--dataset", required=True, metavar="NAME", help="dataset (metadata/folds/NAME.yaml)")
     p.add_argument("--root", metavar="DIR", help="the dataset's raw folder (default: $ZEROHAR_DATA, ../shared/data, "
@@ -17,23 +22,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"comma-separated methods (default: all): {', '.join(METHODS)}")
     p.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
                    help="multiply every stage's epochs by F (quick looks; default 1)")
-    p.add_argument("--backbone-init", metavar="FILE",
+    p.add_argument("--backbone-weights", dest="backbone_init", metavar="FILE",
                    help="backbone of the zerohar rows: a released HARNet file or a pretrain run (default: random)")
+    deprecated_alias(p, "--backbone-init", "--backbone-weights", "backbone_init", metavar="FILE")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every stage, e.g. --set train.max_steps_per_epoch=5; a stage name first "
                    "overrides that stage only, after --epochs-scale: --set stage1.train.epochs=2 (repeatable)")
-    p.add_argument("--batch-size", type=int, default=256, help="evaluation windows per forward pass")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto", help="evaluation precision")
+    add_inference_arguments(p)
     p.add_argument("--out", required=True, metavar="DIR", help="benchmark directory (resumable)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    import shlex
-    import sys
-
-    from zerohar.config import parse_set
-    from zerohar.evaluation.benchmark import COLUMNS, METHODS, run_benchmark
+    from zerohar.evaluation.benchmark import COLUMNS, METHODS, run_benchmark  # heavy: torch
 
     split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)  # noqa: E731
     argv = sys.argv[1:] if "benchmark" in sys.argv[1:] else ["benchmark", *sys.argv[1:]]

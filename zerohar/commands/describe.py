@@ -1,4 +1,4 @@
-"""`zerohar describe LABEL... --model MODEL --out FILE.json`: body-motion descriptions of activity labels by an LLM.
+"""`zerohar describe LABEL... --llm-model MODEL --out FILE.json`: body-motion descriptions of labels by an LLM.
 
 Any OpenAI-compatible server works through --base-url (vLLM, Ollama, llama.cpp); the API key is read from
 OPENAI_API_KEY and never written anywhere. Answers are cached, so a rerun sends no request and an interrupted
@@ -11,15 +11,19 @@ from __future__ import annotations
 import argparse
 import logging
 
+from zerohar.commands import deprecated_alias
 from zerohar.errors import ZeroharError
 from zerohar.text.labels import N_DESCRIPTIONS, check_output, clean_labels, read_labels_file, write_label_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("labels", nargs="*", metavar="LABEL", help="activity labels, e.g. 'rock climbing'")
+    p.add_argument("positional_labels", nargs="*", metavar="LABEL", help="activity labels, e.g. 'rock climbing'")
+    p.add_argument("--labels", nargs="+", metavar="LABEL", help="activity labels (as in classify and index)")
     p.add_argument("--labels-file", metavar="FILE",
-                   help="more labels: a text file with one label per line, or a JSON list")
-    p.add_argument("--model", required=True, help="model name on the server, e.g. gpt-4o-mini or llama3.1:8b")
+                   help="more labels: one label per line, a JSON list, or a label-description JSON")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--llm-model", metavar="M", help="model name on the server, e.g. gpt-4o-mini or llama3.1:8b")
+    deprecated_alias(g, "--model", "--llm-model", "llm_model", metavar="M")
     p.add_argument("--base-url", metavar="URL",
                    help="OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1 (default: $OPENAI_BASE_URL or "
                    "the OpenAI API, which needs OPENAI_API_KEY)")
@@ -40,11 +44,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from zerohar.text.describe import DescribeOptions, describe_labels, describe_provenance  # heavy: openai
 
-    if not getattr(args, "verbose", False):
+    if getattr(args, "verbose", 0) < 2:
         # The openai client's HTTP library logs every request at INFO; beside a progress bar that is noise.
         for name in ("httpx", "httpx2"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    labels = clean_labels(args.labels) if args.labels else []
+    given = list(args.positional_labels) + list(args.labels or [])
+    labels = clean_labels(given) if given else []
     if args.labels_file:
         labels += read_labels_file(args.labels_file)[0]
     if not labels:
@@ -65,9 +70,10 @@ def run(args: argparse.Namespace) -> int:
         temperature=args.temperature,
         progress=not args.no_progress,
     )
-    result = describe_labels(labels, args.model, base_url=args.base_url, n=args.n, options=options)
+    result = describe_labels(labels, args.llm_model, base_url=args.base_url, n=args.n, options=options)
     written = write_label_file(
-        args.out, describe_provenance(args.model, args.base_url, args.n), result, update=args.update, force=args.force
+        args.out, describe_provenance(args.llm_model, args.base_url, args.n), result, update=args.update,
+        force=args.force,
     )
     print(
         f"wrote {args.n} descriptions for each of {_count(len(result), 'label')} to {args.out} "

@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from zerohar.commands import add_inference_arguments, add_progress_argument, add_run_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", required=True, metavar="RUN", help="a finished Stage II (or supervised) run directory")
+    add_run_argument(p, "a finished Stage II (or supervised) run directory", old=None)
     p.add_argument("--out", metavar="DIR", help="where metrics.json and confusion.png go (default RUN/eval)")
     p.add_argument("--root", metavar="DIR", help="read the dataset from this raw folder instead of the run's")
     p.add_argument("--data", metavar="FILE.npz", help="evaluate on this prepared window set instead")
-    p.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="inference precision: auto = bf16 on CPUs with native bf16 (default), fp32 to force it")
+    add_inference_arguments(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing evaluation")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from zerohar.evaluation.evaluate import evaluate_run, format_metrics
+    from zerohar.evaluation.evaluate import evaluate_run, format_metrics  # heavy: torch
 
     m = evaluate_run(
         args.run, args.out, root=args.root, data=args.data, batch_size=args.batch_size, precision=args.precision,

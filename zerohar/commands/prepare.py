@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import time
 
+from zerohar.data.prepare import class_table, prepare
+from zerohar.errors import ZeroharError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="dataset name: hapt, shoulder, spswhar, pamap2, opportunity, uschad, "
@@ -36,9 +39,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zerohar.data.prepare import class_table, prepare
-    from zerohar.errors import ZeroharError
-
     dataset = args.dataset
     if args.data_format == "csv":
         if dataset not in (None, "csv"):

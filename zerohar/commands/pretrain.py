@@ -1,30 +1,28 @@
 """`zerohar pretrain`: self-supervised pretraining of the HARNet backbone (arrow of time, permutation, time warp).
 
 Unlabelled windows are welcome. The run directory holds the backbone (`model.safetensors`, usable as
-`--init` of Stage I); `--export-released FILE.mdl` also writes it in the released HARNet key format.
+`--backbone-weights` of Stage I); `--export-released FILE.mdl` also writes it in the released HARNet key format.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from zerohar.commands._training import add_training_arguments, train_from_args
+from zerohar.errors import ZeroharError
+
 
 def add_arguments(parser) -> None:
-    from zerohar.config import add_training_arguments
-
     add_training_arguments(parser, "pretrain")
     parser.add_argument("--export-released", metavar="FILE.mdl",
                         help="also write the best backbone in the released HARNet format (module.feature_extractor.*)")
 
 
 def run(args) -> int:
-    from zerohar.train.loop import export_backbone, summary_line, train_from_args
+    from zerohar.train.loop import export_backbone, summary_line  # heavy: torch
 
-    if args.export_released and not args.force:
-        from pathlib import Path
-
-        from zerohar.errors import ZeroharError
-
-        if Path(args.export_released).exists():
-            raise ZeroharError(f"{args.export_released} already exists; pass --force to overwrite it")
+    if args.export_released and not args.force and Path(args.export_released).exists():
+        raise ZeroharError(f"{args.export_released} already exists; pass --force to overwrite it")
     out = train_from_args("pretrain", args)
     print(summary_line(out))
     if args.export_released:

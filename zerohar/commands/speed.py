@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+
+from zerohar.errors import ZeroharError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    from zerohar.evaluation.speed import FIGURES
+    from zerohar.evaluation.speed import FIGURES  # heavy: torch
 
     p.add_argument("--quick", action="store_true",
                    help="about a minute: shorter timing rounds, and classify_7day only if named in --figures")
@@ -21,10 +24,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from zerohar.errors import ZeroharError
-    from zerohar.evaluation.speed import format_table, machine_summary, run_speed, write_json
+    from zerohar.evaluation.speed import format_table, machine_summary, run_speed, write_json  # heavy: torch
 
     if args.json and Path(args.json).exists() and not args.force:
         raise ZeroharError(f"output {args.json} already exists; pass --force to overwrite it")

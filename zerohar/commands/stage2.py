@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
+from zerohar.commands._training import add_training_arguments, run_stage
+
 
 def add_arguments(parser) -> None:
-    from zerohar.config import add_training_arguments
-
     add_training_arguments(parser, "stage2")
 
 
 def run(args) -> int:
-    from zerohar.train.loop import summary_line, train_from_args
-
-    out = train_from_args("stage2", args)
-    print(summary_line(out))
-    return 0
+    return run_stage("stage2", args)

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from zerohar.data.layout import SENSOR_NAMES, SensorLayout
+from zerohar.data.sources import csv as csv_source
 from zerohar.errors import ZeroharError
 
 logger = logging.getLogger(__name__)
@@ -112,8 +113,6 @@ def open_recording(
         rate: sampling rate in Hz of a file without times.
         chunk_rows: rows per chunk.
     """
-    from zerohar.data.sources import csv as csv_source
-
     p = Path(path)
     if not p.is_file():
         raise ZeroharError(f"input file {p} does not exist")

@@ -11,7 +11,7 @@ Methods (BENCHMARK.md, "Methods in the table"):
 
 - ``chance``: 1 / number of candidates (macro-F1: the expected macro-F1 of uniform guessing on the test
   windows, :func:`chance_metrics`);
-- ``zerohar``: Stage I + Stage II with LLM label descriptions (backbone: `--backbone-init`, default random);
+- ``zerohar``: Stage I + Stage II with LLM label descriptions (backbone: `--backbone-weights`, default random);
 - ``no_stage1``: Stage II only, from the same backbone;
 - ``label_names``: Stage II trained and evaluated with each label's name as its only text;
 - ``random_backbone`` / ``ssl_backbone``: Stage I + Stage II from a random backbone / from a backbone
@@ -36,7 +36,14 @@ from pathlib import Path
 
 import numpy as np
 
+from zerohar.config import STAGES, merge_settings, resolve_config
+from zerohar.data.folds import load_folds
+from zerohar.data.prepare import load_windowset
 from zerohar.errors import ZeroharError
+from zerohar.evaluation.evaluate import EVAL_VERSION, evaluate_run
+from zerohar.io import atomic_write_text, load_yaml
+from zerohar.train.loop import train_stage
+from zerohar.train.runs import is_finished
 
 logger = logging.getLogger(__name__)
 
@@ -97,13 +104,6 @@ def method_steps(method: str, fold: str, backbone_init: str | None) -> list[Step
     if method not in steps:
         raise ZeroharError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
     return steps[method]
-
-
-def _merge(a: dict, b: dict) -> dict:
-    out = dict(a)
-    for k, v in b.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- chance
@@ -229,24 +229,20 @@ class _Runner:
         self.run_seconds = 0.0  # sum of the runs' own wall times (whichever invocation trained them)
 
     def config(self, step: Step, fold: str, seed: int, init_dir: Path | None):
-        from zerohar.config import STAGES, resolve_config
-
         common = {k: v for k, v in self.sets.items() if k not in STAGES}
-        over = _merge({"data": {"dataset": self.dataset, "fold": fold}, "train": {"seed": seed}}, common)
+        over = merge_settings({"data": {"dataset": self.dataset, "fold": fold}, "train": {"seed": seed}}, common)
         if self.root is not None:
-            over = _merge(over, {"data": {"root": self.root}})
-        over = _merge(over, step.overrides)
+            over = merge_settings(over, {"data": {"root": self.root}})
+        over = merge_settings(over, step.overrides)
         if step.init is not None:
             over["init"] = str(init_dir)
         if self.epochs_scale != 1.0:
             base = resolve_config(step.stage, overrides=over)
-            over = _merge(over, {"train": {"epochs": max(1, round(base.train.epochs * self.epochs_scale))}})
+            over = merge_settings(over, {"train": {"epochs": max(1, round(base.train.epochs * self.epochs_scale))}})
         # `--set stage1.train.epochs=2`: for one stage only, after --epochs-scale
-        return resolve_config(step.stage, overrides=_merge(over, self.sets.get(step.stage) or {}))
+        return resolve_config(step.stage, overrides=merge_settings(over, self.sets.get(step.stage) or {}))
 
     def run_steps(self, method: str, fold: str, seed: int, log) -> Path:
-        from zerohar.train.loop import train_stage
-
         dirs: dict[str, Path] = {}
         for step in method_steps(method, fold, self.backbone_init):
             cfg = self.config(step, fold, seed, dirs.get(step.init))
@@ -282,8 +278,6 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 def settings_diff(run_dir: str | Path, cfg) -> list[str]:
     """Config keys (dotted) whose value in `run_dir/config.yaml` differs from `cfg` (thread counts and time
     limits ignored: they do not change what is computed)."""
-    from zerohar.io import load_yaml
-
     saved = _flatten(load_yaml(Path(run_dir) / "config.yaml", "run config", mapping=True))
     want = _flatten(json.loads(json.dumps(cfg.to_dict(), default=str)))
     ignore = {"train.num_workers", "train.max_minutes"}
@@ -296,8 +290,6 @@ def _check_finished(where: Path, cfg) -> bool:
     (Training would return a finished run as is, so a benchmark re-run with, e.g., another --epochs-scale
     would silently report the old runs under the new command.)
     """
-    from zerohar.train.runs import is_finished
-
     if not is_finished(where):
         return False
     diff = settings_diff(where, cfg)
@@ -347,10 +339,6 @@ def run_benchmark(
     Returns:
         The aggregated rows (one per method).
     """
-    from zerohar.data.folds import load_folds
-    from zerohar.evaluation.evaluate import evaluate_run
-    from zerohar.io import atomic_write_text
-
     t_start = time.perf_counter()
     out = Path(out)
     all_folds = load_folds(dataset)
@@ -425,8 +413,6 @@ def run_benchmark(
 
 def evaluation_is_current(result: Path, model: Path) -> bool:
     """An evaluation exists, is newer than the model it evaluated, and comes from this evaluation code."""
-    from zerohar.evaluation.evaluate import EVAL_VERSION
-
     if not (result.is_file() and result.stat().st_mtime >= model.stat().st_mtime):
         return False
     try:
@@ -459,8 +445,6 @@ def _chance_rows(evals: dict, folds: list[str], seeds: int, all_folds, dataset: 
             counts = [ref["per_class"][c]["support"] for c in ref["class_order"]]
         else:  # no zero-shot run of this fold: count the windows
             if ws is None:
-                from zerohar.data.prepare import load_windowset
-
                 ws = load_windowset(dataset, root=root)
                 subjects = (sets.get("data") or {}).get("subjects")
                 if subjects:

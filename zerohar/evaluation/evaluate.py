@@ -17,7 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
+from zerohar.data.prepare import load_windowset
 from zerohar.errors import ZeroharError
+from zerohar.evaluation.metrics import calibrated_gzsl, confusion_figure, gzsl_report, ids_of, zero_shot_report
+from zerohar.inference.embed import embed_windows
+from zerohar.inference.index import LabelIndex
+from zerohar.io import atomic_write_json
+from zerohar.text.encoder import get_text_encoder
+from zerohar.train.runs import load_run
 
 logger = logging.getLogger(__name__)
 
@@ -34,8 +41,6 @@ def load_eval_windows(run, *, root: str | None = None, data: str | None = None):
     Returns:
         A WindowSet with `y >= 0` only, whose class ordering equals the run's.
     """
-    from zerohar.data.prepare import load_windowset
-
     cfg = run.config.data
     ws = load_windowset(
         cfg.dataset if (data or cfg.data) is None else None,
@@ -80,13 +85,6 @@ def evaluate_run(
     Returns:
         The metrics dict written to `metrics.json`.
     """
-    from zerohar.evaluation.metrics import calibrated_gzsl, confusion_figure, gzsl_report, ids_of, zero_shot_report
-    from zerohar.inference.embed import embed_windows
-    from zerohar.inference.index import LabelIndex
-    from zerohar.io import atomic_write_json
-    from zerohar.text.encoder import get_text_encoder
-    from zerohar.train.runs import load_run
-
     run_dir = Path(run_dir)
     out = Path(out) if out is not None else run_dir / "eval"
     if (out / "metrics.json").exists() and not force:
@@ -123,12 +121,14 @@ def evaluate_run(
     idx = np.flatnonzero(need)
     logger.info("embedding %d windows (%d unseen-class, %d held-out seen-class)", len(idx), zs_mask.sum(),
                 gz_seen_mask.sum())
-    emb = np.asarray(embed_windows(run.model, ws.X[idx], ws.layout, batch_size=batch_size, precision=precision),
+    emb = np.asarray(embed_windows(run.model, ws.X[idx], ws.layout, batch_size=batch_size, precision=precision,
+                                   progress=progress),
                      dtype=np.float32)  # (n, E)
     pos = np.full(len(ws), -1)
     pos[idx] = np.arange(len(idx))
 
-    index = LabelIndex.build(run.model, run.label_texts(classes), get_text_encoder(run.text_encoder))
+    index = LabelIndex.build(run.model, run.label_texts(classes), get_text_encoder(run.text_encoder),
+                             progress=None if progress else False)
     # Zero-shot: unseen windows, unseen candidates (in the fold's order: the report re-orders by class ids).
     zi = pos[np.flatnonzero(zs_mask)]
     _, top = index.search(emb[zi], k=min(3, len(unseen)), candidates=unseen)

@@ -43,8 +43,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from zerohar.config import Config
+from zerohar.data.layout import AXES, Channel, SensorLayout
+from zerohar.data.synthetic import write_csv
 from zerohar.errors import ZeroharError
+from zerohar.inference.embed import embed_backbone, embed_windows
+from zerohar.inference.index import LabelIndex
+from zerohar.io import atomic_write_json, atomic_write_text
+from zerohar.losses.contrastive import ContrastiveLoss
+from zerohar.model.harnet import HARNet
+from zerohar.model.precision import resolve_precision
+from zerohar.model.zerohar import ModelConfig, ZeroHARModel
+from zerohar.paths import cache_dir
+from zerohar.train.runs import load_run
 
 logger = logging.getLogger(__name__)
 
@@ -102,12 +115,6 @@ def _result(fast: float, plain: float, note: str = "") -> dict:
 
 # ---------------------------------------------------------------------------------------------- figures (in a worker)
 def _backbone_figure(variant: str, quick: bool) -> dict:
-    import torch
-
-    from zerohar.inference.embed import embed_backbone
-    from zerohar.model.harnet import HARNet
-    from zerohar.model.precision import resolve_precision
-
     torch.manual_seed(0)
     net = HARNet(variant).eval()
     x = torch.randn(256, 3, net.window)  # (256, 3, T)
@@ -133,10 +140,6 @@ def _backbone_figure(variant: str, quick: bool) -> dict:
 
 def _hapt_like(model_cfg=None):
     """A random ZeroHAR model, 2-sensor (acc + gyro) context and kinds, like HAPT's layout."""
-    import torch
-
-    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
-
     torch.manual_seed(0)
     model = ZeroHARModel(model_cfg or ModelConfig())
     ctx = torch.randn(2, model.cfg.d_text, generator=torch.Generator().manual_seed(1))  # (S, d_text)
@@ -144,12 +147,6 @@ def _hapt_like(model_cfg=None):
 
 
 def _model_figure(quick: bool) -> dict:
-    import torch
-
-    from zerohar.inference.embed import embed_windows
-    from zerohar.inference.index import LabelIndex
-    from zerohar.model.precision import resolve_precision
-
     model, ctx, kinds = _hapt_like()
     model.eval()
     rng = np.random.default_rng(0)
@@ -175,11 +172,6 @@ def _model_figure(quick: bool) -> dict:
 
 
 def _train_figure(stage: str, quick: bool) -> dict:
-    import torch
-
-    from zerohar.losses.contrastive import ContrastiveLoss
-    from zerohar.model.precision import resolve_precision
-
     batch = 64
     bf16 = resolve_precision("auto") == "bf16"
     g = torch.Generator().manual_seed(0)
@@ -221,8 +213,6 @@ def _train_figure(stage: str, quick: bool) -> dict:
 
 
 def _index_figure(n_labels: int, quick: bool) -> dict:
-    from zerohar.inference.index import LabelIndex
-
     rng = np.random.default_rng(0)
     dim, k_desc = 256, (10 if n_labels <= 1000 else 1)
     vecs = rng.normal(size=(n_labels, k_desc, dim)).astype(np.float32)
@@ -295,8 +285,6 @@ def _worker(name: str, quick: bool) -> dict:
 # ---------------------------------------------------------------------------------------------- classify_7day
 def speed_dir() -> Path:
     """Where the speed benchmark keeps its synthetic recording and model: `cache_dir()/speed`."""
-    from zerohar.paths import cache_dir
-
     d = cache_dir() / "speed"
     d.mkdir(parents=True, exist_ok=True)
     return d
@@ -304,8 +292,6 @@ def speed_dir() -> Path:
 
 def synthetic_recording(days: float = 7.0, path: str | Path | None = None, progress: bool = False) -> Path:
     """The synthetic wrist recording (written once, then reused; about 640 MB for 7 days)."""
-    from zerohar.data.synthetic import write_csv
-
     path = Path(path) if path else speed_dir() / f"synthetic-wrist-{days:g}d-seed0.csv"
     if not path.exists():
         logger.info("writing the synthetic %g-day recording to %s (once)", days, path)
@@ -315,12 +301,6 @@ def synthetic_recording(days: float = 7.0, path: str | Path | None = None, progr
 
 def random_run(path: str | Path | None = None) -> Path:
     """A finished Stage II run directory with random weights and a wrist accelerometer layout (for timing only)."""
-    from zerohar.config import Config
-    from zerohar.data.layout import AXES, Channel, SensorLayout
-    from zerohar.io import atomic_write_json
-    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
-    from zerohar.train.runs import load_run
-
     d = Path(path) if path else speed_dir() / "random-stage2-run"
     if (d / "metrics.json").exists():
         try:
@@ -328,7 +308,6 @@ def random_run(path: str | Path | None = None) -> Path:
             return d
         except ZeroharError:
             pass
-    import torch
 
     torch.manual_seed(0)
     layout = SensorLayout.from_channels(
@@ -349,7 +328,7 @@ def random_run(path: str | Path | None = None) -> Path:
 def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
                  step: float | None = None) -> tuple[int, float, float, float]:
     """`zerohar classify` in a subprocess: (windows, wall seconds, peak RSS MB, CPU seconds)."""
-    cmd = [sys.executable, "-m", "zerohar.cli", "classify", "--model", str(run_dir), "--input", str(csv_path),
+    cmd = [sys.executable, "-m", "zerohar.cli", "classify", "--run", str(run_dir), "--input", str(csv_path),
            "--labels", *CLASSIFY_LABELS, "--placement", PLACEMENT, "--device", DEVICE, "--out", str(out),
            "--precision", precision, "--force", "--no-progress"] + ([] if step is None else ["--step", f"{step:g}"])
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
@@ -421,10 +400,6 @@ def run_speed(
 
 def machine_summary() -> str:
     """CPU, threads, precision and load: what the numbers depend on."""
-    import torch
-
-    from zerohar.model.precision import resolve_precision
-
     model = "unknown CPU"
     try:
         with open("/proc/cpuinfo") as f:
@@ -453,8 +428,6 @@ def format_table(results: dict[str, dict]) -> str:
 
 def write_json(results: dict, path: str | Path, force: bool = False) -> Path:
     """Write the results as JSON atomically; an existing file needs `force`."""
-    from zerohar.io import atomic_write_text
-
     path = Path(path)
     if path.exists() and not force:
         raise ZeroharError(f"output {path} already exists; pass --force to overwrite it")

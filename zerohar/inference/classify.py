@@ -21,10 +21,15 @@ import numpy as np
 
 from zerohar.data.layout import SensorLayout
 from zerohar.data.streaming import CHUNK_ROWS, match_layout, open_recording, stream_windows
+from zerohar.data.transforms import canonical_stream
 from zerohar.errors import ZeroharError
+from zerohar.inference.embed import embed_windows, sensor_context
+from zerohar.inference.index import LabelIndex
 from zerohar.inference.summaries import ClassifyResult
 from zerohar.io import TableWriter, check_output
+from zerohar.text.encoder import get_text_encoder
 from zerohar.text.labels import clean_labels, load_label_descriptions, read_labels_file
+from zerohar.train.runs import load_run
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +46,7 @@ def label_index_for_run(
     describe: bool = False,
     llm_model: str | None = None,
     base_url: str | None = None,
+    progress: bool | None = None,
 ):
     """A :class:`~zerohar.inference.index.LabelIndex` of the given labels, projected by the run's model.
 
@@ -48,9 +54,6 @@ def label_index_for_run(
     The texts follow the run: a model trained on label names gets names, else descriptions (the run's
     descriptions file first, then the shipped ones, then LLM descriptions with `describe`, else templates).
     """
-    from zerohar.inference.index import LabelIndex
-    from zerohar.text.encoder import get_text_encoder
-
     if sum(x is not None for x in (labels, labels_file, dataset)) != 1:
         raise ZeroharError("give the labels one way: --labels, --labels-file or --dataset")
     written: dict[str, list[str]] = {}
@@ -63,14 +66,12 @@ def label_index_for_run(
     else:
         candidates = clean_labels(labels, "--labels", at_least=2)
     texts = run.label_texts(candidates, written=written, describe=describe, llm_model=llm_model, base_url=base_url)
-    return LabelIndex.build(run.model, texts, get_text_encoder(run.text_encoder))
+    return LabelIndex.build(run.model, texts, get_text_encoder(run.text_encoder), progress=progress)
 
 
 def build_label_index(model_dir: str | Path, out: str | Path, *, force: bool = False, **labels):
     """`zerohar index`: build the label index of a run's model and save it to `out` (see
     :func:`label_index_for_run` for the label arguments)."""
-    from zerohar.train.runs import load_run
-
     out = Path(out)
     if out.exists() and not force:
         raise ZeroharError(f"label index {out} already exists; pass --force to overwrite it")
@@ -132,11 +133,6 @@ def classify_recording(
     """
     from tqdm.auto import tqdm
 
-    from zerohar.data.transforms import canonical_stream
-    from zerohar.inference.embed import embed_windows, sensor_context
-    from zerohar.inference.index import LabelIndex
-    from zerohar.train.runs import load_run
-
     out = check_output(out, force=force, suffixes=(".csv", ".parquet"))
     given = [x is not None for x in (labels, labels_file, index_dir)]
     if sum(given) != 1:
@@ -160,7 +156,8 @@ def classify_recording(
         candidates = clean_labels(index.labels, f"label index {index_dir}", at_least=2)
     else:
         index = label_index_for_run(
-            run, labels=labels, labels_file=labels_file, describe=describe, llm_model=llm_model, base_url=base_url
+            run, labels=labels, labels_file=labels_file, describe=describe, llm_model=llm_model, base_url=base_url,
+            progress=None if progress else False,
         )
         candidates = list(index.labels)
     k = min(top_k, len(candidates))

@@ -35,6 +35,8 @@ from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
 from zerohar.model.fused import fused_backbone
 from zerohar.model.precision import resolve_precision
+from zerohar.text.encoder import get_text_encoder
+from zerohar.text.sensors import sensor_description
 
 logger = logging.getLogger(__name__)
 
@@ -81,9 +83,6 @@ def sensor_context(model, layout: SensorLayout, text_encoder=None) -> np.ndarray
     The text encoder is `text_encoder` (a TextEncoder or a name), else the one the model was trained with
     (`model.metadata["extra"]["text_encoder_name"]`), else the default.
     """
-    from zerohar.text.encoder import get_text_encoder
-    from zerohar.text.sensors import sensor_description
-
     if text_encoder is None or isinstance(text_encoder, str):
         name = text_encoder or (getattr(model, "metadata", {}) or {}).get("extra", {}).get("text_encoder_name")
         text_encoder = get_text_encoder(name)

@@ -19,14 +19,13 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import faiss
 import numpy as np
+import torch
 
 from zerohar.errors import ZeroharError
 from zerohar.io import atomic_directory
-
-# faiss logs at INFO which of its CPU builds it loaded (and every one it could not): noise for users.
-logging.getLogger("faiss.loader").setLevel(logging.WARNING)
-import faiss  # noqa: E402
+from zerohar.model.zerohar import label_prototypes
 
 logger = logging.getLogger(__name__)
 
@@ -41,8 +40,6 @@ def model_identity(model) -> str:
 
     Two loads of the same saved model give the same identity; any retraining changes it.
     """
-    import torch
-
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         t = v.detach().cpu().contiguous()
@@ -161,7 +158,7 @@ class LabelIndex:
             if len(t) != len(vecs):
                 raise ZeroharError(f"label {lab!r}: {len(t)} description texts for {len(vecs)} embeddings")
             vecs = _normalize(vecs)
-            protos.append(_normalize(vecs.mean(axis=0)))  # normalised mean of the normalised descriptions
+            protos.append(label_prototypes(torch.from_numpy(vecs)[None])[0].numpy())  # the model's prototype rule
             lid = len(self.labels)
             self._label_id[lab] = lid
             self.labels.append(lab)
@@ -329,7 +326,7 @@ class LabelIndex:
             if meta["model_identity"] != ident:
                 raise ZeroharError(
                     f"label index {directory} was built by model {meta['model_identity']}, not by the model given "
-                    f"({ident}); rebuild it with `zerohar index --model RUN`"
+                    f"({ident}); rebuild it with `zerohar index --run RUN`"
                 )
         if text_encoder is not None and meta["text_identity"] != text_encoder.identity:
             raise ZeroharError(
@@ -349,8 +346,6 @@ class LabelIndex:
 
 def _project(model, labels: dict[str, list[str]], text_encoder, progress) -> tuple[dict, dict]:
     """label -> `(K, E)` projected, normalised description vectors, and label -> texts."""
-    import torch
-
     if not labels:
         raise ZeroharError("the label index needs at least one label; the label list is empty")
     empty = [lab for lab, d in labels.items() if not d]

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zerohar.errors import ZeroharError
-from zerohar.model.harnet import circular_pad
+from zerohar.model.harnet import ACC_CLIP_G, CircularConv1d, Downsample, ResBlock, circular_pad
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +65,6 @@ class FusedHARNet(nn.Module):
 
     def __init__(self, net: nn.Module, dtype: torch.dtype = torch.bfloat16, fp32_layers: int = FP32_LAYERS):
         super().__init__()
-        from zerohar.model.harnet import ACC_CLIP_G, CircularConv1d, Downsample, ResBlock
-
         self.dtype = dtype
         self.clip = ACC_CLIP_G if getattr(net, "clip_input", False) else None
         f32 = torch.float32

@@ -201,7 +201,7 @@ def _load_hub(variant: str) -> dict[str, torch.Tensor]:
     except Exception as e:  # noqa: BLE001 - network, git, or hub code errors: all mean "not available here"
         raise ZeroharError(
             f"could not fetch {variant} from torch.hub ({HUB_REPO}): {e.__class__.__name__}; the released weights "
-            f"can be loaded from a local file instead (--init {RELEASED_FILES[variant]})"
+            f"can be loaded from a local file instead (--backbone-weights {RELEASED_FILES[variant]})"
         ) from None
     fe = getattr(hub_model, "feature_extractor", None)
     if fe is None:

@@ -94,6 +94,23 @@ def _masked_mean(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return (h * w).sum(1) / w.sum(1).clamp(min=1)  # (B, d)
 
 
+def label_prototypes(z: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The one rule for a label's prototype: the normalised mean of its L2-normalised projected descriptions.
+
+    Stage II trains windows against these prototypes, and the label index (hence evaluation and classify)
+    names windows by them, so training and inference compare windows with the same vectors.
+
+    Args:
+        z: `(L, K, E)` projected description embeddings, L2-normalised along E.
+        mask: `(L, K)` bool, True for real descriptions when labels have fewer than K (padding False).
+
+    Returns:
+        `(L, E)`, L2-normalised.
+    """
+    mask = None if mask is None else torch.as_tensor(mask, device=z.device)
+    return F.normalize(_masked_mean(z, mask), dim=-1)
+
+
 class ZeroHARModel(nn.Module):
     """ZeroHAR: sensor-context-aware IMU encoder aligned with text (see the module docstring).
 
@@ -143,7 +160,7 @@ class ZeroHARModel(nn.Module):
     def init_backbone(self, source) -> None:
         """Load backbone weights (see :func:`zerohar.model.pretrained.load_backbone` for `source`)."""
         if self.cfg.encoder != "harnet":
-            raise ZeroharError(f"--init {source}: the original encoder has no HARNet backbone to initialise")
+            raise ZeroharError(f"backbone weights {source}: the original encoder has no HARNet backbone to initialise")
         self.backbone.load_state_dict(load_backbone(source, self.cfg.backbone).state_dict())
 
     def _triads(self, x: torch.Tensor, kinds: KindsLike) -> torch.Tensor:
@@ -282,8 +299,7 @@ class ZeroHARModel(nn.Module):
             `(L, E)`, L2-normalised.
         """
         z = self.encode_text(desc, normalize=True)  # (L, K, E)
-        mask = None if mask is None else torch.as_tensor(mask, device=z.device)
-        return F.normalize(_masked_mean(z, mask), dim=-1)  # (L, E)
+        return label_prototypes(z, mask)
 
     def forward(
         self, x: torch.Tensor, context: torch.Tensor | None = None, sensor_mask: torch.Tensor | None = None,

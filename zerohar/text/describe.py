@@ -272,7 +272,7 @@ def describe_labels(
         raise ZeroharError(f"--concurrency must be at least 1, found {opt.concurrency}")
     labels = clean_labels(labels)
     if not model or not model.strip():
-        raise ZeroharError("--model is empty: expected the model name the server knows (e.g. gpt-4o-mini)")
+        raise ZeroharError("--llm-model is empty: expected the model name the server knows (e.g. gpt-4o-mini)")
     url, key = resolve_server(base_url, api_key)
 
     results: dict[str, list[str]] = {}

@@ -55,11 +55,11 @@ def _stage1_meta(path: str | Path) -> dict:
 
     p = Path(path)
     if p.is_file():
-        raise ZeroharError(f"--init {p} is a file; Stage II starts from a Stage I run directory")
+        raise ZeroharError(f"--stage1 {p} is a file; Stage II starts from a Stage I run directory")
     meta = read_run_meta(p)  # missing / unfinished / foreign directory: ZeroharError
     if meta.get("stage") != "stage1":
         raise ZeroharError(
-            f"--init {p} is a {meta.get('stage')} run, not a Stage I run; pass the directory of a Stage I run"
+            f"--stage1 {p} is a {meta.get('stage')} run, not a Stage I run; pass the directory of a Stage I run"
         )
     return meta
 

@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from zerohar.config import STAGES, Config, config_from_args, default_out_dir, from_dict
+from zerohar.config import STAGES, Config, from_dict
 from zerohar.errors import ZeroharError
 from zerohar.io import atomic_torch_save, atomic_write_json, load_yaml
 from zerohar.model.precision import autocast, resolve_precision
@@ -527,17 +527,6 @@ def _from_python_state(s: tuple) -> list:
 
 def _to_python_state(s: list) -> tuple:
     return (s[0], tuple(s[1]), s[2])
-
-
-# ---------------------------------------------------------------------------------------------- commands
-def train_from_args(stage: str, args) -> Path:
-    """What `zerohar pretrain|stage1|stage2` and the stage scripts do with their parsed flags."""
-
-    if stage == "stage2" and getattr(args, "supervised", False):
-        stage = "supervised"
-    cfg = config_from_args(stage, args)
-    out = Path(args.out) if getattr(args, "out", None) else default_out_dir(cfg)
-    return train_stage(stage, cfg, out, force=args.force, resume=args.resume, progress=not args.no_progress)
 
 
 def summary_line(run_dir: str | Path) -> str:

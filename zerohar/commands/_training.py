@@ -1,0 +1,108 @@
+"""The flags every training command shares (`zerohar pretrain|stage1|stage2`, `stage1/train.py`, ...), and how
+they become a resolved :class:`~zerohar.config.Config` and a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from zerohar.commands import deprecated_alias
+from zerohar.config import PRECISIONS, VARIANTS, Config, default_out_dir, merge_settings, parse_set, resolve_config
+
+
+def add_training_arguments(parser, stage: str) -> None:
+    """The flags every training command shares (`zerohar pretrain|stage1|stage2`, `stage1/train.py`, ...)."""
+    g = parser.add_argument_group("data")
+    src = g.add_mutually_exclusive_group()
+    src.add_argument("--dataset", help="dataset name (metadata/folds/NAME.yaml); default hapt (embedded)")
+    src.add_argument("--data", metavar="FILE.npz", help="a window set written by `zerohar prepare` (your own data)")
+    g.add_argument("--root", metavar="DIR", help="folder of the raw dataset")
+    g.add_argument("--folds", metavar="FILE.yaml", help="folds file (default metadata/folds/<dataset>.yaml)")
+    g.add_argument("--fold", help="fold whose unseen classes are held out" + (" (optional)" if stage == "pretrain"
+                                                                                else " (default fold1)"))
+    if stage != "pretrain":
+        g.add_argument("--descriptions", metavar="FILE.json", help="label descriptions (default: the dataset's)")
+    g = parser.add_argument_group("model")
+    if stage in ("pretrain", "stage1"):
+        g.add_argument("--backbone", choices=tuple(VARIANTS), help="HARNet variant (default harnet5: 5 s windows)")
+        weights_help = {
+            "pretrain": "backbone weights to continue from: a released HARNet file (.mdl) or a pretrain run",
+            "stage1": "backbone weights: a released HARNet file (.mdl), a pretrain run, or none (random)",
+        }[stage]
+        g.add_argument("--backbone-weights", dest="init", metavar="FILE", help=weights_help)
+        deprecated_alias(g, "--init", "--backbone-weights", "init", metavar="FILE")
+    else:
+        g.add_argument("--stage1", dest="init", metavar="RUN",
+                       help="the Stage I run to start from (without it: Stage II without Stage I)")
+        deprecated_alias(g, "--init", "--stage1", "init", metavar="RUN")
+        g.add_argument("--backbone-weights", dest="backbone_init", metavar="FILE",
+                       help="without --stage1: backbone weights, a released HARNet file (.mdl) or a pretrain run "
+                       "(default random)")
+        deprecated_alias(g, "--backbone-init", "--backbone-weights", "backbone_init", metavar="FILE")
+        g.add_argument("--supervised", action="store_true",
+                       help="train on every class with a subject-disjoint test split (the benchmark's upper bound)")
+    g = parser.add_argument_group("training")
+    g.add_argument("--config", metavar="YAML", help="settings file (the shape of a run's config.yaml)")
+    g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                   help="any setting, e.g. --set train.lr=3e-4 (repeatable)")
+    g.add_argument("--epochs", type=int, metavar="N",
+                   help="passes over the training windows (default: metadata/hyperparameters.yaml)")
+    g.add_argument("--batch-size", type=int, metavar="N", help="global batch size (split over torchrun processes)")
+    g.add_argument("--lr", type=float, metavar="LR", help="peak learning rate of AdamW (after warm-up)")
+    g.add_argument("--seed", type=int, metavar="N",
+                   help="seed of the subject split, shuffling, augmentation and initialisation (default 0)")
+    g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 autocast when the CPU has native bf16")
+    g = parser.add_argument_group("run")
+    g.add_argument("--out", metavar="RUN", help="run directory (default runs/<stage>/<dataset>-<fold>)")
+    g.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
+    g.add_argument("--force", action="store_true", help="overwrite a run in --out")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def overrides_from_args(args) -> dict:
+    """The explicit settings of parsed training flags (flags not given do not override anything)."""
+    over: dict = {}
+
+    def put(section: str | None, key: str, value) -> None:
+        if value is None:
+            return
+        (over.setdefault(section, {}) if section else over)[key] = value
+
+    if getattr(args, "data", None) is not None:
+        put("data", "data", args.data)
+        put("data", "dataset", None)
+        over["data"]["dataset"] = getattr(args, "dataset", None)
+    else:
+        put("data", "dataset", getattr(args, "dataset", None))
+    for key in ("root", "folds", "fold", "descriptions"):
+        put("data", key, getattr(args, key, None))
+    put("model", "backbone", getattr(args, "backbone", None))
+    put(None, "init", getattr(args, "init", None))
+    put(None, "backbone_init", getattr(args, "backbone_init", None))
+    for key in ("epochs", "batch_size", "lr", "seed", "precision"):
+        put("train", key, getattr(args, key, None))
+    return merge_settings(over, parse_set(getattr(args, "set", []) or []), "command line")
+
+
+def config_from_args(stage: str, args) -> Config:
+    """Resolve the config of a training command from its parsed flags."""
+    return resolve_config(stage, config_file=getattr(args, "config", None), overrides=overrides_from_args(args))
+
+
+def train_from_args(stage: str, args) -> Path:
+    """What `zerohar pretrain|stage1|stage2` and the stage scripts do with their parsed flags."""
+
+    if stage == "stage2" and getattr(args, "supervised", False):
+        stage = "supervised"
+    cfg = config_from_args(stage, args)
+    out = Path(args.out) if getattr(args, "out", None) else default_out_dir(cfg)
+    from zerohar.train.loop import train_stage  # heavy: torch
+
+    return train_stage(stage, cfg, out, force=args.force, resume=args.resume, progress=not args.no_progress)
+
+
+def run_stage(stage: str, args) -> int:
+    """What `zerohar stage1|stage2` do: train, then one summary line."""
+    from zerohar.train.loop import summary_line  # heavy: torch
+
+    print(summary_line(train_from_args(stage, args)))
+    return 0
