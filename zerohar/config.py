@@ -16,6 +16,7 @@ silently ignored. The resolved config is written to every run directory as `conf
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ PRECISIONS = ("auto", "bf16", "fp32")
 LABEL_TEXTS = ("descriptions", "names")
 LABEL_SAMPLING = ("prototype", "description")
 SCHEDULES = ("cosine", "constant")
+PRETRAIN_METHODS = ("ssl", "motif-distance", "relcon")
+MOTIF_ATTENTIONS = ("sparsemax", "released")
 
 
 #: Window length in samples (30 Hz) of every HARNet variant.
@@ -185,6 +188,14 @@ class TrainConfig:
     label_sampling: str = "prototype"  # Stage II text per label: prototype (mean of descriptions) | description
     augment: bool = True  # random rotation + scaling of each triad during Stage I / II training
     pretrain_sensors: list[str] = field(default_factory=lambda: ["acc"])  # SSL pretext triads (gyro optional)
+    pretrain_method: str = "ssl"  # pretrain: ssl (pretext tasks) | motif-distance | relcon (RelCon, ICLR 2025)
+    relcon_distance: str | None = None  # relcon: the run directory of a finished motif-distance pretrain run
+    relcon_within_cands: int = 20  # relcon: within-subject candidates per anchor (same recording, nearby time)
+    relcon_within_s: float = 1800.0  # relcon: they start at most this many seconds before / after the anchor
+    relcon_temperature: float = 0.1  # relcon: temperature of the cosine similarity in the relative loss
+    motif_attention: str = "sparsemax"  # motif-distance: sparsemax | released (softmax when computing distances)
+    motif_embed_dim: int = 64  # motif-distance: width of the query / key / value conv encoders
+    motif_kernel: int = 15  # motif-distance: kernel size (samples) of the dilated convolutions
 
 
 @dataclass
@@ -212,8 +223,6 @@ class Config:
 
 # ---------------------------------------------------------------------------------------------- strict parsing
 def _type_hints(cls: type) -> dict[str, Any]:
-    import sys
-
     return typing.get_type_hints(cls, vars(sys.modules[cls.__module__]))
 
 
@@ -313,12 +322,12 @@ def from_dict(cls: type, d: dict, source: str, prefix: str = "") -> Any:
         raise ZeroharError(f"{source}: invalid {prefix.rstrip('.') or 'config'}: {e}") from None
 
 
-def _merge(base: dict, update: dict, source: str, path: str = "") -> dict:
+def merge_settings(base: dict, update: dict, source: str = "", path: str = "") -> dict:
     """Deep merge of plain mappings (update wins); keys are checked later, by from_dict."""
     out = dict(base)
     for k, v in update.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v, source, f"{path}{k}.")
+            out[k] = merge_settings(out[k], v, source, f"{path}{k}.")
         else:
             out[k] = v
     return out
@@ -375,7 +384,7 @@ def stage_defaults(stage: str, dataset: str | None, path: str | Path | None = No
             for k in sect:
                 if k in ("stage",):
                     raise ZeroharError(f"{path}: {entry}.{s} must not set 'stage'")
-            out = _merge(out, sect, str(path))
+            out = merge_settings(out, sect, str(path))
     return out
 
 
@@ -414,11 +423,11 @@ def resolve_config(
                 dataset = d["dataset"]
             elif d.get("data") is not None:
                 dataset = None  # a user's own window set: only the `default` entry applies
-    merged = _merge({"stage": stage}, stage_defaults(stage, dataset, hyperparameters), "hyperparameters")
+    merged = merge_settings({"stage": stage}, stage_defaults(stage, dataset, hyperparameters), "hyperparameters")
     if dataset is None:
         merged.setdefault("data", {})["dataset"] = None
-    merged = _merge(merged, user, str(config_file))
-    merged = _merge(merged, overrides, "command line")
+    merged = merge_settings(merged, user, str(config_file))
+    merged = merge_settings(merged, overrides, "command line")
     merged["stage"] = stage
     # A backbone variant sets the window length it was built for, unless the window length was chosen explicitly.
     variant = (merged.get("model") or {}).get("backbone") if isinstance(merged.get("model"), dict) else None
@@ -458,6 +467,19 @@ def validate(cfg: Config, source: str = "config") -> None:
          "a dataset name or a window set file", f"{d.dataset!r} / {d.data!r}"),
         (all(s in ("acc", "gyro", "mag") for s in t.pretrain_sensors) and t.pretrain_sensors,
          "train.pretrain_sensors", "a non-empty list of acc, gyro, mag", t.pretrain_sensors),
+        (t.pretrain_method in PRETRAIN_METHODS, "train.pretrain_method", f"one of {', '.join(PRETRAIN_METHODS)}",
+         t.pretrain_method),
+        (t.relcon_within_cands >= 1, "train.relcon_within_cands", "at least 1", t.relcon_within_cands),
+        (t.relcon_within_s > 0, "train.relcon_within_s", "a positive number of seconds", t.relcon_within_s),
+        (t.relcon_temperature > 0, "train.relcon_temperature", "a positive number", t.relcon_temperature),
+        (t.motif_attention in MOTIF_ATTENTIONS, "train.motif_attention", f"one of {', '.join(MOTIF_ATTENTIONS)}",
+         t.motif_attention),
+        (t.motif_embed_dim >= 8 and t.motif_embed_dim % 8 == 0, "train.motif_embed_dim", "a multiple of 8",
+         t.motif_embed_dim),
+        (t.motif_kernel >= 1 and t.motif_kernel % 2 == 1, "train.motif_kernel", "a positive odd number",
+         t.motif_kernel),
+        (not (cfg.stage == "pretrain" and t.pretrain_method == "relcon" and t.relcon_distance is None),
+         "train.relcon_distance", "a motif-distance run directory when train.pretrain_method is relcon", None),
     ]
     for ok, key, expected, found in checks:
         if not ok:
@@ -467,77 +489,6 @@ def validate(cfg: Config, source: str = "config") -> None:
 
 
 # ---------------------------------------------------------------------------------------------- command line
-def add_training_arguments(parser, stage: str) -> None:
-    """The flags every training command shares (`zerohar pretrain|stage1|stage2`, `stage1/train.py`, ...)."""
-    g = parser.add_argument_group("data")
-    src = g.add_mutually_exclusive_group()
-    src.add_argument("--dataset", help="dataset name (metadata/folds/NAME.yaml); default hapt (embedded)")
-    src.add_argument("--data", metavar="FILE.npz", help="a window set written by `zerohar prepare` (your own data)")
-    g.add_argument("--root", metavar="DIR", help="folder of the raw dataset")
-    g.add_argument("--folds", metavar="FILE.yaml", help="folds file (default metadata/folds/<dataset>.yaml)")
-    g.add_argument("--fold", help="fold whose unseen classes are held out" + (" (optional)" if stage == "pretrain"
-                                                                                else " (default fold1)"))
-    if stage != "pretrain":
-        g.add_argument("--descriptions", metavar="FILE.json", help="label descriptions (default: the dataset's)")
-    g = parser.add_argument_group("model")
-    if stage in ("pretrain", "stage1"):
-        g.add_argument("--backbone", choices=("harnet5", "harnet10", "harnet30"), help="HARNet variant")
-    init_help = {
-        "pretrain": "a backbone to continue from (released .mdl or a pretrain run)",
-        "stage1": "backbone weights: a released HARNet file (.mdl), a pretrain run, or none (random)",
-        "stage2": "the Stage I run to start from (without it: Stage II without Stage I)",
-    }[stage]
-    g.add_argument("--init", metavar="CKPT" if stage != "stage2" else "STAGE1_RUN", help=init_help)
-    if stage == "stage2":
-        g.add_argument("--backbone-init", metavar="CKPT", help="without --init: backbone weights (default random)")
-        g.add_argument("--supervised", action="store_true",
-                       help="train on every class with a subject-disjoint test split (the benchmark's upper bound)")
-    g = parser.add_argument_group("training")
-    g.add_argument("--config", metavar="YAML", help="settings file (the shape of a run's config.yaml)")
-    g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                   help="any setting, e.g. --set train.lr=3e-4 (repeatable)")
-    g.add_argument("--epochs", type=int)
-    g.add_argument("--batch-size", type=int, help="global batch size (split over torchrun processes)")
-    g.add_argument("--lr", type=float)
-    g.add_argument("--seed", type=int)
-    g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 autocast when the CPU has native bf16")
-    g = parser.add_argument_group("run")
-    g.add_argument("--out", metavar="RUN", help="run directory (default runs/<stage>/<dataset>-<fold>)")
-    g.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
-    g.add_argument("--force", action="store_true", help="overwrite a run in --out")
-    g.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-
-def overrides_from_args(args) -> dict:
-    """The explicit settings of parsed training flags (flags not given do not override anything)."""
-    over: dict = {}
-
-    def put(section: str | None, key: str, value) -> None:
-        if value is None:
-            return
-        (over.setdefault(section, {}) if section else over)[key] = value
-
-    if getattr(args, "data", None) is not None:
-        put("data", "data", args.data)
-        put("data", "dataset", None)
-        over["data"]["dataset"] = getattr(args, "dataset", None)
-    else:
-        put("data", "dataset", getattr(args, "dataset", None))
-    for key in ("root", "folds", "fold", "descriptions"):
-        put("data", key, getattr(args, key, None))
-    put("model", "backbone", getattr(args, "backbone", None))
-    put(None, "init", getattr(args, "init", None))
-    put(None, "backbone_init", getattr(args, "backbone_init", None))
-    for key in ("epochs", "batch_size", "lr", "seed", "precision"):
-        put("train", key, getattr(args, key, None))
-    return _merge(over, parse_set(getattr(args, "set", []) or []), "command line")
-
-
-def config_from_args(stage: str, args) -> Config:
-    """Resolve the config of a training command from its parsed flags."""
-    return resolve_config(stage, config_file=getattr(args, "config", None), overrides=overrides_from_args(args))
-
-
 def default_out_dir(cfg: Config) -> Path:
     """`runs/<stage>/<dataset or data file stem>-<fold>` (what the scripts use without --out)."""
     name = cfg.data.dataset or Path(cfg.data.data or "data").stem
