@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+from torch import nn
 
 from zerohar.config import resolve_config
 from zerohar.data.layout import UNITS, Channel, SensorLayout
@@ -41,3 +43,15 @@ def signal_of(t: np.ndarray, seed: int = 0) -> np.ndarray:
     x = np.sin(2 * np.pi * f * t[:, None]) + 0.05 * rng.normal(size=(len(t), 6))
     x[:, 2] += 1.0  # gravity on z, so the unit check sees an accelerometer in g
     return x
+
+
+def randomise_bn(net: nn.Module, seed: int = 0) -> nn.Module:
+    """Non-trivial BatchNorm statistics and affine parameters, so BN folding is really exercised."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm1d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
+            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
+    return net

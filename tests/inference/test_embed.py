@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import randomise_bn
 from torch import nn
 
 from zerohar.errors import ZeroharError
@@ -14,18 +15,6 @@ from zerohar.model.harnet import HARNet
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 
 needs_bf16 = pytest.mark.skipif(not precision.cpu_has_native_bf16(), reason="the CPU has no native bf16")
-
-
-def _randomise_bn(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics and affine parameters, so BN folding is really exercised."""
-    g = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm1d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return net
 
 
 def _calibrate_bn(model: ZeroHARModel, X: np.ndarray, kinds) -> None:
@@ -45,7 +34,7 @@ def _calibrate_bn(model: ZeroHARModel, X: np.ndarray, kinds) -> None:
 def model():
     torch.manual_seed(0)
     m = ZeroHARModel(ModelConfig())
-    _randomise_bn(m.backbone)
+    randomise_bn(m.backbone)
     return m.eval()
 
 
@@ -64,7 +53,7 @@ def model():
 
 def test_embed_backbone_fp32_is_the_plain_module():
     torch.manual_seed(4)
-    net = _randomise_bn(HARNet("harnet5")).train()
+    net = randomise_bn(HARNet("harnet5")).train()
     x = np.random.default_rng(0).normal(size=(7, 3, 150)).astype(np.float32)
     got = embed_backbone(net, x, batch_size=3, precision="fp32")
     assert net.training  # mode restored

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from helpers import randomise_bn
 from torch import nn
 
 from zerohar.errors import ZeroharError
@@ -13,18 +14,6 @@ from zerohar.model.harnet import HARNet
 from zerohar.model.precision import resolve_precision
 
 needs_bf16 = pytest.mark.skipif(not precision.cpu_has_native_bf16(), reason="the CPU has no native bf16")
-
-
-def _randomise_bn(net: nn.Module, seed: int = 0) -> nn.Module:
-    """Non-trivial BatchNorm statistics and affine parameters, so BN folding is really exercised."""
-    g = torch.Generator().manual_seed(seed)
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm1d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.2)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    return net
 
 
 def test_resolve_precision(monkeypatch):
@@ -56,7 +45,7 @@ def test_native_bf16_follows_cpu_flags():
 @pytest.mark.parametrize("variant", ["harnet5", "harnet10"])
 def test_fused_fp32_equals_harnet(variant):
     torch.manual_seed(1)
-    net = _randomise_bn(HARNet(variant), seed=2).eval()
+    net = randomise_bn(HARNet(variant), seed=2).eval()
     x = torch.randn(5, 3, net.window)
     with torch.no_grad():
         ref = net(x)
@@ -67,7 +56,7 @@ def test_fused_fp32_equals_harnet(variant):
 
 def test_fused_clips_like_harnet():
     torch.manual_seed(5)
-    net = _randomise_bn(HARNet("harnet5", clip_input=True)).eval()
+    net = randomise_bn(HARNet("harnet5", clip_input=True)).eval()
     x = torch.randn(3, 3, 150) * 4  # beyond +-3 g
     with torch.no_grad():
         torch.testing.assert_close(FusedHARNet(net, torch.float32)(x), net(x), rtol=1e-4, atol=1e-4)
@@ -76,7 +65,7 @@ def test_fused_clips_like_harnet():
 @needs_bf16
 def test_fused_bf16_close_to_fp32():
     torch.manual_seed(1)
-    net = _randomise_bn(HARNet("harnet5")).eval()
+    net = randomise_bn(HARNet("harnet5")).eval()
     x = torch.randn(16, 3, 150)
     with torch.no_grad():
         ref, got = net(x), FusedHARNet(net, torch.bfloat16)(x)
@@ -86,7 +75,7 @@ def test_fused_bf16_close_to_fp32():
 
 def test_fused_fp32_layers_keeps_leading_layers_in_fp32():
     torch.manual_seed(1)
-    net = _randomise_bn(HARNet("harnet5")).eval()
+    net = randomise_bn(HARNet("harnet5")).eval()
     x = torch.randn(4, 3, 150)
     with torch.no_grad():
         ref = net(x)
@@ -98,7 +87,7 @@ def test_fused_fp32_layers_keeps_leading_layers_in_fp32():
 
 def test_fused_backbone_cache_follows_weights():
     torch.manual_seed(3)
-    net = _randomise_bn(HARNet("harnet5")).eval()
+    net = randomise_bn(HARNet("harnet5")).eval()
     first = fused_backbone(net, "fp32")
     assert first is not None and fused_backbone(net, "fp32") is first
     x = torch.randn(3, 3, 150)
