@@ -19,7 +19,7 @@ from zerohar.errors import ZeroharError
 COMMANDS = {
     "prepare": "read a dataset's raw files into a cached window set (.npz)",
     "describe": "write activity-label descriptions with an LLM (OpenAI-compatible API)",
-    "pretrain": "self-supervised pretraining of the HARNet backbone",
+    "pretrain": "self-supervised pretraining of the HARNet backbone (SSL pretext tasks or RelCon)",
     "stage1": "Stage I: align channel embeddings with sensor descriptions",
     "stage2": "Stage II: align window embeddings with label descriptions (seen classes)",
     "eval": "zero-shot evaluation of a trained run on its fold's unseen classes",

@@ -6,7 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from zerohar.commands import deprecated_alias
-from zerohar.config import PRECISIONS, VARIANTS, Config, default_out_dir, merge_settings, parse_set, resolve_config
+from zerohar.config import (
+    PRECISIONS,
+    PRETRAIN_METHODS,
+    VARIANTS,
+    Config,
+    default_out_dir,
+    merge_settings,
+    parse_set,
+    resolve_config,
+)
 
 
 def add_training_arguments(parser, stage: str) -> None:
@@ -29,6 +38,13 @@ def add_training_arguments(parser, stage: str) -> None:
             "stage1": "backbone weights: a released HARNet file (.mdl), a pretrain run, or none (random)",
         }[stage]
         g.add_argument("--backbone-weights", dest="init", metavar="FILE", help=weights_help)
+        if stage == "pretrain":
+            g.add_argument("--method", choices=PRETRAIN_METHODS,
+                           help="ssl: SSL-Wearables' pretext tasks (default); motif-distance: train RelCon's "
+                           "learnable motif distance; relcon: relative contrastive pretraining ranked by a motif "
+                           "distance")
+            g.add_argument("--distance", metavar="RUN",
+                           help="--method relcon: the finished motif-distance run that ranks the candidates")
         deprecated_alias(g, "--init", "--backbone-weights", "init", metavar="FILE")
     else:
         g.add_argument("--stage1", dest="init", metavar="RUN",
@@ -76,6 +92,8 @@ def overrides_from_args(args) -> dict:
     for key in ("root", "folds", "fold", "descriptions"):
         put("data", key, getattr(args, key, None))
     put("model", "backbone", getattr(args, "backbone", None))
+    put("train", "pretrain_method", getattr(args, "method", None))
+    put("train", "relcon_distance", getattr(args, "distance", None))
     put(None, "init", getattr(args, "init", None))
     put(None, "backbone_init", getattr(args, "backbone_init", None))
     for key in ("epochs", "batch_size", "lr", "seed", "precision"):

@@ -29,10 +29,14 @@ def permutation_index(t: int, n_chunks: int, generator: torch.Generator | None =
     jitter = (_rand(n_chunks - 1, generator, "cpu") - 0.5) * (t / n_chunks / 2)
     bounds = torch.cat([base[:1], base[1:-1] + jitter, base[-1:]]).round().long().tolist()
     chunks = [torch.arange(bounds[i], bounds[i + 1]) for i in range(n_chunks)]
-    order = torch.arange(n_chunks)
-    while bool((order == torch.arange(n_chunks)).all()):
+    identity = torch.arange(t)
+    idx = identity
+    # A new chunk order until the time order changes: with short windows a jittered chunk can be empty, and an
+    # order that only moves empty chunks would leave the window untransformed although labelled permuted.
+    while torch.equal(idx, identity):
         order = torch.randperm(n_chunks, generator=generator)
-    return torch.cat([chunks[i] for i in order.tolist()])
+        idx = torch.cat([chunks[i] for i in order.tolist()])
+    return idx
 
 
 def time_warp(

@@ -20,10 +20,13 @@ import torch
 from zerohar import __version__
 from zerohar.config import Config, ModelConfig
 from zerohar.data.augment import augment
+from zerohar.data.layout import SENSOR_KINDS
 from zerohar.data.splits import load_stage_data
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
-from zerohar.model.zerohar import ZeroHARModel, kind_indices
+from zerohar.model.pretrained import BACKBONE_FORMAT, save_backbone
+from zerohar.model.zerohar import ZeroHARModel, kind_indices, scale_and_clip
 from zerohar.text.encoder import get_text_encoder
 from zerohar.train.runs import load_run, read_run_meta
 
@@ -194,3 +197,42 @@ class ZeroHARTask(BaseTask):
         model.save_pretrained(out, extra={**self.metadata(), **info})
 
 
+# ---------------------------------------------------------------------------------------------- pretraining
+class TriadInput:
+    """The triads a pretraining method trains on (`train.pretrain_sensors`), with ZeroHAR's input handling."""
+
+    def __init__(self, task: BaseTask, cfg: Config):
+        kinds = cfg.train.pretrain_sensors
+        layout = task.layout
+        self.triads = [i for i, s in enumerate(layout.sensors) if s.sensor in kinds]
+        if not self.triads:
+            raise ZeroharError(
+                f"{task.data.source}: no sensor of kind {', '.join(kinds)} to pretrain on (train.pretrain_sensors); "
+                f"the layout has {', '.join(sorted({s.sensor for s in layout.sensors}))}"
+            )
+        self.channels = [3 * i + a for i in self.triads for a in range(3)]
+        m = cfg.model
+        self.kind_ids = torch.tensor([[SENSOR_KINDS.index(layout.sensors[i].sensor) for i in self.triads]])
+        self.kind_scale = torch.tensor([m.kind_scale.get(k, 1.0) for k in SENSOR_KINDS])
+        self.clip = m.clip_acc
+        self.X = task.X
+
+    @property
+    def per_window(self) -> int:
+        return len(self.triads)
+
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+        """`(R, S', 3, T)`: the selected triads of windows `rows`, scaled and clipped."""
+        x = torch.from_numpy(np.ascontiguousarray(self.X[rows][:, self.channels], dtype=np.float32))
+        r, _, t = x.shape
+        tri = x.reshape(r, self.per_window, 3, t)
+        return scale_and_clip(tri, self.kind_ids.expand(r, -1), self.kind_scale, self.clip)
+
+
+def save_backbone_run(task: BaseTask, backbone, out: Path, info: dict) -> None:
+    """The artefact of every pretraining method: the backbone (`model.safetensors`, HARNet keys) and a
+    `model.json` with the run's metadata, so `load_backbone(run_dir)` and Stage I take it like a released file."""
+    meta = {**task.metadata(), **info, "backbone": backbone.variant,
+            "pretrain_sensors": task.cfg.train.pretrain_sensors}
+    save_backbone(backbone, out / "model.safetensors", extra=meta)
+    atomic_write_json(out / "model.json", {"format": BACKBONE_FORMAT, "variant": backbone.variant, "extra": meta})

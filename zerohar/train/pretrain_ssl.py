@@ -16,14 +16,11 @@ import torch
 from torch import nn
 
 from zerohar.config import Config
-from zerohar.data.layout import SENSOR_KINDS
 from zerohar.errors import ZeroharError
-from zerohar.io import atomic_write_json
 from zerohar.losses.pretext import PRETEXT_TASKS, PretextHeads, pretext_batch, pretext_loss_from_logits
 from zerohar.model.precision import autocast
-from zerohar.model.pretrained import BACKBONE_FORMAT, load_backbone, save_backbone
-from zerohar.model.zerohar import scale_and_clip
-from zerohar.train.base import BaseTask, check_backbone_run
+from zerohar.model.pretrained import load_backbone
+from zerohar.train.base import BaseTask, TriadInput, check_backbone_run, save_backbone_run
 
 
 class PretrainTask(BaseTask):
@@ -33,18 +30,7 @@ class PretrainTask(BaseTask):
 
     def __init__(self, cfg: Config, dist):
         super().__init__(cfg, dist)
-        kinds = cfg.train.pretrain_sensors
-        self.triads = [i for i, s in enumerate(self.layout.sensors) if s.sensor in kinds]
-        if not self.triads:
-            raise ZeroharError(
-                f"{self.data.source}: no sensor of kind {', '.join(kinds)} to pretrain on (train.pretrain_sensors); "
-                f"the layout has {', '.join(sorted({s.sensor for s in self.layout.sensors}))}"
-            )
-        self.channels = [3 * i + a for i in self.triads for a in range(3)]
-        # The same input handling as ZeroHARModel: per-kind scale, accelerometer clipped to +-3 g.
-        m = cfg.model
-        self.kind_ids = torch.tensor([[SENSOR_KINDS.index(self.layout.sensors[i].sensor) for i in self.triads]])
-        self.kind_scale = torch.tensor([m.kind_scale.get(k, 1.0) for k in SENSOR_KINDS])
+        self.tri = TriadInput(self, cfg)  # the same input handling as ZeroHARModel (scale, clip to +-3 g)
         if cfg.model.encoder != "harnet":
             raise ZeroharError(f"pretraining trains a HARNet backbone; model.encoder is {cfg.model.encoder!r}")
         if cfg.init is not None and Path(cfg.init).is_dir():
@@ -52,11 +38,8 @@ class PretrainTask(BaseTask):
         self.model = PretrainModel(load_backbone(cfg.init, cfg.model.backbone))
 
     def _triads(self, rows: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(np.ascontiguousarray(self.X[rows][:, self.channels], dtype=np.float32))  # (B, 3S', T)
-        b, _, t = x.shape
-        tri = x.reshape(b, len(self.triads), 3, t)  # (B, S', 3, T)
-        tri = scale_and_clip(tri, self.kind_ids.expand(b, -1), self.kind_scale, self.cfg.model.clip_acc)
-        return tri.reshape(b * len(self.triads), 3, t)  # (B*S', 3, T)
+        tri = self.tri(rows)  # (B, S', 3, T)
+        return tri.reshape(-1, *tri.shape[2:])  # (B*S', 3, T)
 
     def _pretext(self, tri: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict]:
         return pretext_batch(tri, torch.Generator().manual_seed(seed))
@@ -64,7 +47,7 @@ class PretrainTask(BaseTask):
     def make_batch(self, idx, lo_hi, rng, device) -> dict:
         rows = self.train_idx[idx]
         xt, labels = self._pretext(self._triads(rows), int(rng.integers(2**62)))  # global batch
-        per = len(self.triads)
+        per = self.tri.per_window
         lo, hi = lo_hi[0] * per, lo_hi[1] * per
         return {"x": xt[lo:hi].to(device), "labels": {k: v[lo:hi].to(device) for k, v in labels.items()}}
 
@@ -91,12 +74,8 @@ class PretrainTask(BaseTask):
         return {"pretext_acc": float(np.mean(list(res.values()))), **res}
 
     def save_model(self, model, out: Path, info: dict) -> None:
-        """The artefact of pretraining is the backbone: `model.safetensors` (HARNet keys) + `model.json`."""
-        meta = {**self.metadata(), **info, "backbone": model.backbone.variant,
-                "pretrain_sensors": self.cfg.train.pretrain_sensors}
-        save_backbone(model.backbone, out / "model.safetensors", extra=meta)
-        atomic_write_json(out / "model.json", {"format": BACKBONE_FORMAT, "variant": model.backbone.variant,
-                                                "extra": meta})
+        """The artefact of pretraining is the backbone (see :func:`~zerohar.train.base.save_backbone_run`)."""
+        save_backbone_run(self, model.backbone, out, info)
 
 
 class PretrainModel(nn.Module):
