@@ -108,3 +108,22 @@ def test_importing_the_label_index_changes_no_logger():
             "and n.split('.')[0] in ('faiss', 'zerohar')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_an_unwritable_output_is_one_sentence_not_a_traceback(tmp_path, capsys):
+    import os
+
+    from zerohar.cli import main
+
+    if os.geteuid() == 0:
+        target = "/proc/zerohar-test/labels.json"  # not writable even for root
+    else:
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        target = str(ro / "sub" / "labels.json")
+    rc = main(["describe", "walking", "--llm-model", "m", "--base-url", "http://127.0.0.1:9/v1", "--out", target,
+               "--retries", "0", "--timeout", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err
+    assert err.startswith("zerohar describe: error:") and len(err.strip().splitlines()) == 1

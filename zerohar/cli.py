@@ -99,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     except ZeroharError as e:
         print(f"zerohar {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        # A file the user named cannot be read or written (permissions, a full disk, a read-only folder): one
+        # sentence naming it, not a traceback. Outputs are written atomically, so nothing half-written remains.
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"zerohar {args.command}: error: cannot access{where}: {e.strerror or e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"zerohar {args.command}: interrupted", file=sys.stderr)
         return 130
