@@ -110,11 +110,14 @@ def test_importing_the_label_index_changes_no_logger():
     assert out.strip().splitlines()[-1] == "[]"
 
 
-def test_an_unwritable_output_is_one_sentence_not_a_traceback(tmp_path, capsys):
+def test_an_unwritable_output_is_one_sentence_not_a_traceback(tmp_path, capsys, monkeypatch):
     import os
+
+    from llm_server import LLMServer
 
     from zerohar.cli import main
 
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     if os.geteuid() == 0:
         target = "/proc/zerohar-test/labels.json"  # not writable even for root
     else:
@@ -122,8 +125,11 @@ def test_an_unwritable_output_is_one_sentence_not_a_traceback(tmp_path, capsys):
         ro.mkdir()
         ro.chmod(0o500)
         target = str(ro / "sub" / "labels.json")
-    rc = main(["describe", "walking", "--llm-model", "m", "--base-url", "http://127.0.0.1:9/v1", "--out", target,
-               "--retries", "0", "--timeout", "1", "--no-progress"])
+    with LLMServer() as server:  # the answers arrive: the failure is the write
+        rc = main(["describe", "walking", "--llm-model", "test-model", "--base-url", server.url, "--out", target,
+                   "--no-progress"])
+        assert server.count >= 1
     err = capsys.readouterr().err
     assert rc == 2 and "Traceback" not in err
-    assert err.startswith("zerohar describe: error:") and len(err.strip().splitlines()) == 1
+    assert err.startswith("zerohar describe: error: cannot access /proc/zerohar-test") or "ro/sub" in err
+    assert len(err.strip().splitlines()) == 1
