@@ -108,7 +108,6 @@ def config_from_args(stage: str, args) -> Config:
 
 def train_from_args(stage: str, args) -> Path:
     """What `zerohar pretrain|stage1|stage2` and the stage scripts do with their parsed flags."""
-
     if stage == "stage2" and getattr(args, "supervised", False):
         stage = "supervised"
     cfg = config_from_args(stage, args)

@@ -23,7 +23,6 @@ logger = logging.getLogger(__name__)
 @dataclass
 class StageData:
     """The windows of a stage and their subject split (indices into `ws`)."""
-
     ws: object  # WindowSet
     dataset: str | None
     classes: list[str]  # every class, in the folds file's ordering
@@ -135,7 +134,6 @@ def load_stage_data(cfg: Config) -> StageData:
 
 
 def _check_window_for_model(cfg: Config, t: int, source: str) -> None:
-
     m = cfg.model
     if getattr(m, "encoder", "harnet") == "harnet" or cfg.stage == "pretrain":
         variant = getattr(m, "backbone", "harnet5")

@@ -50,7 +50,6 @@ CLIP_G = 8.0
 @dataclass
 class Bout:
     """One stretch of a single activity with its fixed random parameters."""
-
     start: float  # s from the recording start
     end: float
     state: str

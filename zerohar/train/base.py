@@ -38,7 +38,6 @@ VAL_BATCH = 256
 
 def build_zerohar_model(cfg: Config, backbone_source: str | None):
     """A fresh ZeroHARModel of `cfg.model`, its HARNet backbone loaded from `backbone_source` (None = random)."""
-
     model = ZeroHARModel(cfg.model)
     if backbone_source is not None:
         src = Path(backbone_source)
@@ -50,12 +49,10 @@ def build_zerohar_model(cfg: Config, backbone_source: str | None):
 
 def check_backbone_run(d: Path) -> None:
     """A run directory given as a backbone must be a finished run (pretrain, or any run with a backbone)."""
-
     read_run_meta(d)  # ZeroharError for an unfinished or foreign directory
 
 
 def _stage1_meta(path: str | Path) -> dict:
-
     p = Path(path)
     if p.is_file():
         raise ZeroharError(f"--stage1 {p} is a file; Stage II starts from a Stage I run directory")
@@ -69,7 +66,6 @@ def _stage1_meta(path: str | Path) -> dict:
 
 def load_stage1_run(path: str | Path):
     """A finished Stage I run (model loaded); any other kind of run or directory is refused."""
-
     _stage1_meta(path)
     return load_run(path)
 
@@ -95,7 +91,6 @@ def resolve_init(cfg: Config) -> Config:
 
 class BaseTask:
     """Shared parts: data, batches, metadata."""
-
     gather_keys: tuple[str, ...] = ()
     metric = ""
     aug_deg = 0.0
@@ -135,7 +130,6 @@ class BaseTask:
 
     def metadata(self) -> dict:
         """The run metadata written into model.json ("extra"): what eval / classify need to use the run."""
-
         d, c = self.data, self.cfg
         return {
             "stage": c.stage,
@@ -173,7 +167,6 @@ class BaseTask:
 
 class ZeroHARTask(BaseTask):
     """Stage I and II: the ZeroHAR model, the frozen text encoder, the contrastive loss."""
-
     def __init__(self, cfg: Config, dist):
         super().__init__(cfg, dist)
 
@@ -200,7 +193,6 @@ class ZeroHARTask(BaseTask):
 # ---------------------------------------------------------------------------------------------- pretraining
 class TriadInput:
     """The triads a pretraining method trains on (`train.pretrain_sensors`), with ZeroHAR's input handling."""
-
     def __init__(self, task: BaseTask, cfg: Config):
         kinds = cfg.train.pretrain_sensors
         layout = task.layout

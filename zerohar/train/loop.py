@@ -120,7 +120,6 @@ def _frozen_layers(model: nn.Module, n: int) -> list[nn.Module]:
 
 class _TaskModule(nn.Module):
     """Wraps the model so DDP sees one forward per step: the task's whole forward (signal and text side)."""
-
     def __init__(self, model: nn.Module, task):
         super().__init__()
         self.model = model
@@ -133,7 +132,6 @@ class _TaskModule(nn.Module):
 # ---------------------------------------------------------------------------------------------- logging
 class _RunLog:
     """While a run trains: `log.txt` in the run directory (main process), and the zerohar loggers at INFO."""
-
     def __init__(self, path: Path | None):
         self.path = path
         self.handler = None
@@ -276,9 +274,7 @@ def _load_state(path: Path) -> dict:
 
 class _Trainer:
     """One run of the loop; the stage-specific parts come from a task of :mod:`zerohar.train.registry`."""
-
     def __init__(self, cfg: Config, out: Path, dist: Dist, *, progress: bool, state: dict | None):
-
         self.cfg, self.out, self.dist, self.progress = cfg, out, dist, progress
         t = cfg.train
         seed_everything(t.seed)  # identical initialisation on every process
@@ -531,7 +527,6 @@ def _to_python_state(s: list) -> tuple:
 
 def summary_line(run_dir: str | Path) -> str:
     """One line about a finished run: stage, best epoch and metric, time, where it is."""
-
     m = json.loads((Path(run_dir) / "metrics.json").read_text())
     best = m.get("best") or {}
     t = m.get("timing", {})

@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 class Stage2Task(ZeroHARTask):
     """Window embeddings <-> label texts of the seen classes (every class for `supervised`)."""
-
     gather_keys = ("windows",)
     metric = "val_acc"
     aug_deg, aug_scale = 10.0, 0.1
@@ -71,7 +70,6 @@ class Stage2Task(ZeroHARTask):
         self.extra_rows = list(range(len(trained), len(self.text_labels)))
 
     def _check_against_stage1(self, run) -> None:
-
         s1 = SensorLayout.from_dict(run.meta["layout"], f"{run.path}/model.json")
         known = {s.sensor for s in s1.sensors}
         bad = sorted({s.sensor for s in self.layout.sensors} - known)
@@ -123,7 +121,6 @@ class Stage2Task(ZeroHARTask):
     @torch.no_grad()
     def validate(self, model, bf16: bool) -> dict:
         """Held-out subjects' windows of the trained classes, classified among all their prototypes."""
-
         model.eval()
         n = len(self.trained_ids)
         proto = model.label_prototypes(self.desc[:n], self.desc_mask[:n]).float()  # (L, E)
