@@ -151,6 +151,7 @@ class ModelConfig:
 @dataclass
 class DataConfig:
     """Where the windows come from, and which classes are unseen."""
+
     dataset: str | None = "hapt"  # a dataset name (metadata/folds/NAME.yaml); None with `data`
     data: str | None = None  # a window set .npz written by `zerohar prepare` (a user's own data)
     root: str | None = None  # folder of the raw dataset (default: $ZEROHAR_DATA, ../shared/data, embedded HAPT)
@@ -164,6 +165,7 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     """Optimisation, model selection and run behaviour."""
+
     epochs: int = 10
     batch_size: int = 64  # global batch: per process = batch_size / world size
     lr: float = 1e-3
@@ -199,6 +201,7 @@ class TrainConfig:
 @dataclass
 class Config:
     """A resolved training configuration (what `config.yaml` holds)."""
+
     stage: str = "stage1"
     #: pretrain: a backbone to continue from; stage1: the backbone (released .mdl, a pretrain run, None = random);
     #: stage2 / supervised: a Stage I run (None = Stage II without Stage I, backbone from `backbone_init`).
@@ -231,6 +234,7 @@ def _describe(tp: Any) -> str:
 
 def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     """`value` checked against the annotation `tp`; ints are accepted for floats, nothing else is converted."""
+
     def bad() -> ZeroharError:
         return ZeroharError(f"{source}: key {key!r} expects {_describe(tp)}, found {value!r}")
 

@@ -16,6 +16,7 @@ PRECISIONS = ("auto", "bf16", "fp32")
 
 class _Deprecated(argparse.Action):
     """Stores like the new flag, and says once on stderr that the old spelling is deprecated."""
+
     def __init__(self, option_strings, dest, new: str = "", **kwargs):
         self.new = new
         super().__init__(option_strings, dest, **kwargs)

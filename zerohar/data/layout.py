@@ -35,6 +35,7 @@ SENSOR_NAMES = {"acc": "accelerometer", "gyro": "gyroscope", "mag": "magnetomete
 @dataclass(frozen=True)
 class Channel:
     """One signal column."""
+
     sensor: str  # one of SENSOR_KINDS
     axis: str  # x, y or z
     placement: str  # e.g. "waist", "left wrist", "right trouser pocket"
@@ -64,6 +65,7 @@ class Channel:
 @dataclass(frozen=True)
 class Sensor:
     """A triad: three channels (x, y, z) of one sensor kind on one device at one placement."""
+
     sensor: str
     placement: str
     device: str
@@ -81,6 +83,7 @@ class Sensor:
 @dataclass(frozen=True)
 class SensorLayout:
     """Ordered sensors of a recording; channel `3*s + a` is axis `a` of sensor `s` (canonical order)."""
+
     sensors: tuple[Sensor, ...]
     name: str = ""
     columns: tuple[str, ...] = field(default=())  # raw column names in canonical order, if known

@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class StageData:
     """The windows of a stage and their subject split (indices into `ws`)."""
+
     ws: object  # WindowSet
     dataset: str | None
     classes: list[str]  # every class, in the folds file's ordering

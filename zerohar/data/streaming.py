@@ -77,6 +77,7 @@ def match_layout(model_layout: SensorLayout, layout: SensorLayout, source: str) 
 @dataclass
 class InputRecording:
     """A recording opened for streaming: its declared layout and a chunk iterator (times, signals, None)."""
+
     path: Path
     layout: SensorLayout
     chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]

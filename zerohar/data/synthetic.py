@@ -50,6 +50,7 @@ CLIP_G = 8.0
 @dataclass
 class Bout:
     """One stretch of a single activity with its fixed random parameters."""
+
     start: float  # s from the recording start
     end: float
     state: str

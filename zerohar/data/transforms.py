@@ -57,6 +57,7 @@ _STREAM_GUARD_S = 2.0  # raw signal kept on each side of a chunk boundary so fil
 @dataclass
 class CanonicalStats:
     """What :func:`to_canonical` did to one recording (counted so a user can see what was repaired)."""
+
     duplicates: int = 0  # samples merged into another with the same timestamp
     nan_interpolated: int = 0  # samples in short NaN runs, filled by interpolation
     nan_dropped: int = 0  # samples in long NaN runs or at the edges, removed
@@ -80,6 +81,7 @@ class CanonicalStats:
 @dataclass
 class _Segment:
     """A stretch of raw samples with finite values and no long gap: times (n,), signals (n, C), labels (n,)."""
+
     t: np.ndarray
     x: np.ndarray
     labels: np.ndarray

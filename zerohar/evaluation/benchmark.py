@@ -71,6 +71,7 @@ COLUMNS = {
 @dataclass(frozen=True)
 class Step:
     """One training stage of a method: its name in the run directory, the stage, config overrides, init step."""
+
     name: str
     stage: str
     overrides: dict = field(default_factory=dict)
@@ -219,6 +220,7 @@ def runs_csv(rows: list[dict]) -> str:
 # ---------------------------------------------------------------------------------------------- the benchmark
 class _Runner:
     """Trains (or reuses) the steps of every method, sharing identical steps between methods."""
+
     def __init__(self, out: Path, dataset: str, root: str | None, sets: dict, epochs_scale: float,
                  backbone_init: str | None, progress: bool):
         self.out, self.dataset, self.root = out, dataset, root

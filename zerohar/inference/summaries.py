@@ -12,6 +12,7 @@ import numpy as np
 @dataclass
 class ClassifyResult:
     """What :func:`classify_recording` wrote."""
+
     out: Path
     n_windows: int
     window_s: float

@@ -81,6 +81,7 @@ def relative_contrastive_loss(
 
 class RelativeContrastiveLoss(nn.Module):
     """:func:`relative_contrastive_loss` as a module with a fixed temperature."""
+
     def __init__(self, tau: float = RELCON_TAU):
         super().__init__()
         self.tau = float(tau)

@@ -33,6 +33,7 @@ def _sparsemax_last(z: torch.Tensor) -> torch.Tensor:
 
 class SparsemaxFunction(torch.autograd.Function):
     """Sparsemax along the last dim with its exact Jacobian-vector product in the backward pass."""
+
     @staticmethod
     def forward(ctx, z: torch.Tensor) -> torch.Tensor:
         p = _sparsemax_last(z)

@@ -73,6 +73,7 @@ class CircularConv1d(nn.Conv1d):
 
 class BatchNorm(nn.BatchNorm1d):
     """BatchNorm1d that also takes the internal `(N, C, 1, L)` form (same statistics, same state_dict)."""
+
     def _check_input_dim(self, input: torch.Tensor) -> None:
         if input.ndim not in (2, 3, 4):
             raise ValueError(f"expected 2-D, 3-D or 4-D input (got {input.ndim}-D input)")
@@ -84,6 +85,7 @@ def _conv5(c_in: int, c_out: int) -> CircularConv1d:
 
 class ResBlock(nn.Module):
     """Pre-activation residual block: BN, ReLU, Conv, BN, ReLU, Conv, then + identity (channels unchanged)."""
+
     def __init__(self, channels: int):
         super().__init__()
         # Registration order fixes the state_dict key order; it follows the released files (bn1, bn2, conv1, conv2).

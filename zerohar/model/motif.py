@@ -58,6 +58,7 @@ REVIN_EPS = 1e-5
 @dataclass(frozen=True)
 class MotifConfig:
     """Architecture of the motif distance network (RelCon's `25_3_8_motifdist`)."""
+
     channels: int = 3
     embed_dim: int = 64
     kernel_size: int = 15
@@ -97,6 +98,7 @@ class PartialConv1d(nn.Conv1d):
 
 class _Block(nn.Module):
     """1x1 bottleneck, dilated conv back to full width, residual, GELU, InstanceNorm."""
+
     def __init__(self, width: int, kernel_size: int, dilation: int):
         super().__init__()
         self.reduce = nn.Conv1d(width, width // 8, 1)
@@ -108,6 +110,7 @@ class _Block(nn.Module):
 
 class DilatedConvEncoder(nn.Module):
     """`(N, 3, T)` -> `(N, embed_dim, T)`: partial conv layer, then residual blocks of growing dilation."""
+
     def __init__(self, cfg: MotifConfig):
         super().__init__()
         self.first = PartialConv1d(cfg.channels, cfg.embed_dim, cfg.kernel_size)
@@ -122,6 +125,7 @@ class DilatedConvEncoder(nn.Module):
 
 class MotifDistance(nn.Module):
     """The learnable motif distance network (see the module docstring)."""
+
     def __init__(self, cfg: MotifConfig | None = None):
         super().__init__()
         self.cfg = cfg or MotifConfig()

@@ -86,6 +86,7 @@ def response_format(n: int = N_DESCRIPTIONS) -> dict:
 
 class LabelDescriptions(BaseModel):
     """A valid reply: exactly `n` (validation context) distinct, non-empty descriptions."""
+
     model_config = ConfigDict(extra="forbid")
     descriptions: list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]]
 

@@ -287,6 +287,7 @@ class TextEncoder:
 
 class _quiet_transformers:
     """Silence transformers' own "Loading weights" bar while the model loads (we report loading in the log)."""
+
     def __enter__(self):
         self._was = None
         try:

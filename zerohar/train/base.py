@@ -91,6 +91,7 @@ def resolve_init(cfg: Config) -> Config:
 
 class BaseTask:
     """Shared parts: data, batches, metadata."""
+
     gather_keys: tuple[str, ...] = ()
     metric = ""
     aug_deg = 0.0
@@ -167,6 +168,7 @@ class BaseTask:
 
 class ZeroHARTask(BaseTask):
     """Stage I and II: the ZeroHAR model, the frozen text encoder, the contrastive loss."""
+
     def __init__(self, cfg: Config, dist):
         super().__init__(cfg, dist)
 
@@ -193,6 +195,7 @@ class ZeroHARTask(BaseTask):
 # ---------------------------------------------------------------------------------------------- pretraining
 class TriadInput:
     """The triads a pretraining method trains on (`train.pretrain_sensors`), with ZeroHAR's input handling."""
+
     def __init__(self, task: BaseTask, cfg: Config):
         kinds = cfg.train.pretrain_sensors
         layout = task.layout

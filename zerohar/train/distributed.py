@@ -15,6 +15,7 @@ import torch
 @dataclass(frozen=True)
 class Dist:
     """This process's place in a (possibly single-process) job."""
+
     rank: int = 0
     world: int = 1
     device: torch.device = torch.device("cpu")

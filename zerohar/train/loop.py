@@ -120,6 +120,7 @@ def _frozen_layers(model: nn.Module, n: int) -> list[nn.Module]:
 
 class _TaskModule(nn.Module):
     """Wraps the model so DDP sees one forward per step: the task's whole forward (signal and text side)."""
+
     def __init__(self, model: nn.Module, task):
         super().__init__()
         self.model = model
@@ -132,6 +133,7 @@ class _TaskModule(nn.Module):
 # ---------------------------------------------------------------------------------------------- logging
 class _RunLog:
     """While a run trains: `log.txt` in the run directory (main process), and the zerohar loggers at INFO."""
+
     def __init__(self, path: Path | None):
         self.path = path
         self.handler = None
@@ -274,6 +276,7 @@ def _load_state(path: Path) -> dict:
 
 class _Trainer:
     """One run of the loop; the stage-specific parts come from a task of :mod:`zerohar.train.registry`."""
+
     def __init__(self, cfg: Config, out: Path, dist: Dist, *, progress: bool, state: dict | None):
         self.cfg, self.out, self.dist, self.progress = cfg, out, dist, progress
         t = cfg.train

@@ -47,6 +47,7 @@ def overlap_mask(rec: np.ndarray, start: np.ndarray, window_s: float) -> np.ndar
 
 class MotifDistanceTask(BaseTask):
     """Trains the motif distance network on (window, augmented copy) pairs (see the module docstring)."""
+
     metric = "aug_top1"
 
     def __init__(self, cfg: Config, dist):

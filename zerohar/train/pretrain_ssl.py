@@ -25,6 +25,7 @@ from zerohar.train.base import BaseTask, TriadInput, check_backbone_run, save_ba
 
 class PretrainTask(BaseTask):
     """SSL pretext multi-task on single triads (arrow of time, permutation, time warp)."""
+
     metric = "pretext_acc"
 
     def __init__(self, cfg: Config, dist):
@@ -79,6 +80,7 @@ class PretrainTask(BaseTask):
 
 class PretrainModel(nn.Module):
     """A HARNet backbone with the pretext heads; forward returns each head's logits `(N,)`."""
+
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = backbone

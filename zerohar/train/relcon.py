@@ -107,6 +107,7 @@ class WithinCandidates:
 
 class RelConModel(nn.Module):
     """The HARNet backbone being pretrained; forward gives its features `(N, D)` (no projection head)."""
+
     def __init__(self, backbone: nn.Module):
         super().__init__()
         self.backbone = backbone
@@ -126,6 +127,7 @@ def candidate_index(n: int, k: int) -> torch.Tensor:
 
 class RelConTask(BaseTask):
     """RelCon on the HARNet backbone (see the module docstring)."""
+
     metric = "neg_relcon_loss"
     gather_keys = ("z", "z_within")
 

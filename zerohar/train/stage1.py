@@ -16,6 +16,7 @@ from zerohar.train.base import ZeroHARTask, build_zerohar_model
 
 class Stage1Task(ZeroHARTask):
     """Channel embeddings <-> per-axis sensor descriptions."""
+
     gather_keys = ("channels",)
     metric = "channel_acc"
     # No large rotations: the axes' identity is what Stage I learns. A few degrees mimic device placement.

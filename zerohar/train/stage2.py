@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 class Stage2Task(ZeroHARTask):
     """Window embeddings <-> label texts of the seen classes (every class for `supervised`)."""
+
     gather_keys = ("windows",)
     metric = "val_acc"
     aug_deg, aug_scale = 10.0, 0.1

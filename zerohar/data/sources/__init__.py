@@ -50,6 +50,7 @@ _MODULES = {
 
 class _LazySources(Mapping):
     """name -> source module, imported on first access."""
+
     def __getitem__(self, name: str) -> ModuleType:
         return importlib.import_module(_MODULES[name])
 
@@ -109,6 +110,7 @@ def require_file(path: Path, dataset: str, what: str) -> Path:
 # ---------------------------------------------------------------------------------------------- download
 def fetch_file(url: str, dest: str | Path, progress: bool = True) -> Path:
     """Download `url` to `dest` with a progress bar, through a temporary file renamed into place."""
+
     def download(tmp: str) -> None:
         logger.info("downloading %s", url)
         with urllib.request.urlopen(url) as resp, open(tmp, "wb") as f:  # noqa: S310 (fixed https URLs)

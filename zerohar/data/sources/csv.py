@@ -74,6 +74,7 @@ def channel_of(column: str) -> tuple[str, str] | None:
 @dataclass
 class _Plan:
     """Which CSV column is what: resolved once from the header and the layout."""
+
     path: Path
     delimiter: str
     header: list[str]
@@ -389,6 +390,7 @@ def _map_labels(labels: np.ndarray, lookup: dict[str, int], path: Path) -> np.nd
 @dataclass
 class _Table:
     """A whole CSV file: times, signals (declared units) and the label / subject texts if present."""
+
     path: Path
     plan: _Plan
     t: np.ndarray
