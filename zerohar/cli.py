@@ -23,6 +23,7 @@ COMMANDS = {
     "stage1": "Stage I: align channel embeddings with sensor descriptions",
     "stage2": "Stage II: align window embeddings with label descriptions (seen classes)",
     "eval": "zero-shot evaluation of a trained run on its fold's unseen classes",
+    "probe": "linear-probe macro-F1 of a frozen backbone (random, SSL, RelCon, released) on any dataset",
     "benchmark": "every method of BENCHMARK.md on every fold and seed, one results table",
     "index": "build a label index (faiss) from label names and descriptions",
     "classify": "name the activities of a recording with any label text (zero-shot)",
