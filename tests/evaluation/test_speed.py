@@ -35,3 +35,15 @@ def test_classify_figures_count_the_windows_of_their_step(tmp_path):
     assert n_half == pytest.approx(seconds / 2.5, abs=2) and n_whole == pytest.approx(seconds / 5, abs=2)
     for r in (half, whole):
         assert r["windows_per_s"] > 0 and r["peak_rss_mb"] > 50
+
+
+def test_pretraining_figures_run_on_tiny_batches():
+    """The pretraining figures (SSL, motif distance, RelCon ranking and step) in quick mode, batch 4, K = 2."""
+    from zerohar.evaluation.speed import FIGURES, PRETRAIN_FIGURES, SLOW_FIGURES, _pretrain_figure
+
+    assert set(PRETRAIN_FIGURES) <= set(FIGURES) and "relcon_train" in SLOW_FIGURES
+    for name in PRETRAIN_FIGURES:
+        r = _pretrain_figure(name, quick=True, batch=4, within=2)
+        assert set(r) >= {"windows_per_s", "baseline_windows_per_s", "ratio", "peak_rss_mb", "note"}
+        assert r["windows_per_s"] > 0 and r["baseline_windows_per_s"] > 0 and "batch 4" in r["note"]
+    assert r["note"].count("2 within-subject + 3 other anchors") == 1

@@ -172,3 +172,55 @@ def test_each_transform_does_what_it_says():
     noisy = np.stack([TRANSFORMS["noise"](x, rng) - x for _ in range(200)])
     assert abs(noisy.std() - 0.1) < 0.005
     assert np.array_equal(x, synthetic(1, seed=3)[0].astype(np.float64)) is not False  # x unchanged
+
+
+# ---------------------------------------------------------------------------------------------- batched shortcuts
+@pytest.mark.parametrize("attention", ["sparsemax", "released"])
+def test_shared_distances_equal_the_plain_per_pair_batching(attention):
+    """`distance_matrix` shares candidate encodings, folds the output layer into the values and computes the
+    anchors' first convolution once; the plain path reconstructs every pair. Offsets far from zero (gravity)
+    and chunks smaller than a row (an anchor's row split) or than two rows included."""
+    torch.manual_seed(6)
+    net = MotifDistance(MotifConfig(attention=attention)).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))  # non-trivial gamma, beta and biases
+    anchors = torch.randn(5, 3, T) * 0.05 + torch.tensor([0.0, 0.0, 1.0])[:, None]  # a quiet window near 1 g
+    cands = torch.cat([anchors, torch.randn(9, 3, T) * 2 - 1])
+    index = torch.randint(0, 14, (5, 6), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        want = net._distances_per_pair(anchors, cands, index, chunk=1024)
+        for chunk in (4, 7, 1024):
+            torch.testing.assert_close(net.distance_matrix(anchors, cands, index, chunk=chunk), want,
+                                       rtol=1e-5, atol=1e-4)
+
+
+def test_dropout_in_training_keeps_the_per_pair_path():
+    torch.manual_seed(7)
+    net = MotifDistance(MotifConfig(dropout=0.5)).train()
+    x, c = torch.randn(3, 3, T), torch.randn(4, 3, T)
+    d = net.distance_matrix(x, c)
+    assert d.shape == (3, 4) and d.requires_grad  # gradients flow outside no_grad
+    net.eval()
+    with torch.inference_mode():
+        plain = net._distances_per_pair(x, c, torch.arange(4).expand(3, -1), 2)
+        torch.testing.assert_close(net.distance_matrix(x, c), plain, rtol=1e-5, atol=1e-4)
+
+
+def test_sparsemax_top_k_equals_a_full_sort():
+    from zerohar.losses.sparsemax import TOP_K, sparsemax
+
+    def full_sort(z):
+        zs, _ = torch.sort(z, dim=-1, descending=True)
+        k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+        cums = zs.cumsum(-1)
+        k_z = ((1 + k * zs) > cums).sum(-1, keepdim=True)
+        return (z - (cums.gather(-1, k_z - 1) - 1) / k_z.to(z.dtype)).clamp(min=0)
+
+    g = torch.Generator().manual_seed(8)
+    z = torch.randn(6, 40, 150, generator=g) * torch.tensor([0.001, 0.01, 0.3, 1.0, 3.0, 30.0])[:, None, None]
+    p = sparsemax(z)
+    support = (p > 0).sum(-1)
+    assert support.max() > TOP_K and support.min() < TOP_K  # both the partial sort and the fallback are used
+    torch.testing.assert_close(p, full_sort(z), rtol=0, atol=1e-6)
+    torch.testing.assert_close(sparsemax(z[..., :10]), full_sort(z[..., :10]), rtol=0, atol=1e-6)  # short rows

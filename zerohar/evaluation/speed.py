@@ -28,6 +28,16 @@ Figures (names as in BENCHMARK.md):
 - `index_10`, `index_1000`, `index_100000`: a LabelIndex of that many labels (random prototypes): its
   faiss search for 1,000 windows vs exact numpy (matrix product + top-k), windows/s = 1,000 / query time;
   the note gives the build time.
+- `pretrain_ssl_train`, `motif_distance_train`, `relcon_train` (pretraining, `zerohar pretrain --method ssl |
+  motif-distance | relcon`): windows/s of one optimiser step (the training loop's: forward under bf16 autocast
+  or fp32, loss, backward, gradient clipping at 1, AdamW) on a batch of 64 random windows of one accelerometer
+  triad each, through the tasks' own `forward` / `loss` and models (random weights). The pretext transforms and
+  the motif-distance augmentations are drawn once, outside the timing (data preparation); RelCon's step
+  includes its ranking (:func:`zerohar.train.relcon.rank_candidates`, as `make_batch` does it), with
+  `train.relcon_within_cands` within-subject candidates per anchor plus the batch's other 63 anchors, and the
+  encoder pass over the anchors and their 64 x K within-subject windows. `relcon_ranking` is the ranking
+  alone, in motif-distance pairs/s (anchor x candidate). Where the fast path is the plain fp32 one (no native
+  bf16; RelCon's ranking always runs in fp32, outside autocast), it is timed once and reported as both.
 """
 
 from __future__ import annotations
@@ -64,9 +74,13 @@ logger = logging.getLogger(__name__)
 FIGURES = (
     "harnet5_inference", "harnet10_inference", "model_inference", "classify_7day", "classify_7day_step5",
     "stage1_train", "stage2_train", "index_10", "index_1000", "index_100000",
+    "pretrain_ssl_train", "motif_distance_train", "relcon_ranking", "relcon_train",
 )
 #: Figures that `--quick` leaves out unless named.
-SLOW_FIGURES = ("classify_7day", "classify_7day_step5")
+SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "relcon_train")
+#: Pretraining figures: `train.pretrain_method` of each.
+PRETRAIN_FIGURES = {"pretrain_ssl_train": "ssl", "motif_distance_train": "motif-distance",
+                    "relcon_ranking": "relcon", "relcon_train": "relcon"}
 #: `--step` of the classify figures (None = classify's default, half a window).
 CLASSIFY_STEPS = {"classify_7day": None, "classify_7day_step5": 5.0}
 CLASSIFY_LABELS = ("sleeping", "sitting", "standing", "walking", "running", "cycling", "household chores",
@@ -235,6 +249,106 @@ def _index_figure(n_labels: int, quick: bool) -> dict:
                          f"{1000 / f:.3f} s (top-{k}); baseline = numpy matrix product + top-k")
 
 
+def _bare_task(cls, **attrs):
+    """A task object without data (no `__init__`), for calling its `forward` / `loss` on synthetic batches."""
+    task = cls.__new__(cls)
+    task.cfg = Config(stage="pretrain")
+    for k, v in attrs.items():
+        setattr(task, k, v)
+    return task
+
+
+def _compare_same(fast: Callable[[], object], plain: Callable[[], object], n: int, quick: bool,
+                  same: bool) -> tuple[float, float]:
+    """:func:`compare`, or, when `same` (the fast path is the plain one), one timing reported as both."""
+    if not same:
+        return compare(fast, plain, n, quick)[:2]
+    s = _settings(quick)
+    plain()
+    rate = max(_rate(plain, n, s["min_s"]) for _ in range(s["rounds"]))
+    return rate, rate
+
+
+def _pretrain_figure(name: str, quick: bool, batch: int = 64, within: int | None = None) -> dict:
+    """One of the pretraining figures (see the module docstring); `batch` and `within` shrink it for tests."""
+    from zerohar.data.relcon_augment import relcon_augment
+    from zerohar.losses.pretext import pretext_batch
+    from zerohar.model.motif import MotifDistance
+    from zerohar.model.pretrained import load_backbone
+    from zerohar.train.loop import _param_groups
+    from zerohar.train.motif_distance import MotifDistanceTask
+    from zerohar.train.pretrain_ssl import PretrainModel, PretrainTask
+    from zerohar.train.relcon import RelConModel, RelConTask, rank_candidates
+
+    t = Config(stage="pretrain").train
+    k = t.relcon_within_cands if within is None else within
+    bf16 = resolve_precision("auto") == "bf16"
+    prec = "bf16 autocast" if bf16 else "fp32 (no native bf16: the fast path is the plain one)"
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(batch, 3, 150, generator=g) * 0.5).clamp(-3, 3)  # (B, 3, T): one accelerometer triad each
+    cpu = torch.device("cpu")
+    torch.manual_seed(0)
+    motif = MotifDistance().eval().requires_grad_(False)  # frozen, as load_motif_distance returns it
+
+    if name == "relcon_ranking":
+        xw = (torch.randn(batch, k, 3, 150, generator=g) * 0.5).clamp(-3, 3)
+        pairs = batch * (batch - 1 + k)
+
+        def rank():
+            return rank_candidates(motif, x, xw, cpu)
+
+        f, _ = _compare_same(rank, rank, pairs, quick, True)
+        res = _result(f, f, f"motif-distance pairs/s of RelCon's ranking (rank_candidates): batch {batch} anchors x "
+                            f"{batch - 1 + k} candidates ({k} within-subject + {batch - 1} other anchors) = {pairs} "
+                            f"pairs per step, {pairs / f:.2f} s per step, {f / (batch - 1 + k):.1f} anchors/s; fp32 "
+                            "under inference_mode (the ranking runs outside autocast)")
+        res["unit"] = "pairs/s"
+        return res
+
+    if name == "pretrain_ssl_train":
+        xt, labels = pretext_batch(x, torch.Generator().manual_seed(1))
+        batch_d = {"x": xt, "labels": labels}
+        task = _bare_task(PretrainTask)
+        new_model = lambda: PretrainModel(load_backbone(None, "harnet5"))  # noqa: E731
+        what = "SSL pretext multi-task (arrow of time, permutation, time warp) on harnet5"
+    elif name == "motif_distance_train":
+        batch_d = {"x": x, "x_aug": torch.from_numpy(relcon_augment(x.numpy(), np.random.default_rng(1)))}
+        task = _bare_task(MotifDistanceTask)
+        new_model = lambda: MotifDistance()  # noqa: E731
+        what = "motif distance network (window rebuilt from an augmented copy)"
+    elif name == "relcon_train":
+        xw = (torch.randn(batch, k, 3, 150, generator=g) * 0.5).clamp(-3, 3)
+        task = _bare_task(RelConTask, k=k, motif=motif)
+        new_model = lambda: RelConModel(load_backbone(None, "harnet5"))  # noqa: E731
+        what = (f"RelCon on harnet5: ranking of {batch - 1 + k} candidates per anchor ({k} within-subject + "
+                f"{batch - 1} other anchors) included, encoder pass over the {batch} anchors and their {batch * k} "
+                "within-subject windows")
+    else:
+        raise ZeroharError(f"unknown pretraining figure {name!r}")
+
+    def make_step(use_bf16: bool):
+        torch.manual_seed(0)
+        model = new_model().train()
+        opt = torch.optim.AdamW(_param_groups(model, t.lr, t.weight_decay, t.backbone_lr_mult), lr=t.lr)
+
+        def step():
+            b = batch_d if name != "relcon_train" else {
+                "x": x, "x_within": xw.flatten(0, 1), "dist": rank_candidates(motif, x, xw, cpu)}
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
+                out = task.forward(model, b)
+            loss = task.loss(out, b)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            opt.step()
+
+        return step
+
+    f, p = _compare_same(make_step(bf16), make_step(False), batch, quick, not bf16)
+    return _result(f, p, f"{prec}; batch {batch} windows of one accelerometer triad, {what}; AdamW step; "
+                         "model step only, no data loading")
+
+
 def run_figure(name: str, quick: bool = False) -> dict:
     """One figure in this process (see the module docstring); `classify_7day` runs via :func:`run_classify`."""
     if name == "harnet5_inference":
@@ -247,6 +361,8 @@ def run_figure(name: str, quick: bool = False) -> dict:
         return _train_figure(name.split("_")[0], quick)
     if name.startswith("index_"):
         return _index_figure(int(name.split("_")[1]), quick)
+    if name in PRETRAIN_FIGURES:
+        return _pretrain_figure(name, quick)
     raise ZeroharError(f"unknown speed figure {name!r}: expected one of {', '.join(FIGURES)}")
 
 
@@ -441,7 +557,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m zerohar.evaluation.speed", description="measure one speed figure")
-    p.add_argument("figure", choices=[f for f in FIGURES if f not in SLOW_FIGURES])
+    p.add_argument("figure", choices=[f for f in FIGURES if f not in CLASSIFY_STEPS])
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

@@ -19,15 +19,37 @@ from __future__ import annotations
 
 import torch
 
+#: Sparsemax first looks for the support among this many largest scores (a partial sort); rows whose support
+#: may be larger are redone with a full sort. Attention rows of the motif distance have a support of a few.
+TOP_K = 16
 
-def _sparsemax_last(z: torch.Tensor) -> torch.Tensor:
-    """Sparsemax along the last dim (no autograd bookkeeping)."""
-    zs, _ = torch.sort(z, dim=-1, descending=True)
-    k = torch.arange(1, z.shape[-1] + 1, device=z.device, dtype=z.dtype)
+
+def _threshold(zs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Support size `(..., 1)` and threshold tau `(..., 1)` from scores sorted in decreasing order."""
+    k = torch.arange(1, zs.shape[-1] + 1, device=zs.device, dtype=zs.dtype)
     cums = zs.cumsum(-1)
     support = (1 + k * zs) > cums  # True for the first k entries of the sorted vector
     k_z = support.sum(-1, keepdim=True).clamp(min=1)  # (..., 1); >= 1 for finite input
-    tau = (cums.gather(-1, k_z - 1) - 1) / k_z.to(z.dtype)
+    return k_z, (cums.gather(-1, k_z - 1) - 1) / k_z.to(zs.dtype)
+
+
+def _sparsemax_last(z: torch.Tensor) -> torch.Tensor:
+    """Sparsemax along the last dim (no autograd bookkeeping).
+
+    The threshold needs the sorted scores only as far as the support reaches: it is computed from the
+    :data:`TOP_K` largest (`torch.topk`, much cheaper than a full sort of long rows). Where all of them are in
+    the support, the support may extend further and that row's threshold comes from a full sort. The result
+    is the one of a full sort (the same sorted prefix, the same cumulative sums).
+    """
+    n = z.shape[-1]
+    if n <= TOP_K or z.numel() == 0:
+        _, tau = _threshold(torch.sort(z, dim=-1, descending=True)[0])
+        return (z - tau).clamp(min=0)
+    k_z, tau = _threshold(torch.topk(z, TOP_K, dim=-1, sorted=True)[0])
+    full = (k_z == TOP_K).squeeze(-1)  # support possibly larger than the top k
+    if bool(full.any()):
+        tau = tau.clone()
+        tau[full] = _threshold(torch.sort(z[full], dim=-1, descending=True)[0])[1]
     return (z - tau).clamp(min=0)
 
 

@@ -27,10 +27,14 @@ PyTorch's fused softmax attention in eval mode, i.e. for every distance RelCon r
 reproduces the released code (sparsemax in training, softmax for distances and validation).
 
 Batched distances: :meth:`MotifDistance.distance_matrix` takes A anchors, C candidate windows and an index
-`(A, M)` of each anchor's candidates. The key/value encodings and the statistics of the C candidates are
-computed once and reused by every anchor that ranks them; the query encodings depend on the pair (the anchor
-is normalised by the candidate's statistics) and are computed for all pairs at once, in chunks of pairs to
-bound memory.
+`(A, M)` of each anchor's candidates. The statistics, key encodings (pre-scaled by 1 / sqrt(E)) and value
+encodings (already through the linear output layer) of the C candidates are computed once and reused by every
+anchor that ranks them; the query encodings depend on the pair (the anchor is normalised by the candidate's
+statistics), but their first convolution is linear in the normalised input, so it is computed once per anchor
+and channel and combined per pair. The rest is computed for all pairs at once, in chunks of pairs to bound
+memory. Measured on a shared 2-core AVX2 CPU (batch 64, 20 + 63 candidates per anchor): about 3x the pairs/s of the
+plain per-pair batching (instance norm as layer norm, 1x1 convolution as a matrix product and a top-k
+sparsemax account for much of it).
 """
 
 from __future__ import annotations
@@ -96,6 +100,12 @@ class PartialConv1d(nn.Conv1d):
         return out * ratio + self.bias.to(out.dtype)[None, :, None]
 
 
+def instance_norm(h: torch.Tensor) -> torch.Tensor:
+    """`F.instance_norm` of `(N, C, T)` without affine or running statistics (per row, over time, eps 1e-5),
+    computed as a layer norm over the last dim: the same numbers, about 3x faster on a CPU."""
+    return F.layer_norm(h, h.shape[-1:], eps=1e-5)
+
+
 class _Block(nn.Module):
     """1x1 bottleneck, dilated conv back to full width, residual, GELU, InstanceNorm."""
 
@@ -105,7 +115,9 @@ class _Block(nn.Module):
         self.conv = nn.Conv1d(width // 8, width, kernel_size, dilation=dilation, padding=dilation * (kernel_size // 2))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return F.instance_norm(F.gelu(self.conv(self.reduce(h)) + h))
+        # the 1x1 bottleneck as a matrix product: the same numbers, about 2x faster than a 1x1 Conv1d on a CPU
+        r = torch.matmul(self.reduce.weight[:, :, 0].to(h.dtype), h) + self.reduce.bias.to(h.dtype)[:, None]
+        return instance_norm(F.gelu(self.conv(r) + h))
 
 
 class DilatedConvEncoder(nn.Module):
@@ -117,7 +129,11 @@ class DilatedConvEncoder(nn.Module):
         self.blocks = nn.ModuleList(_Block(cfg.embed_dim, cfg.kernel_size, 2**i) for i in range(cfg.blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.instance_norm(F.gelu(self.first(x)))
+        return self.after_first(self.first(x))
+
+    def after_first(self, h: torch.Tensor) -> torch.Tensor:
+        """The encoder from the output of its first (partial) convolution `(N, E, T)` on."""
+        h = instance_norm(F.gelu(h))
         for b in self.blocks:
             h = b(h)
         return h
@@ -182,8 +198,12 @@ class MotifDistance(nn.Module):
         return ((self(anchor, cand) - anchor) ** 2).sum(dim=(1, 2))
 
     def distance_matrix(self, anchors: torch.Tensor, cands: torch.Tensor, index: torch.Tensor | None = None,
-                        chunk: int = 1024) -> torch.Tensor:
+                        chunk: int = 256) -> torch.Tensor:
         """Distances of A anchors from their candidates, in one batched computation.
+
+        Equal (within float rounding) to :meth:`pair_distance` of every (anchor, candidate) pair, computed
+        without repeating what pairs share (see :meth:`_distances_shared`). In training mode with attention
+        dropout the pairs go through :meth:`reconstruct_pairs` instead (the dropout draw is per pair).
 
         Args:
             anchors: `(A, 3, T)`.
@@ -197,7 +217,14 @@ class MotifDistance(nn.Module):
         a = anchors.shape[0]
         if index is None:
             index = torch.arange(cands.shape[0], device=cands.device).expand(a, -1)
-        m = index.shape[1]
+        if self.training and self.cfg.dropout > 0:
+            return self._distances_per_pair(anchors, cands, index, chunk)
+        return self._distances_shared(anchors, cands, index, chunk)
+
+    def _distances_per_pair(self, anchors: torch.Tensor, cands: torch.Tensor, index: torch.Tensor,
+                            chunk: int) -> torch.Tensor:
+        """:meth:`distance_matrix` through :meth:`reconstruct_pairs` (candidate encodings computed once)."""
+        a, m = index.shape
         keys, values, mu, sd = self.encode_candidates(cands)  # cached for every anchor that ranks them
         flat_c = index.reshape(-1)
         flat_a = torch.arange(a, device=anchors.device).repeat_interleave(m)
@@ -208,6 +235,72 @@ class MotifDistance(nn.Module):
             rec = self.reconstruct_pairs(x, keys[ci], values[ci], mu[ci], sd[ci])
             out.append(((rec - x) ** 2).sum(dim=(1, 2)))
         return torch.cat(out).reshape(a, m)
+
+    def _distances_shared(self, anchors: torch.Tensor, cands: torch.Tensor, index: torch.Tensor,
+                          chunk: int) -> torch.Tensor:
+        """:meth:`distance_matrix` without dropout, sharing everything that does not depend on the pair.
+
+        Per candidate, once: its statistics; its keys, pre-scaled by 1 / sqrt(E); its values already through
+        the output layer (``out(w @ V) = w @ (V W^T) + b``, exact without dropout), `(C, T', 3)` instead of
+        `(C, T', E)`. Per anchor, once: the first (partial, linear) convolution of f_q. The query input of a
+        pair is the anchor under a per-channel affine map set by the candidate's statistics,
+        ``x' = s * x + o`` (``s = gamma / sd_c``, ``o = beta - gamma * mu_c / sd_c``), so that convolution of
+        the pair is ``sum_c s_c conv(x_c) + o_c conv(1)``: a product with the anchor's per-channel
+        convolutions. The anchor is centred on its own mean first (``o`` absorbs it) so that the sum does not
+        cancel large offsets. The rest of f_q, the attention and the error are per pair, in chunks of whole
+        anchors (an anchor's row is split only when it has more than `chunk` candidates).
+        """
+        a, m = index.shape
+        e = self.cfg.embed_dim
+        t = anchors.shape[-1]
+        f_q = self.f_q
+        # ---- per candidate
+        mu, sd = self.stats(cands)  # (C, 3, 1) each
+        xc = self._norm(cands, mu, sd)
+        keys = self.f_k(xc) * (1.0 / math.sqrt(e))  # (C, E, T')
+        vo = torch.matmul(self.f_v(xc).transpose(1, 2), self.out.weight.t().to(xc.dtype))  # (C, T', 3)
+        # ---- per anchor: the first convolution of f_q, one output per input channel, edge-rescaled
+        conv = f_q.first
+        k = conv.kernel_size[0]
+        mu_a = anchors.mean(-1, keepdim=True)  # (A, 3, 1)
+        xa = (anchors - mu_a).reshape(-1, 1, t)  # (A*3, 1, T)
+        w = conv.weight.to(xa.dtype)  # (E, 3, k)
+        ones = torch.ones(1, 1, t, dtype=xa.dtype, device=xa.device)
+        ratio = k / F.conv1d(ones, torch.ones(1, 1, k, dtype=xa.dtype, device=xa.device), padding=k // 2)
+        per_c = torch.stack([F.conv1d(xa.reshape(a, 3, t)[:, c : c + 1], w[:, c : c + 1], padding=k // 2)
+                             for c in range(3)], 1) * ratio  # (A, 3, E, T)
+        one_c = torch.cat([F.conv1d(ones, w[:, c : c + 1], padding=k // 2) for c in range(3)]) * ratio  # (3, E, T)
+        per_c, one_c = per_c.reshape(a, 3, e * t), one_c.reshape(3, e * t)
+        bias = conv.bias.to(xa.dtype)[:, None].expand(e, t).reshape(1, 1, e * t)
+        # ---- per pair: the affine map of the query input (A, M, 3)
+        gamma, beta = self.gamma.to(xa.dtype), self.beta.to(xa.dtype)
+        mu_p, sd_p = mu[index][..., 0], sd[index][..., 0]  # (A, M, 3)
+        scale = gamma / sd_p
+        offset = beta + scale * (mu_a[:, None, :, 0] - mu_p)
+        use_sparsemax = self._use_sparsemax()
+        out_b = self.out.bias.to(xa.dtype)
+        gamma_c, beta_c = gamma[:, None], beta[:, None]
+        rows = max(1, chunk // m)  # anchors per call
+        cols = m if rows > 1 or m <= chunk else chunk  # candidates per call
+        res = []
+        for a0 in range(0, a, rows):
+            a1 = min(a, a0 + rows)
+            parts = []
+            for m0 in range(0, m, cols):
+                m1 = min(m, m0 + cols)
+                n_a, n_m = a1 - a0, m1 - m0
+                sc, of = scale[a0:a1, m0:m1], offset[a0:a1, m0:m1]  # (n_a, n_m, 3)
+                h = torch.baddbmm(torch.matmul(of, one_c) + bias, sc, per_c[a0:a1])  # (n_a, n_m, E*T)
+                q = f_q.after_first(h.reshape(n_a * n_m, e, t))  # (P, E, T)
+                ci = index[a0:a1, m0:m1].reshape(-1)
+                scores = torch.bmm(q.transpose(1, 2), keys[ci])  # (P, T, T')
+                att = sparsemax(scores, dim=-1) if use_sparsemax else torch.softmax(scores.float(), -1).to(q.dtype)
+                y = (torch.bmm(att, vo[ci]) + out_b).transpose(1, 2)  # (P, 3, T)
+                rec = (y - beta_c) / (gamma_c + 1e-10) * sd[ci] + mu[ci]
+                x = anchors[a0:a1, None].expand(n_a, n_m, 3, t).reshape(-1, 3, t)
+                parts.append(((rec - x) ** 2).sum(dim=(1, 2)).reshape(n_a, n_m))
+            res.append(torch.cat(parts, 1))
+        return torch.cat(res).reshape(a, m)
 
 
 # ---------------------------------------------------------------------------------------------- files

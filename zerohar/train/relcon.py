@@ -16,8 +16,10 @@ similarities follows a learned motif distance. Per training step:
   makes them another subject; with many subjects they mostly are.
 - **Ranking**: the frozen motif distance (:mod:`zerohar.model.motif`, loaded from the motif-distance run
   `train.relcon_distance`) of every anchor from each of its B - 1 + K candidates (anchor = query). The
-  distances are computed with the global batch in :meth:`RelConTask.make_batch`, under `no_grad`; the key /
-  value encodings of the B (1 + K) candidate windows are computed once per step and reused by every anchor.
+  distances are computed with the global batch in :meth:`RelConTask.make_batch`, under `inference_mode`, by
+  :meth:`~zerohar.model.motif.MotifDistance.distance_matrix`: the key / value encodings of the B (1 + K)
+  candidate windows are computed once per step and reused by every anchor, and so is the first convolution
+  of each anchor's query encoding.
 - **Loss**: :func:`~zerohar.losses.relcon.relative_contrastive_loss` on the backbone's features (cosine / tau,
   no projection head). As in RelCon, anchors and within-subject candidates go through the encoder in two
   separate forward passes (so BatchNorm sees two batches), both with gradient.
@@ -125,6 +127,17 @@ def candidate_index(n: int, k: int) -> torch.Tensor:
     return torch.cat([others, within], dim=1)
 
 
+def rank_candidates(motif, x: torch.Tensor, xw: torch.Tensor, device) -> torch.Tensor:
+    """The ranking of a RelCon step: motif distances `(N, N - 1 + K)` of N anchors `(N, 3, T)` from their
+    candidates in the order of :func:`candidate_index` (the other anchors, then their own within-subject
+    windows `(N, K, 3, T)`), under `torch.inference_mode` (the network is frozen), in float32."""
+    n, k, t = xw.shape[0], xw.shape[1], x.shape[-1]
+    pool = torch.cat([x, xw.reshape(-1, 3, t)]).to(device)
+    with torch.inference_mode():
+        d = motif.distance_matrix(x.to(device), pool, candidate_index(n, k).to(device))
+    return d.float().clone()  # clone: a normal tensor (an inference tensor cannot be used by autograd)
+
+
 class RelConTask(BaseTask):
     """RelCon on the HARNet backbone (see the module docstring)."""
 
@@ -186,11 +199,7 @@ class RelConTask(BaseTask):
         t = x.shape[-1]
         xw = self.tri(within_rows.reshape(-1)).reshape(len(rows), k, per, 3, t).transpose(1, 2)  # (B, S', K, 3, T)
         x, xw = x.reshape(-1, 3, t), xw.reshape(-1, k, 3, t)  # N = B*S' anchors
-        n = len(x)
-        pool = torch.cat([x, xw.reshape(-1, 3, t)]).to(self.device)
-        with torch.no_grad():
-            d = self.motif.distance_matrix(x.to(self.device), pool, candidate_index(n, k).to(self.device))
-        return {"x": x, "x_within": xw, "dist": d.float()}
+        return {"x": x, "x_within": xw, "dist": rank_candidates(self.motif, x, xw, self.device)}
 
     def make_batch(self, idx, lo_hi, rng, device) -> dict:
         it = self._items(self.train_idx[idx], rng)  # global batch: distances of every anchor
