@@ -16,11 +16,14 @@ from zerohar.commands import (
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_argument(p, "a finished Stage II (or supervised) run directory")
     p.add_argument("--input", required=True, metavar="FILE",
-                   help="the recording: CSV (time column + channel columns), .npy (T, C) or .npz (signals, time)")
+                   help="the recording: CSV (time column + channel columns), .npy (T, C) or .npz (signals, time), "
+                   "or a device file read through actipy (Axivity .cwa / .cwa.gz, ActiGraph .gt3x, GENEActiv .bin)")
     add_label_arguments(p, index=True)
     p.add_argument("--layout", metavar="FILE.yaml", help="sensor layout of the input (format of metadata/sensors/)")
-    p.add_argument("--placement", help="instead of --layout: where every sensor is worn (e.g. 'left wrist')")
-    p.add_argument("--device", help="instead of --layout: the device (e.g. smartwatch)")
+    p.add_argument("--placement", help="instead of --layout: where every sensor is worn (e.g. 'left wrist'; "
+                   "device files default to 'left wrist')")
+    p.add_argument("--device", help="instead of --layout: the device (e.g. smartwatch; device files default to "
+                   "their type, e.g. 'Axivity AX3')")
     p.add_argument("--rate", type=float, help="sampling rate in Hz of a .npy / .npz input without times")
     p.add_argument("--describe", action="store_true",
                    help="ask an LLM for descriptions of labels that have none (else a name template is used)")
@@ -30,7 +33,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="seconds between window starts, at most one window (default: half a window, 2.5 s for "
                    "5 s windows; --step 5 halves the work on long recordings)")
     add_inference_arguments(p)
-    p.add_argument("--out", required=True, metavar="FILE.csv", help="output table (.csv, or .parquet with pyarrow)")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("--out", metavar="FILE.csv", help="output table, one row per window (.csv, or .parquet with "
+                     "pyarrow)")
+    out.add_argument("--out-dir", metavar="DIR", help="instead of --out: write a folder DIR/<recording name>/ with "
+                     "windows.csv, minutes.csv (label per minute), daily.csv (minutes per label, wear time and a "
+                     "valid-day flag per local day), info.json and timeline.png; needs real timestamps (a device "
+                     "file, or a CSV with datetimes)")
+    p.add_argument("--timezone", metavar="TZ", help="with --out-dir: IANA time zone of the daily summaries (e.g. "
+                   "Europe/London); a device clock is read as this zone's local time at the start of the recording "
+                   "(devices do not change their clock at daylight saving), so days are 23 or 25 h long at a "
+                   "change; the window table keeps the times as written (default: days of the clock as written)")
+    p.add_argument("--min-wear-hours", type=float, default=20.0, metavar="HOURS",
+                   help="with --out-dir: wear time of a valid day in daily.csv (default 20, as in actinet / "
+                   "stepcount)")
+    p.add_argument("--no-calibration", action="store_true",
+                   help="device files: skip actipy's gravity calibration (van Hees 2014)")
+    p.add_argument("--no-nonwear", action="store_true",
+                   help="device files: skip actipy's non-wear detection (stationary for over 90 min: every axis' "
+                   "std below 15 mg in 10 s windows); non-wear windows are labelled non-wear, never classified")
     p.add_argument("--force", action="store_true", help="overwrite an existing output")
     add_progress_argument(p)
 
@@ -43,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
         layout=args.layout, placement=args.placement, device=args.device, rate=args.rate, describe=args.describe,
         llm_model=args.llm_model, base_url=args.base_url, top_k=args.top_k, step_s=args.step,
         batch_size=args.batch_size, precision=args.precision, force=args.force, progress=not args.no_progress,
+        out_dir=args.out_dir, timezone_name=args.timezone, min_wear_hours=args.min_wear_hours,
+        calibrate=not args.no_calibration, detect_nonwear=not args.no_nonwear,
     )
     print(f"{res.n_windows} windows of {res.window_s:g} s (step {res.step_s:g} s) -> {res.out}")
     print("\n".join(res.summary_lines()))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zerohar.data import devices
 from zerohar.data.layout import SENSOR_NAMES, SensorLayout
 from zerohar.data.sources import csv as csv_source
 from zerohar.errors import ZeroharError
@@ -25,6 +26,8 @@ logger = logging.getLogger(__name__)
 BATCH_WINDOWS = 4096
 #: Raw rows read per chunk.
 CHUNK_ROWS = 100_000
+#: Suffixes of the csv source's files (device files: zerohar.data.devices.SUFFIXES).
+INPUT_SUFFIXES = (".csv", ".tsv", ".npy", ".npz")
 
 # ---------------------------------------------------------------------------------------------- layouts
 def _sensor_phrase(s) -> str:
@@ -82,15 +85,21 @@ class InputRecording:
     layout: SensorLayout
     chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
     absolute_time: bool = False  # times are seconds since the Unix epoch (a datetime column)
+    nonwear: np.ndarray | None = None  # (k, 2) start, end (s, the input's time base) of non-wear runs (devices)
+    info: dict | None = None  # what a device reader found (zerohar.data.devices.DeviceRecording.info)
+    device_clock: bool = False  # times are a naive device clock (read as if UTC), not instants
 
     def __post_init__(self):
         self.t_first: float | None = None  # time of the first sample, known once the first chunk is read
+        self.rate_found: float | None = None  # mean sampling rate of the first chunk (Hz)
         self.chunks = self._track(self.chunks)
 
     def _track(self, chunks):
         for t, x, lab in chunks:
             if self.t_first is None and len(t):
                 self.t_first = float(t[0])
+                span = float(t[-1]) - float(t[0])  # mean rate: robust to timestamps rounded to milliseconds
+                self.rate_found = (len(t) - 1) / span if span > 0 else None
             yield t, x, lab
 
 
@@ -102,8 +111,11 @@ def open_recording(
     device: str | None = None,
     rate: float | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    calibrate: bool = True,
+    detect_nonwear: bool = True,
 ) -> InputRecording:
-    """Open a CSV, `.npy` (`(T, C)`, needs `rate`) or `.npz` recording for streaming (the csv source's reader).
+    """Open a CSV, `.npy` (`(T, C)`, needs `rate`) or `.npz` recording (the csv source's reader), or a device file
+    (`.cwa`, `.cwa.gz`, `.gt3x`, `.bin`: :func:`zerohar.data.devices.read_device`), for streaming.
 
     Args:
         path: the recording.
@@ -112,10 +124,23 @@ def open_recording(
             the sensor kinds; see :mod:`zerohar.data.sources.csv`).
         rate: sampling rate in Hz of a file without times.
         chunk_rows: rows per chunk.
+        calibrate, detect_nonwear: device files only (see :func:`zerohar.data.devices.read_device`).
     """
     p = Path(path)
     if not p.is_file():
         raise ZeroharError(f"input file {p} does not exist")
+    if devices.is_device_file(p):
+        dev = devices.read_device(p, calibrate=calibrate, detect_nonwear=detect_nonwear, layout=layout,
+                                  placement=placement, device=device)
+
+        def chunks():
+            for a in range(0, len(dev.time), chunk_rows):
+                yield dev.time[a : a + chunk_rows], dev.signals[a : a + chunk_rows], None
+
+        return InputRecording(p, dev.layout, chunks(), True, dev.nonwear_intervals(), dev.info, True)
+    if p.suffix.lower() not in INPUT_SUFFIXES:
+        raise ZeroharError(f"{p}: unknown recording type {p.suffix or '(no suffix)'!r}; expected one of "
+                           f"{', '.join(INPUT_SUFFIXES + devices.SUFFIXES)}")
     opened = csv_source.open_stream(p, layout=layout, placement=placement, device=device, rate=rate,
                                     chunk_rows=chunk_rows)
     return InputRecording(p, opened.layout, opened.chunks, bool(opened.absolute_time))

@@ -1,6 +1,7 @@
 """Recording -> windows -> labels, streaming: what `zerohar classify` does.
 
-A recording (a CSV with a time column, or .npy / .npz) is read chunk by chunk, brought to the canonical
+A recording (a CSV with a time column, .npy / .npz, or a device file through actipy: see
+:mod:`zerohar.data.devices`) is read chunk by chunk, brought to the canonical
 form by :func:`zerohar.data.transforms.canonical_stream` (30 Hz, canonical units, gaps split), cut into
 windows (step: half a window unless `--step` says otherwise) that may run across chunk borders (see
 :mod:`zerohar.data.streaming`), embedded by the fast inference path and
@@ -19,14 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from zerohar.data.devices import recording_name
 from zerohar.data.layout import SensorLayout
 from zerohar.data.streaming import CHUNK_ROWS, match_layout, open_recording, stream_windows
 from zerohar.data.transforms import canonical_stream
 from zerohar.errors import ZeroharError
 from zerohar.inference.embed import embed_windows, sensor_context
 from zerohar.inference.index import LabelIndex
-from zerohar.inference.summaries import ClassifyResult
-from zerohar.io import TableWriter, check_output
+from zerohar.inference.summaries import MIN_WEAR_HOURS, NONWEAR, ClassifyResult, nonwear_windows, resolve_timezone
+from zerohar.io import TableWriter, atomic_directory, check_output
 from zerohar.text.encoder import get_text_encoder
 from zerohar.text.labels import clean_labels, load_label_descriptions, read_labels_file
 from zerohar.train.runs import load_run
@@ -87,7 +89,7 @@ def build_label_index(model_dir: str | Path, out: str | Path, *, force: bool = F
 def classify_recording(
     model_dir: str | Path,
     input_path: str | Path,
-    out: str | Path,
+    out: str | Path | None,
     *,
     labels: Sequence[str] | None = None,
     labels_file: str | Path | None = None,
@@ -107,15 +109,22 @@ def classify_recording(
     progress: bool = True,
     run=None,
     chunk_rows: int = CHUNK_ROWS,
+    out_dir: str | Path | None = None,
+    timezone_name: str | None = None,
+    min_wear_hours: float = MIN_WEAR_HOURS,
+    calibrate: bool = True,
+    detect_nonwear: bool = True,
 ) -> ClassifyResult:
     """Name every window of a recording with the best of the candidate labels.
 
     Args:
         model_dir: a finished Stage II (or supervised) run directory.
-        input_path: CSV (time column + channel columns), `.npy` or `.npz` recording.
+        input_path: CSV (time column + channel columns), `.npy` or `.npz` recording, or a device file (`.cwa`,
+            `.cwa.gz`, `.gt3x`, `.bin`).
         out: `.csv` (or `.parquet` with pyarrow) output: one row per window with `start_s` (seconds from the
             recording's first sample; plus `start_time` for datetime input), `label`, `score`, and the next
-            `top_k - 1` labels and scores.
+            `top_k - 1` labels and scores. Windows a device flagged as not worn are `non-wear`, never classified.
+            None when `out_dir` is given.
         labels / labels_file / index_dir: the candidates (exactly one of them).
         layout / placement / device / rate: how to read the input (see :func:`open_recording`).
         describe, llm_model, base_url: LLM descriptions for labels without written ones.
@@ -127,13 +136,33 @@ def classify_recording(
         progress: show a progress bar.
         run: an already loaded :class:`zerohar.train.runs.Run` (skips loading `model_dir`).
         chunk_rows: raw rows read per chunk (memory use; the result does not depend on it).
+        out_dir: instead of `out`, a folder that receives one folder per recording, `<out_dir>/<name>/` (name:
+            the input file name without its suffix), written whole or not at all: `windows.csv`, `minutes.csv`,
+            `daily.csv`, `info.json`, `timeline.png` (:func:`write_study_outputs`). Needs real timestamps (a
+            device file, or a CSV / .npz with datetimes).
+        timezone_name: IANA zone of the summaries' local days (see :func:`write_study_outputs`); `out_dir` only.
+        min_wear_hours: wear time of a valid day in `daily.csv`.
+        calibrate, detect_nonwear: device files: actipy's gravity calibration and non-wear detection.
 
     Returns:
         A :class:`ClassifyResult` (time per label for the summary).
     """
     from tqdm.auto import tqdm
 
-    out = check_output(out, force=force, suffixes=(".csv", ".parquet"))
+    folder = None
+    if (out is None) == (out_dir is None):
+        raise ZeroharError("give one output: --out FILE.csv (the window table) or --out-dir DIR (study outputs)")
+    if out_dir is not None:
+        if Path(out_dir).exists() and not Path(out_dir).is_dir():
+            raise ZeroharError(f"--out-dir {out_dir} is a file; expected a folder (it is created if missing)")
+        folder = Path(out_dir) / recording_name(input_path)
+        if folder.exists() and not force:
+            raise ZeroharError(f"output {folder} already exists; pass --force to overwrite it")
+    else:
+        out = check_output(out, force=force, suffixes=(".csv", ".parquet"))
+        if timezone_name is not None:
+            raise ZeroharError("--timezone sets the days of the --out-dir summaries; give --out-dir DIR with it")
+    tz = resolve_timezone(timezone_name)
     given = [x is not None for x in (labels, labels_file, index_dir)]
     if sum(given) != 1:
         raise ZeroharError("give the candidate labels one way: --labels, --labels-file or --index")
@@ -163,7 +192,10 @@ def classify_recording(
     k = min(top_k, len(candidates))
 
     rec = open_recording(input_path, layout=layout, placement=placement, device=device, rate=rate,
-                         chunk_rows=chunk_rows)
+                         chunk_rows=chunk_rows, calibrate=calibrate, detect_nonwear=detect_nonwear)
+    if folder is not None and not rec.absolute_time:
+        raise ZeroharError(f"{rec.path} has no real timestamps (datetimes), which minutes and days need; "
+                           "give a device file or a CSV with a datetime column, or write the window table with --out")
     keep, used_layout = match_layout(run.layout, rec.layout.canonical(), str(rec.path))
     context = sensor_context(model, used_layout)  # (S, d_text): embedded once, not per chunk
     pieces = canonical_stream(rec.chunks, rec.layout, RATE, max_gap_s=window_s, source=str(rec.path))
@@ -171,41 +203,199 @@ def classify_recording(
     columns = ["start_s"] + (["start_time"] if rec.absolute_time else []) + ["label", "score"]
     for j in range(2, k + 1):
         columns += [f"label_{j}", f"score_{j}"]
-    writer = TableWriter(out, columns)
-    per_label: Counter[str] = Counter()
-    n = 0
-    last_label = None
-    bar = tqdm(desc="classifying", unit="window", disable=not progress)
-    try:
-        for X, starts in stream_windows(pieces, length, step, keep):
-            emb = embed_windows(model, X, context, kinds=used_layout, batch_size=batch_size,
-                                precision=precision)  # (n, E)
-            scores, top = index.search(np.asarray(emb, dtype=np.float32), k, candidates=candidates)
-            cols: dict = {"start_s": starts - rec.t_first, "label": top[:, 0], "score": scores[:, 0]}
-            if rec.absolute_time:
-                cols["start_time"] = [
-                    datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="milliseconds") for t in starts
-                ]
-            for j in range(2, k + 1):
-                cols[f"label_{j}"], cols[f"score_{j}"] = top[:, j - 1], scores[:, j - 1]
-            writer.write(cols)
-            per_label.update({lab: c * step_s for lab, c in Counter(top[:, 0].tolist()).items()})
-            n += len(X)
-            last_label = str(top[-1, 0])
-            bar.update(len(X))
-        if n == 0:
-            raise ZeroharError(
-                f"{rec.path}: the recording (after resampling and splitting at gaps) is shorter than one "
-                f"{window_s:g} s window; nothing to classify"
+    nonwear = rec.nonwear if rec.nonwear is not None and len(rec.nonwear) else None
+    kept_t: list[np.ndarray] = []
+    kept_labels: list[np.ndarray] = []
+
+    def label_windows(table: Path) -> tuple[int, Counter, str | None]:
+        writer = TableWriter(table, columns)
+        per_label: Counter[str] = Counter()
+        n = 0
+        last_label = None
+        bar = tqdm(desc="classifying", unit="window", disable=not progress)
+        try:
+            for X, starts in stream_windows(pieces, length, step, keep):
+                off = nonwear_windows(starts, window_s, nonwear) if nonwear is not None else np.zeros(len(X), bool)
+                top = np.full((len(X), k), "", dtype=object)
+                top[off, 0] = NONWEAR
+                scores = np.full((len(X), k), np.nan, dtype=np.float32)
+                worn = np.flatnonzero(~off)
+                if len(worn):  # non-wear windows are never classified
+                    emb = embed_windows(model, X[worn], context, kinds=used_layout, batch_size=batch_size,
+                                        precision=precision)  # (n, E)
+                    scores[worn], top[worn] = index.search(np.asarray(emb, dtype=np.float32), k, candidates=candidates)
+                cols: dict = {"start_s": starts - rec.t_first, "label": top[:, 0], "score": scores[:, 0]}
+                if rec.absolute_time:
+                    cols["start_time"] = [_format_time(t, rec.device_clock) for t in starts.tolist()]
+                for j in range(2, k + 1):
+                    cols[f"label_{j}"], cols[f"score_{j}"] = top[:, j - 1], scores[:, j - 1]
+                writer.write(cols)
+                per_label.update({lab: c * step_s for lab, c in Counter(top[:, 0].tolist()).items()})
+                n += len(X)
+                last_label = str(top[-1, 0])
+                if folder is not None:
+                    kept_t.append(np.asarray(starts, dtype=np.float64))
+                    kept_labels.append(top[:, 0].astype(str))
+                bar.update(len(X))
+            if n == 0:
+                raise ZeroharError(
+                    f"{rec.path}: the recording (after resampling and splitting at gaps) is shorter than one "
+                    f"{window_s:g} s window; nothing to classify"
+                )
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            bar.close()
+        return n, per_label, last_label
+
+    if folder is None:
+        n, per_label, last_label = label_windows(out)
+    else:
+        arguments = {
+            "input": str(input_path), "labels": list(labels) if labels is not None else None,
+            "labels_file": str(labels_file) if labels_file is not None else None,
+            "index": str(index_dir) if index_dir is not None else None,
+            "layout": str(layout) if isinstance(layout, (str, Path)) else (layout.name if layout else None),
+            "placement": placement, "device": device, "rate": rate, "top_k": top_k, "step_s": step_s,
+            "precision": precision, "timezone": timezone_name, "min_wear_hours": min_wear_hours,
+            "calibrate": calibrate, "detect_nonwear": detect_nonwear, "describe": describe,
+        }
+
+        def fill(tmp: Path) -> None:
+            nonlocal n, per_label, last_label
+            n, per_label, last_label = label_windows(tmp / "windows.csv")
+            write_study_outputs(
+                tmp, rec, np.concatenate(kept_t), np.concatenate(kept_labels), candidates, step_s=step_s,
+                window_s=window_s, tz=tz, min_wear_hours=min_wear_hours, run=run, used_layout=used_layout,
+                arguments=arguments,
             )
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        bar.close()
+
+        n, per_label, last_label = 0, Counter(), None
+        atomic_directory(folder, fill, force=force)
+        out = folder
     # The last window stands for its whole length, not just one step.
     per_label[last_label] += window_s - step_s
     duration = float(sum(per_label.values()))
     logger.info("classified %d windows of %s into %s", n, rec.path, out)
     return ClassifyResult(out, n, window_s, step_s, duration, dict(per_label))
+
+
+# ---------------------------------------------------------------------------------------------- study outputs
+def _format_time(t: float, device_clock: bool) -> str:
+    """A window start as ISO 8601: a device clock as written (naive), other times in UTC."""
+    dt = datetime.fromtimestamp(t, tz=timezone.utc)
+    return (dt.replace(tzinfo=None) if device_clock else dt).isoformat(timespec="milliseconds")
+
+
+def _json_ready(obj):
+    """NaN and infinities become null (JSON has no NaN); numpy scalars Python ones."""
+    if isinstance(obj, dict):
+        return {str(k): _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return None
+    return obj
+
+
+def write_study_outputs(
+    folder: Path,
+    rec,
+    starts: np.ndarray,
+    labels: np.ndarray,
+    names: Sequence[str],
+    *,
+    step_s: float,
+    window_s: float,
+    tz=None,
+    min_wear_hours: float = MIN_WEAR_HOURS,
+    run=None,
+    used_layout: SensorLayout | None = None,
+    arguments: dict | None = None,
+) -> dict:
+    """`minutes.csv`, `daily.csv`, `timeline.png` and `info.json` of one classified recording, into `folder`.
+
+    Local time: with a zone, a device clock (naive, as devices write it) is taken to be that zone's local time
+    at the start of the recording and is not changed at daylight saving (devices keep the clock they were set
+    to), so the recording's instants are the clock minus the zone's offset at its first sample; other datetimes
+    (UTC, or with an offset) are instants already. Days then run between local midnights of the zone: 23 h on
+    the day daylight saving starts, 25 h on the day it ends. Without a zone, days are those of the timestamps
+    as written (for a device file, of its clock), 24 h each. The window table keeps the times as written.
+
+    Args:
+        folder: where to write (the temporary folder of :func:`zerohar.io.atomic_directory`).
+        rec: the :class:`~zerohar.data.streaming.InputRecording` (for its device info and clock).
+        starts: `(n,)` window starts in the input's time base; labels: `(n,)` their labels (`non-wear` included).
+        names: the candidate labels (columns of the daily table, in this order).
+        step_s, window_s: the windows; tz: a `zoneinfo.ZoneInfo` or None; min_wear_hours: the valid-day rule.
+        run, used_layout, arguments: recorded in `info.json`.
+
+    Returns:
+        The `info.json` content.
+    """
+    import zerohar
+    from zerohar.inference.summaries import clock_offset_s, daily_table, format_local, minute_table, timeline_figure
+    from zerohar.io import atomic_write_json
+
+    shift = clock_offset_s(rec.t_first, tz) if rec.device_clock else 0.0  # device clock -> instants
+    instants = np.asarray(starts, dtype=np.float64) - shift
+    first = float(rec.t_first) - shift
+    minutes = minute_table(instants, labels, step_s, names=list(names), tz=tz)
+    with TableWriter(folder / "minutes.csv", ["time", "label", "covered_s", "nonwear_s"]) as w:
+        w.write({"time": format_local(minutes.start, tz), "label": minutes.label, "covered_s": minutes.covered_s,
+                 "nonwear_s": minutes.nonwear_s})
+        w.commit()
+    daily = daily_table(minutes, tz, first_s=first, last_s=float(instants[-1] + window_s),
+                        min_wear_hours=min_wear_hours)
+    with TableWriter(folder / "daily.csv", daily.columns) as w:
+        if daily.rows:
+            w.write({c: daily.column(c) for c in daily.columns})
+        w.commit()
+    timeline_figure(minutes, tz, folder / "timeline.png", title=rec.path.name)
+
+    covered = float(minutes.covered_s.sum())
+    nonwear = float(minutes.nonwear_s.sum())
+    dev = rec.info or {}
+    info = {
+        "zerohar_version": zerohar.__version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "input": str(rec.path),
+        "model": None if run is None else {
+            "run": str(run.path), "stage": run.stage, "dataset": run.dataset, "fold": run.meta.get("fold"),
+            "window_s": window_s, "text_encoder": getattr(run, "text_encoder", None),
+        },
+        "arguments": arguments or {},
+        "labels": list(names),
+        "window_s": window_s,
+        "step_s": step_s,
+        "sensors": None if used_layout is None else [
+            {"sensor": s.sensor, "placement": s.placement, "device": s.device} for s in used_layout.sensors
+        ],
+        "sampling_rate_hz": dev.get("sample_rate_hz", rec.rate_found),
+        "device": dev or None,
+        "calibration": dev.get("calibration"),
+        "nonwear": dev.get("nonwear"),
+        "timezone": getattr(tz, "key", None),
+        "clock": ("device clock as written, read as local time of the zone at the first sample and never changed "
+                  "at daylight saving" if rec.device_clock and tz is not None else
+                  "device clock as written (no zone)" if rec.device_clock else
+                  "UTC instants, shown in the zone" if tz is not None else "UTC"),
+        "first_sample": format_local([first], tz)[0],
+        "covered_hours": covered / 3600.0,
+        "wear_hours": (covered - nonwear) / 3600.0,
+        "nonwear_hours": nonwear / 3600.0,
+        "days": len(daily.rows),
+        "valid_days": int(sum(daily.column("valid"))),
+        "valid_day_rule": daily.rule,
+        "minute_rule": "each window stands for the step after its start; a minute's label is the label of most "
+                       "of its seconds (non-wear included)",
+        "warnings": list(dev.get("warnings", [])),
+        "files": ["windows.csv", "minutes.csv", "daily.csv", "timeline.png", "info.json"],
+    }
+    info = _json_ready(info)
+    atomic_write_json(folder / "info.json", info)
+    return info
