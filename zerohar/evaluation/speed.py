@@ -57,16 +57,24 @@ import torch
 
 from zerohar.config import Config
 from zerohar.data.layout import AXES, Channel, SensorLayout
+from zerohar.data.relcon_augment import relcon_augment
 from zerohar.data.synthetic import write_csv
 from zerohar.errors import ZeroharError
 from zerohar.inference.embed import embed_backbone, embed_windows
 from zerohar.inference.index import LabelIndex
 from zerohar.io import atomic_write_json, atomic_write_text
 from zerohar.losses.contrastive import ContrastiveLoss
+from zerohar.losses.pretext import pretext_batch
 from zerohar.model.harnet import HARNet
+from zerohar.model.motif import MotifDistance
 from zerohar.model.precision import resolve_precision
+from zerohar.model.pretrained import load_backbone
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 from zerohar.paths import cache_dir
+from zerohar.train.loop import _param_groups
+from zerohar.train.motif_distance import MotifDistanceTask
+from zerohar.train.pretrain_ssl import PretrainModel, PretrainTask
+from zerohar.train.relcon import RelConModel, RelConTask, rank_candidates
 from zerohar.train.runs import load_run
 
 logger = logging.getLogger(__name__)
@@ -271,15 +279,6 @@ def _compare_same(fast: Callable[[], object], plain: Callable[[], object], n: in
 
 def _pretrain_figure(name: str, quick: bool, batch: int = 64, within: int | None = None) -> dict:
     """One of the pretraining figures (see the module docstring); `batch` and `within` shrink it for tests."""
-    from zerohar.data.relcon_augment import relcon_augment
-    from zerohar.losses.pretext import pretext_batch
-    from zerohar.model.motif import MotifDistance
-    from zerohar.model.pretrained import load_backbone
-    from zerohar.train.loop import _param_groups
-    from zerohar.train.motif_distance import MotifDistanceTask
-    from zerohar.train.pretrain_ssl import PretrainModel, PretrainTask
-    from zerohar.train.relcon import RelConModel, RelConTask, rank_candidates
-
     t = Config(stage="pretrain").train
     k = t.relcon_within_cands if within is None else within
     bf16 = resolve_precision("auto") == "bf16"

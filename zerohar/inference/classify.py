@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from zerohar import __version__
 from zerohar.data.devices import recording_name
 from zerohar.data.layout import SensorLayout
 from zerohar.data.streaming import CHUNK_ROWS, match_layout, open_recording, stream_windows
@@ -27,8 +28,19 @@ from zerohar.data.transforms import canonical_stream
 from zerohar.errors import ZeroharError
 from zerohar.inference.embed import embed_windows, sensor_context
 from zerohar.inference.index import LabelIndex
-from zerohar.inference.summaries import MIN_WEAR_HOURS, NONWEAR, ClassifyResult, nonwear_windows, resolve_timezone
-from zerohar.io import TableWriter, atomic_directory, check_output
+from zerohar.inference.summaries import (
+    MIN_WEAR_HOURS,
+    NONWEAR,
+    ClassifyResult,
+    clock_offset_s,
+    daily_table,
+    format_local,
+    minute_table,
+    nonwear_windows,
+    resolve_timezone,
+    timeline_figure,
+)
+from zerohar.io import TableWriter, atomic_directory, atomic_write_json, check_output
 from zerohar.text.encoder import get_text_encoder
 from zerohar.text.labels import clean_labels, load_label_descriptions, read_labels_file
 from zerohar.train.runs import load_run
@@ -337,10 +349,6 @@ def write_study_outputs(
     Returns:
         The `info.json` content.
     """
-    import zerohar
-    from zerohar.inference.summaries import clock_offset_s, daily_table, format_local, minute_table, timeline_figure
-    from zerohar.io import atomic_write_json
-
     shift = clock_offset_s(rec.t_first, tz) if rec.device_clock else 0.0  # device clock -> instants
     instants = np.asarray(starts, dtype=np.float64) - shift
     first = float(rec.t_first) - shift
@@ -361,7 +369,7 @@ def write_study_outputs(
     nonwear = float(minutes.nonwear_s.sum())
     dev = rec.info or {}
     info = {
-        "zerohar_version": zerohar.__version__,
+        "zerohar_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "input": str(rec.path),
         "model": None if run is None else {

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from zerohar.errors import ZeroharError
+from zerohar.io import atomic_write
 
 
 @dataclass
@@ -281,8 +282,6 @@ def timeline_figure(minutes: MinuteTable, tz, path: str | Path, title: str = "")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
-
-    from zerohar.io import atomic_write
 
     labels = [n for n in minutes.names if n != NONWEAR]
     cmap = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
