@@ -176,13 +176,13 @@ def test_out_dir_writes_one_folder_per_recording_with_local_days(tiny_run, midni
 
 
 def test_a_failure_leaves_no_half_written_folder(tiny_run, midnight_csv, tmp_path, monkeypatch):
-    from zerohar.inference import summaries
+    from zerohar.inference import classify
     from zerohar.inference.classify import classify_recording
 
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(summaries, "timeline_figure", boom)
+    monkeypatch.setattr(classify, "timeline_figure", boom)  # the last file of the folder fails
     with pytest.raises(RuntimeError, match="disk full"):
         classify_recording(tiny_run, midnight_csv, None, out_dir=tmp_path / "study", **KW)
     assert not (tmp_path / "study").exists() or not list((tmp_path / "study").iterdir())
