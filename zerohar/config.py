@@ -207,6 +207,8 @@ class Config:
     #: stage2 / supervised: a Stage I run (None = Stage II without Stage I, backbone from `backbone_init`).
     init: str | None = None
     backbone_init: str | None = None  # stage2 / supervised without `init`: the backbone source
+    #: accept an init that saw this fold's unseen classes or this run's test subjects (stamped into the run)
+    allow_transductive_init: bool = False
     text_encoder: str | None = None  # sentence-transformers name or folder; None = all-MiniLM-L6-v2 (offline)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)

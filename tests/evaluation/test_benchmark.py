@@ -127,7 +127,7 @@ def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
     md = (tmp_path / "results.md").read_text()
     for m in methods:
         assert f"| {METHODS[m]} |" in md
-    # label_names and supervised reuse zerohar's Stage I run instead of training their own.
+    # label_names reuses zerohar's Stage I run; supervised trains its own without its test subjects.
     assert not (tmp_path / "runs" / "label_names" / "fold1" / "seed0" / "stage1").exists()
     assert (tmp_path / "runs" / "zerohar" / "fold1" / "seed0" / "stage2" / "eval" / "metrics.json").is_file()
     models = sorted(tmp_path.glob("runs/*/fold1/seed0/*/model.safetensors"))

@@ -81,14 +81,25 @@ def _stage2_cfg(init, **train):
     return cfg
 
 
-def test_supervised_holds_out_test_subjects(stage1_run, tmp_path):
+def test_supervised_holds_out_test_subjects(tmp_path):
+    from zerohar.data.splits import load_stage_data
+
     cfg = tiny_cfg("supervised", data={"subjects": ["01", "02", "03", "04"]}, val_fraction=0.25, test_fraction=0.25)
-    cfg.init = str(stage1_run)
+    split = load_stage_data(cfg).subjects
+    # A Stage I that trained on the bound's test subject is refused; one without it (as the benchmark trains) is not.
+    leaky = train_stage("stage1", tiny_cfg("stage1", data={"subjects": ["01", "02", "03", "04"]}), tmp_path / "l",
+                        progress=False)
+    cfg.init = str(leaky)
+    with pytest.raises(ZeroharError, match=r"subjects \['0\d'\], held out for test here"):
+        train_stage("supervised", cfg, tmp_path / "sup", progress=False)
+    own = tiny_cfg("stage1", data={"subjects": sorted(split["train"] + split["val"])}, val_fraction=0.5)
+    cfg.init = str(train_stage("stage1", own, tmp_path / "s1", progress=False))
     out = train_stage("supervised", cfg, tmp_path / "sup", progress=False)
     meta = json.loads((out / "model.json").read_text())["extra"]
     s = meta["subjects"]
     assert len(s["test"]) == 1 and len(s["val"]) == 1 and len(s["train"]) == 2
     assert set(meta["trained_classes"]) == set(meta["classes"])
+    assert s["test"][0] not in meta["saw"]["hapt"]["subjects"]
 
 
 class _Killed(Exception):

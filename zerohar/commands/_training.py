@@ -56,6 +56,9 @@ def add_training_arguments(parser, stage: str) -> None:
         deprecated_alias(g, "--backbone-init", "--backbone-weights", "backbone_init", metavar="FILE")
         g.add_argument("--supervised", action="store_true",
                        help="train on every class with a subject-disjoint test split (the benchmark's upper bound)")
+    g.add_argument("--allow-transductive-init", action="store_true",
+                   help="accept starting weights that saw this fold's unseen classes or this run's test subjects "
+                   "(refused by default; the run is then marked transductive)")
     g = parser.add_argument_group("training")
     g.add_argument("--config", metavar="YAML", help="settings file (the shape of a run's config.yaml)")
     g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
@@ -96,6 +99,8 @@ def overrides_from_args(args) -> dict:
     put("train", "relcon_distance", getattr(args, "distance", None))
     put(None, "init", getattr(args, "init", None))
     put(None, "backbone_init", getattr(args, "backbone_init", None))
+    if getattr(args, "allow_transductive_init", False):
+        put(None, "allow_transductive_init", True)
     for key in ("epochs", "batch_size", "lr", "seed", "precision"):
         put("train", key, getattr(args, key, None))
     return merge_settings(over, parse_set(getattr(args, "set", []) or []), "command line")

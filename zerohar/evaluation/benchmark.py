@@ -39,6 +39,7 @@ import numpy as np
 from zerohar.config import STAGES, merge_settings, resolve_config
 from zerohar.data.folds import load_folds
 from zerohar.data.prepare import load_windowset
+from zerohar.data.splits import load_stage_data
 from zerohar.errors import ZeroharError
 from zerohar.evaluation.evaluate import EVAL_VERSION, evaluate_run
 from zerohar.io import atomic_write_text, load_yaml
@@ -76,6 +77,8 @@ class Step:
     stage: str
     overrides: dict = field(default_factory=dict)
     init: str | None = None  # the step whose run directory is this step's `init`
+    #: train only on the training and validation subjects of this stage's split (its test subjects stay unseen)
+    subjects_of: str | None = None
 
 
 def method_steps(method: str, fold: str, backbone_init: str | None) -> list[Step]:
@@ -99,7 +102,9 @@ def method_steps(method: str, fold: str, backbone_init: str | None) -> list[Step
             Step("stage1", "stage1", {**original, "init": None}),
             Step("stage2", "stage2", original, "stage1"),
         ],
-        "supervised": [s1, Step("supervised", "supervised", {}, "stage1")],
+        # The upper bound's own Stage I never sees the supervised run's test subjects (they score the bound).
+        "supervised": [Step("stage1", "stage1", {"init": backbone_init}, subjects_of="supervised"),
+                       Step("supervised", "supervised", {}, "stage1")],
     }
     if method not in steps:
         raise ZeroharError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
@@ -236,6 +241,9 @@ class _Runner:
         over = merge_settings(over, step.overrides)
         if step.init is not None:
             over["init"] = str(init_dir)
+        if step.subjects_of is not None:
+            split = load_stage_data(self.config(Step(step.subjects_of, step.subjects_of), fold, seed, None)).subjects
+            over = merge_settings(over, {"data": {"subjects": sorted(split["train"] + split["val"])}})
         if self.epochs_scale != 1.0:
             base = resolve_config(step.stage, overrides=over)
             over = merge_settings(over, {"train": {"epochs": max(1, round(base.train.epochs * self.epochs_scale))}})

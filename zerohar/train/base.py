@@ -28,6 +28,7 @@ from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.model.pretrained import BACKBONE_FORMAT, save_backbone
 from zerohar.model.zerohar import ZeroHARModel, kind_indices, scale_and_clip
 from zerohar.text.encoder import get_text_encoder
+from zerohar.train.provenance import check_inits, data_key, merge_saw
 from zerohar.train.runs import load_run, read_run_meta
 
 logger = logging.getLogger(__name__)
@@ -100,11 +101,31 @@ class BaseTask:
     def __init__(self, cfg: Config, dist):
         self.cfg, self.dist = cfg, dist
         self.data = load_stage_data(cfg)
+        self.saw, self.transductive_init = self._check_provenance()
         self.X = self.data.ws.X  # (N, C, T) float32
         self.y = self.data.ws.y
         self.layout = self.data.ws.layout
         self.train_idx = self.data.train_idx
         self.device = dist.device
+
+    def init_sources(self) -> list[tuple[str, str | None]]:
+        """`(flag, path)` of every pretrained part this run starts from."""
+        c = self.cfg
+        if c.stage in ("stage2", "supervised"):
+            return [("--stage1", c.init), ("--backbone-weights", c.backbone_init)]
+        sources = [("--backbone-weights", c.init)]
+        if c.stage == "pretrain" and c.train.pretrain_method == "relcon":
+            sources.append(("--distance", c.train.relcon_distance))
+        return sources
+
+    def _check_provenance(self):
+        d = self.data
+        key = data_key(d.dataset, self.cfg.data.data)
+        unseen = [] if self.cfg.stage == "supervised" else d.unseen  # the upper bound trains on every class
+        inits, leaks = check_inits(self.init_sources(), key, unseen, d.subjects.get("test", []),
+                                   self.cfg.allow_transductive_init)
+        own = {key: {"classes": list(d.seen), "subjects": list(d.subjects["train"]) + list(d.subjects["val"])}}
+        return merge_saw(own, inits), leaks
 
     @property
     def n_train(self) -> int:
@@ -150,6 +171,8 @@ class BaseTask:
             "descriptions": c.data.descriptions,
             "init": c.init,
             "backbone_init": c.backbone_init,
+            "saw": self.saw,
+            "transductive_init": self.transductive_init,
             "seed": c.train.seed,
             "zerohar_version": __version__,
         }

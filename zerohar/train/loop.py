@@ -46,6 +46,7 @@ from zerohar.model.precision import autocast, resolve_precision
 from zerohar.model.pretrained import export_released, load_backbone
 from zerohar.train.base import resolve_init
 from zerohar.train.distributed import Dist, all_gather_with_grad, barrier, setup_distributed
+from zerohar.train.provenance import PROVENANCE_KEYS, provenance_file
 from zerohar.train.registry import make_task
 from zerohar.train.runs import check_out_dir, clear_run_files, read_run_meta
 
@@ -546,8 +547,13 @@ def summary_line(run_dir: str | Path) -> str:
 
 def export_backbone(run_dir: str | Path, path: str | Path, force: bool = False) -> Path:
     """Write the backbone of a finished run (pretrain, or the backbone of a Stage I / II run) in the released
-    HARNet format (`module.feature_extractor.*`, torch.save), loadable wherever the released files are."""
+    HARNet format (`module.feature_extractor.*`, torch.save), loadable wherever the released files are.
 
+    The released format has no room for metadata, so what the backbone saw goes beside it, in `FILE.mdl.json`
+    (:mod:`zerohar.train.provenance` reads it when the file is used as an init)."""
     meta = read_run_meta(run_dir)
     variant = meta.get("backbone") or None
-    return export_released(load_backbone(Path(run_dir), variant), path, force=force)
+    out = export_released(load_backbone(Path(run_dir), variant), path, force=force)
+    atomic_write_json(provenance_file(out), {"format": "zerohar-backbone-provenance", "run": str(run_dir),
+                                             "extra": {k: meta.get(k) for k in PROVENANCE_KEYS}})
+    return out
