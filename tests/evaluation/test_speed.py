@@ -19,6 +19,10 @@ def test_speed_command_measures_a_figure_and_writes_json(tmp_path, capsys):
     assert r["windows_per_s"] > 0 and r["baseline_windows_per_s"] > 0
     assert r["ratio"] == pytest.approx(r["windows_per_s"] / r["baseline_windows_per_s"], abs=0.006)  # 2 decimals
     assert r["peak_rss_mb"] > 50  # the worker process's own peak, not zero
+    from zerohar.model.precision import cpu_flags, resolve_precision
+
+    assert r["cpu_flags"] == cpu_flags() and r["precision"] == resolve_precision("auto")  # what it ran on
+    assert "flags:" in printed
     assert main(["speed", "--quick", "--figures", "index_10", "--json", str(out)]) == 2
     assert "already exists; pass --force to overwrite it" in capsys.readouterr().err
 

@@ -67,7 +67,7 @@ from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
 from zerohar.model.harnet import HARNet
 from zerohar.model.motif import MotifDistance
-from zerohar.model.precision import resolve_precision
+from zerohar.model.precision import SPEED_FLAGS, cpu_flags, resolve_precision
 from zerohar.model.pretrained import load_backbone
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 from zerohar.paths import cache_dir
@@ -510,6 +510,8 @@ def run_speed(
         except ZeroharError as e:
             logger.error("%s", e)
             results[name] = {"error": str(e)}
+        results[name]["cpu_flags"] = cpu_flags()  # every figure says what it ran on
+        results[name]["precision"] = resolve_precision("auto")
     return results
 
 
@@ -522,8 +524,10 @@ def machine_summary() -> str:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    return (f"{model}, {os.cpu_count()} CPUs, torch {torch.__version__} with {torch.get_num_threads()} threads, "
-            f"fast path precision {resolve_precision('auto')}, load average {load:.2f}")
+    flags = " ".join(cpu_flags()) or "none of " + "/".join(SPEED_FLAGS)
+    return (f"{model}, {os.cpu_count()} CPUs (flags: {flags}), torch {torch.__version__} with "
+            f"{torch.get_num_threads()} threads, fast path precision {resolve_precision('auto')}, "
+            f"load average {load:.2f}")
 
 
 def format_table(results: dict[str, dict]) -> str:

@@ -18,6 +18,23 @@ from zerohar.errors import ZeroharError
 PRECISIONS = ("auto", "bf16", "fp32")
 
 
+#: The CPU features the precision rule and the speed figures depend on.
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`SPEED_FLAGS` this CPU has (from /proc/cpuinfo; empty where that cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [flag for flag in SPEED_FLAGS if flag in have]
+    except OSError:
+        pass
+    return []
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_has_native_bf16() -> bool:
     """True when the CPU computes in bf16 natively (AMX-BF16 or AVX512-BF16) and oneDNN can use it.
