@@ -55,3 +55,37 @@ def randomise_bn(net: nn.Module, seed: int = 0) -> nn.Module:
             m.weight.data.copy_(torch.rand(m.num_features, generator=g) + 0.5)
             m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
     return net
+
+
+def untrained_run(d, *, stage: str = "stage2", subjects: list[str] | None = None, split: dict | None = None,
+                  label_text: str = "descriptions", seed: int = 0, metrics: dict | None = None):
+    """A finished run directory of HAPT fold1 holding a tiny random-init model (no training): for evaluation,
+    classify and the demo, which must use a run, not train one.
+
+    Args:
+        subjects: `data.subjects` of its config (None: every subject).
+        split: its recorded subject split (default: none recorded).
+        metrics: the content of its metrics.json (default: just finished).
+    """
+    import json
+
+    from zerohar.config import Config, ModelConfig
+    from zerohar.data.folds import load_folds
+    from zerohar.model.zerohar import ZeroHARModel
+    from zerohar.paths import metadata_dir
+
+    torch.manual_seed(seed)
+    mcfg = ModelConfig(embed_dim=32, d_model=32, n_layers=1, n_heads=2, orig_d_model=32)
+    cfg = Config(stage=stage, model=mcfg)
+    cfg.data.dataset, cfg.data.fold = "hapt", "fold1"
+    cfg.data.subjects = list(subjects) if subjects is not None else None
+    cfg.train.label_text = label_text
+    folds = load_folds("hapt")
+    layout = SensorLayout.from_yaml(metadata_dir() / "sensors" / "hapt.yaml").canonical()
+    meta = {"stage": stage, "dataset": "hapt", "fold": "fold1", "classes": list(folds.classes),
+            "seen": folds.seen("fold1"), "unseen": folds.unseen("fold1"), "layout": layout.to_dict(),
+            "window_s": 5.0, "subjects": split or {"train": [], "val": [], "test": []}, "label_text": label_text}
+    ZeroHARModel(mcfg).save_pretrained(d, extra=meta)
+    cfg.save(d / "config.yaml")
+    (d / "metrics.json").write_text(json.dumps(metrics or {"finished": True}))
+    return d

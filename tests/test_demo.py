@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+from helpers import untrained_run
 
 DEMO = Path(__file__).resolve().parent.parent / "scripts" / "demo.py"
 
@@ -22,27 +22,11 @@ def _demo():
 
 
 def _tiny_run(d: Path, stage: str, val_subjects: list[str]) -> Path:
-    """A finished run holding a tiny random-init model: the demo must reuse it, not train."""
-    from zerohar.config import Config
-    from zerohar.data.folds import load_folds
-    from zerohar.data.layout import SensorLayout
-    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
-    from zerohar.paths import metadata_dir
-
-    torch.manual_seed(0)
-    mcfg = ModelConfig(embed_dim=32, d_model=32, n_layers=1, n_heads=2, orig_d_model=32)
-    cfg = Config(stage=stage, model=mcfg)
-    cfg.data.dataset, cfg.data.fold = "hapt", "fold1"
-    cfg.data.subjects = list(val_subjects)  # evaluation on one subject only: fast
-    folds = load_folds("hapt")
-    layout = SensorLayout.from_yaml(metadata_dir() / "sensors" / "hapt.yaml").canonical()
-    meta = {"stage": stage, "dataset": "hapt", "fold": "fold1", "classes": list(folds.classes),
-            "seen": folds.seen("fold1"), "unseen": folds.unseen("fold1"), "layout": layout.to_dict(),
-            "window_s": 5.0, "subjects": {"train": [], "val": val_subjects, "test": []}}
-    ZeroHARModel(mcfg).save_pretrained(d, extra=meta)
-    cfg.save(d / "config.yaml")
-    (d / "metrics.json").write_text(json.dumps({"stage": stage, "finished": True, "timing": {"wall_time_s": 1.0}}))
-    return d
+    """A finished run holding a tiny random-init model: the demo must reuse it, not train. Evaluation on one
+    subject only: fast."""
+    return untrained_run(d, stage=stage, subjects=val_subjects, label_text="descriptions",
+                         split={"train": [], "val": list(val_subjects), "test": []},
+                         metrics={"stage": stage, "finished": True, "timing": {"wall_time_s": 1.0}})
 
 
 def test_demo_reuses_finished_runs_and_prints_the_results(tmp_path, capsys):

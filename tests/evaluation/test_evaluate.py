@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import untrained_run
 
 from zerohar.errors import ZeroharError
 
@@ -14,28 +15,9 @@ SUBJECTS = ["01", "02", "03"]
 
 
 def _tiny_run(d, *, stage="stage2", split=None, label_text="descriptions", seed=0):
-    """A finished run directory holding a tiny random-init model (no training), on 3 HAPT subjects."""
-    from zerohar.config import Config
-    from zerohar.data.folds import load_folds
-    from zerohar.data.layout import SensorLayout
-    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
-    from zerohar.paths import metadata_dir
-
-    torch.manual_seed(seed)
-    mcfg = ModelConfig(embed_dim=32, d_model=32, n_layers=1, n_heads=2, orig_d_model=32)
-    cfg = Config(stage=stage, model=mcfg)
-    cfg.data.dataset, cfg.data.fold, cfg.data.subjects = "hapt", "fold1", list(SUBJECTS)
-    cfg.train.label_text = label_text
-    folds = load_folds("hapt")
-    layout = SensorLayout.from_yaml(metadata_dir() / "sensors" / "hapt.yaml").canonical()
-    meta = {"stage": stage, "dataset": "hapt", "fold": "fold1", "classes": list(folds.classes),
-            "seen": folds.seen("fold1"), "unseen": folds.unseen("fold1"), "layout": layout.to_dict(),
-            "window_s": 5.0, "subjects": split or {"train": ["01", "02"], "val": ["03"], "test": []},
-            "label_text": label_text}
-    ZeroHARModel(mcfg).save_pretrained(d, extra=meta)
-    cfg.save(d / "config.yaml")
-    (d / "metrics.json").write_text(json.dumps({"finished": True}))
-    return d
+    """A finished untrained run on 3 HAPT subjects (train 01, 02; validation 03 unless `split` says otherwise)."""
+    return untrained_run(d, stage=stage, subjects=SUBJECTS, label_text=label_text, seed=seed,
+                         split=split or {"train": ["01", "02"], "val": ["03"], "test": []})
 
 
 @pytest.fixture(scope="module")

@@ -6,9 +6,8 @@ import logging
 
 import numpy as np
 import pytest
-from helpers import layout_of, signal_of
+from helpers import layout_of, signal_of, untrained_run
 
-from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
 
 WAIST = layout_of(("acc", "waist", "smartphone"), ("gyro", "waist", "smartphone"))
@@ -34,35 +33,9 @@ WAIST = layout_of(("acc", "waist", "smartphone"), ("gyro", "waist", "smartphone"
 
 
 # ---------------------------------------------------------------------------------------------- end to end
-def _tiny_run(d, *, stage: str = "stage2", label_text: str = "descriptions", seed: int = 0):
-    """A finished run directory holding a tiny random-init model (no training): enough to test the plumbing."""
-    import json
-
-    import torch
-
-    from zerohar.config import Config
-    from zerohar.data.folds import load_folds
-    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
-    from zerohar.paths import metadata_dir
-
-    torch.manual_seed(seed)
-    mcfg = ModelConfig(embed_dim=32, d_model=32, n_layers=1, n_heads=2, orig_d_model=32)
-    cfg = Config(stage=stage, model=mcfg)
-    cfg.train.label_text = label_text
-    folds = load_folds("hapt")
-    layout = SensorLayout.from_yaml(metadata_dir() / "sensors" / "hapt.yaml").canonical()
-    meta = {"stage": stage, "dataset": "hapt", "fold": "fold1", "classes": list(folds.classes),
-            "seen": folds.seen("fold1"), "unseen": folds.unseen("fold1"), "layout": layout.to_dict(),
-            "window_s": 5.0, "subjects": {"train": [], "val": [], "test": []}, "label_text": label_text}
-    ZeroHARModel(mcfg).save_pretrained(d, extra=meta)
-    cfg.save(d / "config.yaml")
-    (d / "metrics.json").write_text(json.dumps({"finished": True}))
-    return d
-
-
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    return _tiny_run(tmp_path_factory.mktemp("run") / "stage2")
+    return untrained_run(tmp_path_factory.mktemp("run") / "stage2")
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +123,7 @@ def test_classify_with_a_saved_index_matches_labels(tiny_run, hapt_csv, tmp_path
 def test_an_index_of_another_model_is_refused(tiny_run, hapt_csv, tmp_path):
     from zerohar.inference.classify import build_label_index, classify_recording
 
-    other = _tiny_run(tmp_path / "other", seed=1)
+    other = untrained_run(tmp_path / "other", seed=1)
     build_label_index(other, tmp_path / "idx", labels=["walking", "sitting"])
     with pytest.raises(ZeroharError, match=r"idx was built by model sha256:\w+, not by the model given"):
         classify_recording(tiny_run, hapt_csv, tmp_path / "out.csv", index_dir=tmp_path / "idx",

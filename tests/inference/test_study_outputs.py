@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from helpers import untrained_run
 
 from zerohar.errors import ZeroharError
 from zerohar.inference.summaries import (
@@ -117,9 +118,7 @@ def test_windows_more_than_half_in_nonwear_are_nonwear():
 # ---------------------------------------------------------------------------------------------- classify --out-dir
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
-    from inference.test_classify import _tiny_run
-
-    return _tiny_run(tmp_path_factory.mktemp("run") / "stage2")
+    return untrained_run(tmp_path_factory.mktemp("run") / "stage2")
 
 
 @pytest.fixture(scope="module")
