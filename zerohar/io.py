@@ -32,10 +32,15 @@ MAX_NESTING = 100
 
 
 # ---------------------------------------------------------------------------------------------- writing
-def _umask_mode() -> int:
-    umask = os.umask(0)
+def _umask() -> int:
+    umask = os.umask(0)  # the only way to read it: set, then restore
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _umask_mode() -> int:
+    """The mode an ordinary new file gets (mkstemp would leave 0600)."""
+    return 0o666 & ~_umask()
 
 
 def _fsync(path: str) -> None:
@@ -145,12 +150,6 @@ def atomic_directory(directory: str | Path, fill: Callable[[Path], None], *, for
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return directory
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 # ---------------------------------------------------------------------------------------------- output paths

@@ -62,7 +62,7 @@ from zerohar.data.synthetic import write_csv
 from zerohar.errors import ZeroharError
 from zerohar.inference.embed import embed_backbone, embed_windows
 from zerohar.inference.index import LabelIndex
-from zerohar.io import atomic_write_json, atomic_write_text
+from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
 from zerohar.model.harnet import HARNet
@@ -547,12 +547,7 @@ def format_table(results: dict[str, dict]) -> str:
 
 def write_json(results: dict, path: str | Path, force: bool = False) -> Path:
     """Write the results as JSON atomically; an existing file needs `force`."""
-    path = Path(path)
-    if path.exists() and not force:
-        raise ZeroharError(f"output {path} already exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps(results, indent=2) + "\n")
-    return path
+    return atomic_write_json(path, results, force=force)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
