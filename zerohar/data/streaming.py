@@ -1,9 +1,9 @@
-"""Reading a user's recording for `zerohar classify`: layout matching, streamed windows, the output table.
+"""Reading a user's recording for `zerohar classify`: layout matching and streamed windows.
 
-:func:`open_recording` opens a CSV (time column + channel columns), `.npy` or `.npz` recording as a stream of
-chunks; :func:`stream_windows` cuts the canonical stream into windows that may run across chunk borders, at
-most `max_windows` at a time, so memory does not grow with the recording; :class:`TableWriter` writes the
-labelled windows batch by batch into a temporary file that is renamed into place only when all is done.
+:func:`open_recording` opens a CSV (time column + channel columns), `.npy` / `.npz` or a device file (`.cwa`,
+`.gt3x`, `.bin`, through :mod:`zerohar.data.devices`) as a stream of chunks; :func:`stream_windows` cuts the
+canonical stream into windows that may run across chunk borders, at most `max_windows` at a time, so memory
+does not grow with the recording. The labelled windows are written by :class:`zerohar.io.TableWriter`.
 """
 
 from __future__ import annotations
