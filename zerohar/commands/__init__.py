@@ -10,8 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-#: Inference precisions (the same choices as `zerohar.config.PRECISIONS`, without importing the config).
-PRECISIONS = ("auto", "bf16", "fp32")
+from zerohar.config import PRECISIONS
 
 
 class _Deprecated(argparse.Action):

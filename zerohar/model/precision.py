@@ -13,10 +13,8 @@ import functools
 
 import torch
 
+from zerohar.config import PRECISIONS
 from zerohar.errors import ZeroharError
-
-PRECISIONS = ("auto", "bf16", "fp32")
-
 
 #: The CPU features the precision rule and the speed figures depend on.
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
