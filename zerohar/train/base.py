@@ -80,7 +80,6 @@ def resolve_init(cfg: Config) -> Config:
     if cfg.stage not in ("stage2", "supervised") or cfg.init is None:
         return cfg
 
-
     _stage1_meta(cfg.init)
     path = Path(cfg.init) / "model.json"
     saved = ModelConfig.from_dict(json.loads(path.read_text()).get("config"), f"{path} 'config'")
