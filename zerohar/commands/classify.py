@@ -11,13 +11,17 @@ from zerohar.commands import (
     add_progress_argument,
     add_run_argument,
 )
+from zerohar.errors import ZeroharError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_argument(p, "a finished Stage II (or supervised) run directory")
-    p.add_argument("--input", required=True, metavar="FILE",
+    p.add_argument("--input", required=True, metavar="FILE|DIR|GLOB",
                    help="the recording: CSV (time column + channel columns), .npy (T, C) or .npz (signals, time), "
-                   "or a device file read through actipy (Axivity .cwa / .cwa.gz, ActiGraph .gt3x, GENEActiv .bin)")
+                   "or a device file read through actipy (Axivity .cwa / .cwa.gz, ActiGraph .gt3x, GENEActiv .bin); "
+                   "a folder or a quoted glob ('data/**/*.cwa') is a cohort: every recording is classified on a "
+                   "Dask cluster into --out-dir DIR/<recording>/, a rerun skips the finished ones, and "
+                   "DIR/cohort.csv and DIR/cohort_daily.csv collate them")
     add_label_arguments(p, index=True)
     p.add_argument("--layout", metavar="FILE.yaml", help="sensor layout of the input (format of metadata/sensors/)")
     p.add_argument("--placement", help="instead of --layout: where every sensor is worn (e.g. 'left wrist'; "
@@ -52,11 +56,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-nonwear", action="store_true",
                    help="device files: skip actipy's non-wear detection (stationary for over 90 min: every axis' "
                    "std below 15 mg in 10 s windows); non-wear windows are labelled non-wear, never classified")
-    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument("--workers", type=int, metavar="N",
+                   help="cohort input: processes of the local Dask cluster (default: one per core, at most one per "
+                   "3 GB of memory; a week-long device file needs about 1.5 GB)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="cohort input: a running Dask scheduler (e.g. tcp://10.0.0.5:8786, started by dask-jobqueue "
+                   "on Slurm) instead of a local cluster; its workers must see the same paths")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output (cohorts: redo every recording)")
     add_progress_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
+    from zerohar.inference.cohort import is_cohort_input
+
+    if is_cohort_input(args.input):
+        return run_cohort(args)
+    if args.workers is not None or args.scheduler is not None:
+        raise ZeroharError("--workers and --scheduler are for a cohort: give --input a folder or a glob")
     from zerohar.inference.classify import classify_recording  # heavy: torch, faiss
 
     res = classify_recording(
@@ -70,3 +86,20 @@ def run(args: argparse.Namespace) -> int:
     print(f"{res.n_windows} windows of {res.window_s:g} s (step {res.step_s:g} s) -> {res.out}")
     print("\n".join(res.summary_lines()))
     return 0
+
+
+def run_cohort(args: argparse.Namespace) -> int:
+    """A folder or glob: every recording on Dask; exit 1 when some recordings failed (they are in cohort.csv)."""
+    from zerohar.inference.cohort import classify_cohort  # heavy: dask, torch, faiss
+
+    out_dir = args.out_dir if args.out_dir is not None else args.out  # `--out DIR` reads naturally for a cohort
+    res = classify_cohort(
+        args.run, args.input, out_dir, labels=args.labels, labels_file=args.labels_file, index_dir=args.index,
+        describe=args.describe, llm_model=args.llm_model, base_url=args.base_url, workers=args.workers,
+        scheduler=args.scheduler, force=args.force, progress=not args.no_progress,
+        layout=args.layout, placement=args.placement, device=args.device, rate=args.rate, top_k=args.top_k,
+        step_s=args.step, batch_size=args.batch_size, precision=args.precision, timezone_name=args.timezone,
+        min_wear_hours=args.min_wear_hours, calibrate=not args.no_calibration, detect_nonwear=not args.no_nonwear,
+    )
+    print("\n".join(res.summary_lines()))
+    return 1 if res.count("failed") else 0
