@@ -13,25 +13,6 @@ from zerohar.errors import ZeroharError
 WAIST = layout_of(("acc", "waist", "smartphone"), ("gyro", "waist", "smartphone"))
 
 
-
-
-
-
-
-
-
-
-# ---------------------------------------------------------------------------------------------- input / output
-
-
-
-
-
-
-
-
-
-
 # ---------------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):

@@ -56,6 +56,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-nonwear", action="store_true",
                    help="device files: skip actipy's non-wear detection (stationary for over 90 min: every axis' "
                    "std below 15 mg in 10 s windows); non-wear windows are labelled non-wear, never classified")
+    p.add_argument("--no-unknown", action="store_true",
+                   help="give every window its best candidate; by default a window whose best score is below the "
+                   "run's calibrated threshold (0.4 x the median best score of its held-out windows) is 'unknown' "
+                   "(none of these), and label_2 holds its best candidate")
     p.add_argument("--workers", type=int, metavar="N",
                    help="cohort input: processes of the local Dask cluster (default: one per core, at most one per "
                    "3 GB of memory; a week-long device file needs about 1.5 GB)")
@@ -81,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         llm_model=args.llm_model, base_url=args.base_url, top_k=args.top_k, step_s=args.step,
         batch_size=args.batch_size, precision=args.precision, force=args.force, progress=not args.no_progress,
         out_dir=args.out_dir, timezone_name=args.timezone, min_wear_hours=args.min_wear_hours,
-        calibrate=not args.no_calibration, detect_nonwear=not args.no_nonwear,
+        calibrate=not args.no_calibration, detect_nonwear=not args.no_nonwear, unknown=not args.no_unknown,
     )
     print(f"{res.n_windows} windows of {res.window_s:g} s (step {res.step_s:g} s) -> {res.out}")
     print("\n".join(res.summary_lines()))
@@ -100,6 +104,7 @@ def run_cohort(args: argparse.Namespace) -> int:
         layout=args.layout, placement=args.placement, device=args.device, rate=args.rate, top_k=args.top_k,
         step_s=args.step, batch_size=args.batch_size, precision=args.precision, timezone_name=args.timezone,
         min_wear_hours=args.min_wear_hours, calibrate=not args.no_calibration, detect_nonwear=not args.no_nonwear,
+        unknown=not args.no_unknown,
     )
     print("\n".join(res.summary_lines()))
     return 1 if res.count("failed") else 0

@@ -31,6 +31,7 @@ from zerohar.inference.index import LabelIndex
 from zerohar.inference.summaries import (
     MIN_WEAR_HOURS,
     NONWEAR,
+    UNKNOWN,
     ClassifyResult,
     clock_offset_s,
     daily_table,
@@ -126,6 +127,7 @@ def classify_recording(
     min_wear_hours: float = MIN_WEAR_HOURS,
     calibrate: bool = True,
     detect_nonwear: bool = True,
+    unknown: bool = True,
 ) -> ClassifyResult:
     """Name every window of a recording with the best of the candidate labels.
 
@@ -155,6 +157,9 @@ def classify_recording(
         timezone_name: IANA zone of the summaries' local days (see :func:`write_study_outputs`); `out_dir` only.
         min_wear_hours: wear time of a valid day in `daily.csv`.
         calibrate, detect_nonwear: device files: actipy's gravity calibration and non-wear detection.
+        unknown: name `unknown` every window whose best score is below the run's calibrated threshold
+            (:mod:`zerohar.train.unknown`); `label_2` is then its best candidate. Runs saved without a
+            threshold name every window.
 
     Returns:
         A :class:`ClassifyResult` (time per label for the summary).
@@ -202,6 +207,7 @@ def classify_recording(
         )
         candidates = list(index.labels)
     k = min(top_k, len(candidates))
+    threshold = _unknown_threshold(run, candidates) if unknown else None
 
     rec = open_recording(input_path, layout=layout, placement=placement, device=device, rate=rate,
                          chunk_rows=chunk_rows, calibrate=calibrate, detect_nonwear=detect_nonwear)
@@ -236,6 +242,10 @@ def classify_recording(
                     emb = embed_windows(model, X[worn], context, kinds=used_layout, batch_size=batch_size,
                                         precision=precision)  # (n, E)
                     scores[worn], top[worn] = index.search(np.asarray(emb, dtype=np.float32), k, candidates=candidates)
+                    if threshold is not None:  # "none of these": the candidates move one place down
+                        low = worn[scores[worn, 0] < threshold]
+                        top[low, 1:], scores[low, 1:] = top[low, :-1], scores[low, :-1]
+                        top[low, 0] = UNKNOWN
                 cols: dict = {"start_s": starts - rec.t_first, "label": top[:, 0], "score": scores[:, 0]}
                 if rec.absolute_time:
                     cols["start_time"] = [_format_time(t, rec.device_clock) for t in starts.tolist()]
@@ -272,16 +282,17 @@ def classify_recording(
             "layout": str(layout) if isinstance(layout, (str, Path)) else (layout.name if layout else None),
             "placement": placement, "device": device, "rate": rate, "top_k": top_k, "step_s": step_s,
             "precision": precision, "timezone": timezone_name, "min_wear_hours": min_wear_hours,
-            "calibrate": calibrate, "detect_nonwear": detect_nonwear, "describe": describe,
+            "calibrate": calibrate, "detect_nonwear": detect_nonwear, "describe": describe, "unknown": unknown,
         }
 
         def fill(tmp: Path) -> None:
             nonlocal n, per_label, last_label
             n, per_label, last_label = label_windows(tmp / "windows.csv")
             write_study_outputs(
-                tmp, rec, np.concatenate(kept_t), np.concatenate(kept_labels), candidates, step_s=step_s,
+                tmp, rec, np.concatenate(kept_t), np.concatenate(kept_labels),
+                candidates + ([UNKNOWN] if threshold is not None else []), step_s=step_s,
                 window_s=window_s, tz=tz, min_wear_hours=min_wear_hours, run=run, used_layout=used_layout,
-                arguments=arguments,
+                arguments=arguments, unknown=run.meta.get("unknown") if threshold is not None else None,
             )
 
         n, per_label, last_label = 0, Counter(), None
@@ -292,6 +303,19 @@ def classify_recording(
     duration = float(sum(per_label.values()))
     logger.info("classified %d windows of %s into %s", n, rec.path, out)
     return ClassifyResult(out, n, window_s, step_s, duration, dict(per_label))
+
+
+def _unknown_threshold(run, candidates: Sequence[str]) -> float | None:
+    """The run's "none of these" threshold, or None (with a note) for runs saved without one."""
+    if UNKNOWN in candidates:
+        raise ZeroharError(f"{UNKNOWN!r} is the label zerohar gives windows that no candidate fits; rename that "
+                           "label, or pass --no-unknown")
+    cal = run.meta.get("unknown")
+    if not isinstance(cal, dict) or not isinstance(cal.get("threshold"), (int, float)):
+        logger.info("run %s has no 'unknown' threshold (saved before zerohar calibrated one): every window gets a "
+                    "candidate label", run.path)
+        return None
+    return float(cal["threshold"])
 
 
 # ---------------------------------------------------------------------------------------------- study outputs
@@ -328,6 +352,7 @@ def write_study_outputs(
     run=None,
     used_layout: SensorLayout | None = None,
     arguments: dict | None = None,
+    unknown: dict | None = None,
 ) -> dict:
     """`minutes.csv`, `daily.csv`, `timeline.png` and `info.json` of one classified recording, into `folder`.
 
@@ -344,7 +369,8 @@ def write_study_outputs(
         starts: `(n,)` window starts in the input's time base; labels: `(n,)` their labels (`non-wear` included).
         names: the candidate labels (columns of the daily table, in this order).
         step_s, window_s: the windows; tz: a `zoneinfo.ZoneInfo` or None; min_wear_hours: the valid-day rule.
-        run, used_layout, arguments: recorded in `info.json`.
+        run, used_layout, arguments: recorded in `info.json`; unknown: the run's "none of these" calibration
+            (None when off).
 
     Returns:
         The `info.json` content.
@@ -399,6 +425,7 @@ def write_study_outputs(
         "days": len(daily.rows),
         "valid_days": int(sum(daily.column("valid"))),
         "valid_day_rule": daily.rule,
+        "unknown_rule": None if unknown is None else unknown.get("rule"),
         "minute_rule": "each window stands for the step after its start; a minute's label is the label of most "
                        "of its seconds (non-wear included)",
         "warnings": list(dev.get("warnings", [])),

@@ -70,6 +70,8 @@ def segments(starts: Sequence[float], labels: Sequence[str], step_s: float, wind
 # ---------------------------------------------------------------------------------------------- study outputs
 #: Label of windows a device flagged as not worn; they are never classified.
 NONWEAR = "non-wear"
+#: The label of a window that no candidate fits (see :mod:`zerohar.train.unknown`).
+UNKNOWN = "unknown"
 #: A day is valid when its wear time reaches this many hours (actinet / stepcount use 20 h).
 MIN_WEAR_HOURS = 20.0
 VALID_DAY_RULE = (
@@ -286,7 +288,7 @@ def timeline_figure(minutes: MinuteTable, tz, path: str | Path, title: str = "")
     labels = [n for n in minutes.names if n != NONWEAR]
     cmap = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
             "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#dbdb8d", "#9edae5"]
-    colour = {n: cmap[i % len(cmap)] for i, n in enumerate(labels)} | {NONWEAR: "#9e9e9e"}
+    colour = {n: cmap[i % len(cmap)] for i, n in enumerate(labels)} | {NONWEAR: "#9e9e9e", UNKNOWN: "#d7ccc8"}
     day = np.floor((minutes.start + minutes.offset) / 86400.0).astype(np.int64) if len(minutes.start) else \
         np.zeros(0, dtype=np.int64)
     days = list(range(int(day[0]), int(day[-1]) + 1)) if len(day) else []

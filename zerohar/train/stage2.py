@@ -24,6 +24,7 @@ from zerohar.model.precision import autocast
 from zerohar.text.label_rule import label_texts
 from zerohar.text.sensors import sensor_description
 from zerohar.train.base import ZeroHARTask, build_zerohar_model, load_stage1_run
+from zerohar.train.unknown import best_scores, unknown_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +137,25 @@ class Stage2Task(ZeroHARTask):
         y = np.concatenate(ys)
         return {"val_acc": float((pred == y).mean()),
                 "val_macro_f1": float(f1_score(y, pred, labels=self.trained_ids, average="macro", zero_division=0))}
+
+    @torch.no_grad()
+    def unknown_calibration(self, model) -> dict | None:
+        """The "none of these" threshold of `classify` (see :mod:`zerohar.train.unknown`), from the held-out
+        seen-class windows scored among the trained classes' prototypes."""
+        was_training = model.training
+        model.eval()
+        n = len(self.trained_ids)
+        proto = model.label_prototypes(self.desc[:n], self.desc_mask[:n]).float()  # (L, E)
+        scores = [best_scores(model.encode_windows(x, self.context_emb, None, kinds=self.kinds), proto)
+                  for _, x in self._val_batches()]
+        model.train(was_training)
+        got = unknown_threshold(np.concatenate(scores)) if scores else None
+        if got is None:
+            logger.warning("no held-out windows: the run has no 'unknown' threshold, so classify names every window")
+        return got
+
+    def save_model(self, model, out, info: dict) -> None:
+        super().save_model(model, out, {**info, "unknown": self.unknown_calibration(model)})
 
     def metadata(self) -> dict:
         meta = super().metadata()
