@@ -115,3 +115,17 @@ def test_format_csv_rows_matches_rounding(values, t0):
     parsed = np.array([[float(v) for v in line.split(",")] for line in text.splitlines()])
     np.testing.assert_allclose(parsed[:, 0], np.round(t, 4), atol=1e-9)
     np.testing.assert_allclose(parsed[:, 1:], np.round(acc, 4), atol=1e-9)
+
+
+def test_the_geneactiv_file_reads_back_through_actipy_within_one_quantum(tmp_path):
+    """The speed benchmark's device file is a real GENEActiv .bin to the reader of the device path."""
+    from zerohar.data.devices import read_device
+    from zerohar.data.synthetic import GENEACTIV_GAIN, generate, write_geneactiv
+
+    p = write_geneactiv(tmp_path / "week.bin", days=0.01)  # 864 s = 86.4 pages: 86 whole pages written
+    rec = read_device(p, calibrate=False, detect_nonwear=False)
+    _, acc = next(generate(0.01))
+    acc = acc[: 86 * 300]
+    assert rec.signals.shape == acc.shape == (25800, 3)
+    assert np.abs(rec.signals - acc).max() <= 0.5 * 100 / GENEACTIV_GAIN + 1e-6  # half of the 12-bit step
+    assert rec.info["sample_rate_hz"] == 30.0

@@ -246,3 +246,99 @@ def write_csv(
     path = atomic_write(path, write, force=force)
     logger.info("wrote %d rows (%g days at %g Hz) to %s", n_total, days, rate, path)
     return path
+
+
+# ---------------------------------------------------------------------------------------------- device file
+#: GENEActiv calibration written into the synthetic file's header: g = (raw * 100 - offset) / gain.
+GENEACTIV_GAIN, GENEACTIV_OFFSET = 25600, 0
+GENEACTIV_PAGE = 300  # samples per page
+#: The date of the synthetic device file's first sample (a Monday); its time of day is START_HOUR.
+DEVICE_START = np.datetime64("2026-03-02T00:00:00", "ms")
+_HEX = np.frombuffer(b"0123456789ABCDEF", dtype=np.uint8)
+
+
+def _geneactiv_time(t_ms: np.datetime64) -> str:
+    s = str(t_ms.astype("datetime64[ms]")).replace("T", " ")  # 2026-03-02 08:00:00.000
+    return s[:19] + ":" + s[20:23]
+
+
+def geneactiv_page_hex(acc: np.ndarray) -> bytes:
+    """`(n, 3)` g as GENEActiv page data: 12 hex digits a sample (x, y, z as 12-bit two's complement, then
+    light, button and a reserved bit, all 0 here)."""
+    raw = np.clip(np.round((acc.astype(np.float64) * GENEACTIV_GAIN + GENEACTIV_OFFSET) / 100.0), -2048, 2047)
+    r = raw.astype(np.int64) & 0xFFF  # (n, 3)
+    word = (r[:, 0] << 36) | (r[:, 1] << 24) | (r[:, 2] << 12)  # (n,) 48 bits, light/button/reserved 0
+    shifts = np.arange(44, -1, -4, dtype=np.int64)  # 12 nibbles, most significant first
+    nibbles = (word[:, None] >> shifts) & 0xF  # (n, 12)
+    return _HEX[nibbles].tobytes()
+
+
+def write_geneactiv(
+    path: str | Path,
+    days: float = DAYS,
+    rate: float = RATE,
+    seed: int = 0,
+    *,
+    force: bool = False,
+    progress: bool = False,
+) -> Path:
+    """Write the synthetic recording as a GENEActiv `.bin` file (the device's own text format: a header, then
+    pages of 300 samples in hex), for the device-file path of `zerohar speed` (reading through actipy,
+    calibration, non-wear detection). Samples are quantised to the device's 12 bits (about 0.004 g); the
+    file holds whole pages of 300 samples (a 7-day file: 60,480 pages, about 230 MB).
+
+    Args:
+        path: output `.bin`; days, rate, seed: the recording (see :func:`generate`); force: overwrite;
+            progress: a progress bar.
+    """
+    from tqdm.auto import tqdm
+
+    n_total = int(round(days * 86400.0 * rate))
+    n_pages = n_total // GENEACTIV_PAGE  # a device writes whole pages: a partial last page is left out
+    start = DEVICE_START + np.timedelta64(int(START_HOUR * 3600 * 1000), "ms")
+    header = "\r\n".join([  # the device's fixed 59 header lines (readers count them), blank fields left blank
+        "Device Identity", "Device Unique Serial Code:000000", "Device Type:GENEActiv", "Device Model:1.1",
+        "Device Firmware Version:zerohar synthetic", "Calibration Date:2026-01-01 00:00:00:000", "",
+        "Device Capabilities", "Accelerometer Range:-8 to 8", "Accelerometer Resolution:0.0039",
+        "Accelerometer Units:g", "Light Meter Range:0 to 5000", "Light Meter Resolution:5", "Light Meter Units:lux",
+        "Temperature Sensor Range:0 to 70", "Temperature Sensor Resolution:0.1", "Temperature Sensor Units:deg. C",
+        "", "Configuration Info", f"Measurement Frequency:{rate:g} Hz",
+        f"Measurement Period:{int(math.ceil(days * 24))} Hours", f"Start Time:{_geneactiv_time(start)}",
+        "Time Zone:GMT +00:00", "", "Trial Info", "Study Centre:", "Study Code:", "Investigator ID:",
+        "Exercise Type:", "Config Operator ID:", "Config Time:", "Config Notes:", "Extract Operator ID:",
+        "Extract Time:", "Extract Notes:", "", "Subject Info", "Device Location Code:left wrist", "Subject Code:",
+        "Date of Birth:", "Sex:", "Height:", "Weight:", "Handedness Code:", "Subject Notes:", "",
+        "Calibration Data",
+        *[f"{a} {k}:{v}" for a in "xyz" for k, v in (("gain", GENEACTIV_GAIN), ("offset", GENEACTIV_OFFSET))],
+        "Volts:300", "Lux:800", "", "Memory Status", f"Number of Pages:{n_pages}", "",
+    ]) + "\r\n"
+
+    def write(tmp: str) -> None:
+        page, carry = 0, np.zeros((0, 3), np.float32)
+        with open(tmp, "wb") as f, tqdm(total=n_total, unit="sample", desc="synthetic .bin",
+                                        disable=not progress) as bar:
+            f.write(header.encode())
+            blocks = generate(days, rate, seed)
+            done = False
+            while not done:
+                try:
+                    _, acc = next(blocks)
+                    carry = np.concatenate([carry, acc])
+                except StopIteration:
+                    done = True
+                while len(carry) >= GENEACTIV_PAGE and page < n_pages:
+                    chunk, carry = carry[:GENEACTIV_PAGE], carry[GENEACTIV_PAGE:]
+                    t = start + np.timedelta64(int(round(page * GENEACTIV_PAGE / rate * 1000)), "ms")
+                    f.write("\r\n".join([
+                        "Recorded Data", "Device Unique Serial Code:000000", f"Sequence Number:{page}",
+                        f"Page Time:{_geneactiv_time(t)}", "Unassigned:", "Temperature:30.0",
+                        "Battery voltage:4.0", "Device Status:Recording", f"Measurement Frequency:{rate:g}", "",
+                    ]).encode())
+                    f.write(geneactiv_page_hex(chunk) + b"\r\n")
+                    page += 1
+                    bar.update(len(chunk))
+
+    path = atomic_write(path, write, force=force)
+    logger.info("wrote %d samples (%g days at %g Hz) as GENEActiv pages to %s", n_pages * GENEACTIV_PAGE, days,
+                rate, path)
+    return path
