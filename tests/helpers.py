@@ -26,7 +26,8 @@ def tiny_cfg(stage: str, data: dict | None = None, model: dict | None = None, **
     }
     if stage == "pretrain":
         over["model"] = {"backbone": "harnet5"}
-        over["data"]["fold"] = None
+        if "fold" not in (data or {}):  # pretraining sees every class unless a fold is asked for
+            over["data"]["fold"] = None
     return resolve_config(stage, overrides=over)
 
 
@@ -58,7 +59,8 @@ def randomise_bn(net: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def untrained_run(d, *, stage: str = "stage2", subjects: list[str] | None = None, split: dict | None = None,
-                  label_text: str = "descriptions", seed: int = 0, metrics: dict | None = None):
+                  label_text: str = "descriptions", seed: int = 0, metrics: dict | None = None,
+                  model: dict | None = None):
     """A finished run directory of HAPT fold1 holding a tiny random-init model (no training): for evaluation,
     classify and the demo, which must use a run, not train one.
 
@@ -66,6 +68,7 @@ def untrained_run(d, *, stage: str = "stage2", subjects: list[str] | None = None
         subjects: `data.subjects` of its config (None: every subject).
         split: its recorded subject split (default: none recorded).
         metrics: the content of its metrics.json (default: just finished).
+        model: ModelConfig fields over the default (e.g. :data:`TINY_MODEL`: loads in milliseconds).
     """
     import json
 
@@ -75,7 +78,8 @@ def untrained_run(d, *, stage: str = "stage2", subjects: list[str] | None = None
     from zerohar.paths import metadata_dir
 
     torch.manual_seed(seed)
-    mcfg = ModelConfig(embed_dim=32, d_model=32, n_layers=1, n_heads=2, orig_d_model=32)
+    mcfg = ModelConfig(**{"embed_dim": 32, "d_model": 32, "n_layers": 1, "n_heads": 2, "orig_d_model": 32,
+                          **(model or {})})
     cfg = Config(stage=stage, model=mcfg)
     cfg.data.dataset, cfg.data.fold = "hapt", "fold1"
     cfg.data.subjects = list(subjects) if subjects is not None else None

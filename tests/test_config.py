@@ -77,7 +77,7 @@ def test_unknown_model_key_is_an_error():
 
 
 def test_type_and_value_errors_name_the_key():
-    with pytest.raises(ZeroharError, match=r"'train\.epochs' expects int, found 'three'"):
+    with pytest.raises(ZeroharError, match=r"'train\.epochs' expects int \| None, found 'three'"):
         resolve_config("stage1", overrides=parse_set(["train.epochs=three"]))
     with pytest.raises(ZeroharError, match=r"train\.precision must be one of auto, bf16, fp32, found 'fp16'"):
         resolve_config("stage1", overrides=parse_set(["train.precision=fp16"]))
@@ -165,3 +165,13 @@ def test_command_line_flags():
     assert config_from_args("stage2", p.parse_args(["--dataset", "hapt"])).train.epochs == hp_epochs
     with pytest.raises(SystemExit):
         p.parse_args(["--dataset", "hapt", "--data", "x.npz"])  # one source or the other
+
+
+def test_training_length_settings_are_checked():
+    cfg = resolve_config("stage2")
+    assert cfg.train.epochs is None and cfg.train.schedule == "auto"  # the length adapts by default
+    for key, bad, expected in (("patience", 0, "at least 1 evaluation"), ("max_steps", 0, "at least 1 or null"),
+                               ("cooldown", 1.0, r"a fraction in \(0, 1\)"), ("schedule", "linear", "one of auto"),
+                               ("sensor_dropout", 1.0, r"a probability in \[0, 1\)")):
+        with pytest.raises(ZeroharError, match=rf"train\.{key} must be {expected}"):
+            resolve_config("stage2", overrides={"train": {key: bad}})

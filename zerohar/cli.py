@@ -8,9 +8,13 @@ the process exits with status 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import math
+import signal
 import sys
+import threading
 
 from zerohar import __version__
 from zerohar.errors import ZeroharError
@@ -82,6 +86,47 @@ def _module(name: str):
     return importlib.import_module(f"zerohar.commands.{name}")
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so every `finally` runs: temporary files are removed as on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """While a command runs, SIGTERM (a scheduler's or `kill`'s stop) raises :class:`Terminated` instead of
+    ending the process on the spot; the previous handler is restored afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _non_finite(parser: argparse.ArgumentParser, args) -> tuple[str, str] | None:
+    """The first number option given as nan or inf (argparse's `float` accepts both; no zerohar option means
+    them), as (flag, value)."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    command = sub.choices.get(args.command) if sub is not None else None
+    for action in command._actions if command is not None else ():
+        if action.type is float and action.option_strings:
+            values = getattr(args, action.dest, None)
+            for v in values if isinstance(values, list) else [values]:
+                if isinstance(v, float) and not math.isfinite(v):
+                    return action.option_strings[0], str(v)
+    return None
+
+
+def _os_error(e: OSError) -> str:
+    where = f" {e.filename}" if getattr(e, "filename", None) else ""
+    return f"cannot access{where}: {(e.strerror or str(e)).lower()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Only the chosen command's module is imported (torch is slow to import); `zerohar --help` imports none.
@@ -94,21 +139,28 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    bad = _non_finite(parser, args)
+    if bad:
+        print(f"zerohar {args.command}: error: {bad[0]} must be a finite number, found {bad[1]}", file=sys.stderr)
+        return 2
     configure_logging(args.verbose)
     try:
-        return int(_module(args.command).run(args) or 0)
+        with _sigterm_raises():
+            return int(_module(args.command).run(args) or 0)
     except ZeroharError as e:
         print(f"zerohar {args.command}: error: {e}", file=sys.stderr)
         return 2
     except OSError as e:
         # A file the user named cannot be read or written (permissions, a full disk, a read-only folder): one
         # sentence naming it, not a traceback. Outputs are written atomically, so nothing half-written remains.
-        where = f" {e.filename}" if getattr(e, "filename", None) else ""
-        print(f"zerohar {args.command}: error: cannot access{where}: {e.strerror or e}", file=sys.stderr)
+        print(f"zerohar {args.command}: error: {_os_error(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"zerohar {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"zerohar {args.command}: terminated (SIGTERM); no output was left half-written", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

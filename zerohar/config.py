@@ -37,7 +37,7 @@ STAGES = ("pretrain", "stage1", "stage2", "supervised")
 PRECISIONS = ("auto", "bf16", "fp32")
 LABEL_TEXTS = ("descriptions", "names")
 LABEL_SAMPLING = ("prototype", "description")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("auto", "wsd", "cosine", "constant")
 PRETRAIN_METHODS = ("ssl", "motif-distance", "relcon")
 MOTIF_ATTENTIONS = ("sparsemax", "released")
 
@@ -166,20 +166,30 @@ class DataConfig:
 class TrainConfig:
     """Optimisation, model selection and run behaviour."""
 
-    epochs: int = 10
+    #: None: adaptive length (optimiser steps, early stopping on the validation subjects; zerohar.train.budget);
+    #: N: exactly N passes over the training windows
+    epochs: int | None = None
+    max_steps: int | None = None  # adaptive: cap on optimiser steps (None: 50 evaluation intervals)
+    min_steps: int | None = None  # adaptive: no plateau before this many steps (None: 4 evaluation intervals)
+    eval_every: int | None = None  # adaptive: steps between validations (None: clip(steps per epoch, 25, 500))
+    patience: int = 5  # adaptive: evaluations without improvement that make a plateau
+    min_delta: float = 0.001  # an evaluation improves when it beats the best metric by more than this
     batch_size: int = 64  # global batch: per process = batch_size / world size
     lr: float = 1e-3
     backbone_lr_mult: float = 1.0  # backbone LR = lr * this (below 1 protects pretrained weights)
     freeze_layers: int = 0  # the first N of the backbone's 5 layers are frozen (5 = the whole backbone)
     weight_decay: float = 0.01
-    warmup: float = 0.05  # fraction of all optimiser steps with linear warm-up
-    schedule: str = "cosine"  # cosine | constant (after warm-up)
+    warmup: float = 0.05  # epochs mode: fraction of all optimiser steps with linear warm-up
+    warmup_steps: int | None = None  # adaptive: linear warm-up steps (None: one evaluation interval)
+    #: auto (adaptive: wsd; epochs: cosine) | wsd (warm-up, stable, decay after the plateau) | cosine | constant
+    schedule: str = "auto"
+    cooldown: float = 0.2  # wsd: the decay lasts this fraction of the steps trained before it
     grad_clip: float | None = 1.0  # max gradient norm; None = no clipping
     seed: int = 0  # initialisation, subject split, shuffling, augmentation
     precision: str = "auto"  # auto (bf16 autocast when the CPU has native bf16) | bf16 | fp32
     val_fraction: float = 0.2  # fraction of subjects held out for model selection (0 = keep the last epoch)
     test_fraction: float = 0.3  # supervised only: fraction of subjects held out for testing
-    max_minutes: float | None = None  # stop early (at a step boundary, then validate) after this long
+    max_minutes: float | None = None  # stop (at a step boundary, then validate) after this long: "time_limit"
     max_steps_per_epoch: int | None = None  # cap on optimiser steps per epoch (smoke tests, quick looks)
     max_val_windows: int | None = None  # cap on validation windows (a fixed, seeded subset)
     num_workers: int = 0  # intra-op threads (0 = torch's default); batches are slices of in-memory arrays
@@ -187,6 +197,10 @@ class TrainConfig:
     label_text: str = "descriptions"  # descriptions | names (the label name as its only text)
     label_sampling: str = "prototype"  # Stage II text per label: prototype (mean of descriptions) | description
     augment: bool = True  # random rotation + scaling of each triad during Stage I / II training
+    partial_backbone: bool = False  # accept backbone weights that lack some HARNet tensors (else an error)
+    #: Stage II: each sensor of a training window is dropped (masked out) with this probability, at least one
+    #: kept, when the layout has 2 or more sensors, so the sensor transformer learns the masks inference meets
+    sensor_dropout: float = 0.1
     pretrain_sensors: list[str] = field(default_factory=lambda: ["acc"])  # SSL pretext triads (gyro optional)
     pretrain_method: str = "ssl"  # pretrain: ssl (pretext tasks) | motif-distance | relcon (RelCon, ICLR 2025)
     relcon_distance: str | None = None  # relcon: the run directory of a finished motif-distance pretrain run
@@ -452,7 +466,16 @@ def validate(cfg: Config, source: str = "config") -> None:
         (t.label_sampling in LABEL_SAMPLING, "train.label_sampling", f"one of {', '.join(LABEL_SAMPLING)}",
          t.label_sampling),
         (t.schedule in SCHEDULES, "train.schedule", f"one of {', '.join(SCHEDULES)}", t.schedule),
-        (t.epochs >= 1, "train.epochs", "at least 1", t.epochs),
+        (t.epochs is None or t.epochs >= 1, "train.epochs", "at least 1 or null (adaptive length)", t.epochs),
+        (t.max_steps is None or t.max_steps >= 1, "train.max_steps", "at least 1 or null", t.max_steps),
+        (t.min_steps is None or t.min_steps >= 0, "train.min_steps", "0 or more, or null", t.min_steps),
+        (t.eval_every is None or t.eval_every >= 1, "train.eval_every", "at least 1 or null", t.eval_every),
+        (t.patience >= 1, "train.patience", "at least 1 evaluation", t.patience),
+        (t.min_delta >= 0, "train.min_delta", "0 or more", t.min_delta),
+        (t.warmup_steps is None or t.warmup_steps >= 0, "train.warmup_steps", "0 or more, or null",
+         t.warmup_steps),
+        (0 < t.cooldown < 1, "train.cooldown", "a fraction in (0, 1)", t.cooldown),
+        (0 <= t.sensor_dropout < 1, "train.sensor_dropout", "a probability in [0, 1)", t.sensor_dropout),
         (t.batch_size >= 2, "train.batch_size", "at least 2 (contrastive losses need negatives)", t.batch_size),
         (t.lr > 0, "train.lr", "a positive number", t.lr),
         (0 <= t.warmup < 1, "train.warmup", "a fraction in [0, 1)", t.warmup),

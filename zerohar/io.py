@@ -1,22 +1,38 @@
 """The one way zerohar writes files, and its safe loaders.
 
 Every file zerohar writes (text, JSON, YAML, .npz, torch checkpoints, figures, label tables, downloads,
-index folders) goes through :func:`atomic_write` or :func:`atomic_directory`: the content is written to a
-temporary sibling, flushed to disk (fsync), given the ordinary umask-derived mode (``mkstemp`` would leave it
-0600) and renamed over the destination. A reader never sees a half-written file, a failure or a kill leaves
-the previous file (or nothing) in place, and the temporary file is removed on every error path.
+index folders, logs) goes through :func:`atomic_write`, :func:`atomic_directory`, :class:`TableWriter` or
+:class:`AtomicLog`: the content is written to a temporary sibling, flushed to disk (fsync), given the ordinary
+umask-derived mode (``mkstemp`` would leave it 0600) and renamed over the destination. A reader never sees a
+half-written file, a failure or a kill leaves the previous file (or nothing) in place, and the temporary file is
+removed on every error path, Ctrl-C and SIGTERM included (the command line turns SIGTERM into an exception).
 
-Loaders never unpickle: YAML through ``yaml.safe_load`` (:func:`load_yaml`), arrays through
-``np.load(allow_pickle=False)``, checkpoints through ``torch.load(weights_only=True)`` (at their call sites).
+A temporary file is named ``.<name>.<random>.<host>-<pid>.tmp``. Only a ``kill -9`` (or a power cut) can leave
+one behind; the next write of the same destination removes every such file whose process is gone (same host,
+pid not running) or that is older than a day, and no reader ever picks one up (they are hidden and end in
+``.tmp``).
+
+Outputs are checked before any work (:func:`check_output`): the name, an existing file, and that its folder can
+be written, so an unwritable ``--out`` fails in one sentence before minutes of work or paid requests.
+
+Loaders never unpickle: YAML through ``yaml.safe_load`` (:func:`load_yaml`), JSON through :func:`load_json`
+(both refuse duplicate keys and absurd nesting), arrays through ``np.load(allow_pickle=False)``, checkpoints
+through ``torch.load(weights_only=True)`` (at their call sites).
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import logging
 import os
+import re
 import shutil
+import socket
+import stat
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -26,9 +42,13 @@ import yaml
 
 from zerohar.errors import ZeroharError
 
+logger = logging.getLogger(__name__)
+
 #: Nesting deeper than this in a YAML or JSON file is refused (a user file is never that deep; Python's
 #: recursion limit is about 1000, and a hostile file must not reach it).
 MAX_NESTING = 100
+#: A temporary file or folder of another host (or whose pid cannot be told) is stale after this long.
+STALE_AFTER_S = 24 * 3600.0
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -51,6 +71,94 @@ def _fsync(path: str) -> None:
         os.close(fd)
 
 
+def _host() -> str:
+    return re.sub(r"[^A-Za-z0-9]", "", socket.gethostname())[:24] or "host"
+
+
+def _owner_tag() -> str:
+    """`<host>-<pid>`: who writes a temporary file (so a later run can tell a dead writer's leftovers)."""
+    return f"{_host()}-{os.getpid()}"
+
+
+_TAG = re.compile(r"\.([A-Za-z0-9]+)-(\d+)\.tmp$")
+
+
+def _writer_gone(name: str, mtime: float) -> bool:
+    """True when the temporary file `name` belongs to a process that no longer runs (or is a day old)."""
+    if time.time() - mtime > STALE_AFTER_S:
+        return True
+    m = _TAG.search(name)
+    if m is None or m.group(1) != _host():
+        return False
+    pid = int(m.group(2))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (another user's process)
+    return False
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary siblings of `path` that a killed writer left behind (see the module docstring).
+
+    Returns:
+        The paths removed.
+    """
+    path = Path(path)
+    removed = []
+    try:
+        entries = list(os.scandir(path.parent))
+    except OSError:
+        return removed
+    prefix = f".{path.name}."
+    for e in entries:
+        if not (e.name.startswith(prefix) and e.name.endswith(".tmp")):
+            continue
+        try:
+            if not _writer_gone(e.name, e.stat(follow_symlinks=False).st_mtime):
+                continue
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                os.unlink(e.path)
+        except OSError:
+            continue
+        removed.append(Path(e.path))
+        logger.info("removed %s, left behind by an interrupted write", e.path)
+    return removed
+
+
+def _temporary(path: Path, *, folder: bool = False) -> str:
+    """A new temporary sibling of `path` (file or folder), after removing stale ones."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ZeroharError(f"output {path}: {path.parent} is not a folder") from None
+    except PermissionError as e:
+        raise ZeroharError(f"output {path}: the folder {e.filename or path.parent} is not writable (permission "
+                           "denied)") from None
+    remove_stale_temporaries(path)
+    prefix, suffix = f".{path.name}.", f".{_owner_tag()}.tmp"
+    try:
+        if folder:
+            return tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=suffix)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
+    except PermissionError:
+        raise ZeroharError(f"output {path}: the folder {path.parent} is not writable (permission denied)") from None
+    os.close(fd)
+    return tmp
+
+
+def _refuse_input(path: Path) -> None:
+    """An output that is one of the recordings being read is refused (even with --force)."""
+    if _is_input(path):
+        raise ZeroharError(f"output {path} is the input recording; write the output to another file")
+
+
 def atomic_write(path: str | Path, write: Callable[[str], None], *, force: bool = True) -> Path:
     """Write `path` through a temporary file in the same folder, then rename it into place.
 
@@ -65,9 +173,8 @@ def atomic_write(path: str | Path, write: Callable[[str], None], *, force: bool 
     path = Path(path)
     if not force and path.exists():
         raise ZeroharError(f"output {path} already exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    _refuse_input(path)
+    tmp = _temporary(path)
     try:
         write(tmp)
         _fsync(tmp)
@@ -138,8 +245,7 @@ def atomic_directory(directory: str | Path, fill: Callable[[Path], None], *, for
     directory = Path(directory)
     if directory.exists() and not force:
         raise ZeroharError(f"{directory} already exists; pass --force to overwrite it")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f".{directory.name}.tmp"))
+    tmp = Path(_temporary(directory, folder=True))
     try:
         fill(tmp)
         for f in tmp.iterdir():
@@ -147,8 +253,7 @@ def atomic_directory(directory: str | Path, fill: Callable[[Path], None], *, for
                 _fsync(str(f))
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
+            old = Path(_temporary(directory.with_name(directory.name + ".old"), folder=True))
             os.replace(directory, old)
             os.replace(tmp, directory)
             shutil.rmtree(old, ignore_errors=True)
@@ -161,6 +266,57 @@ def atomic_directory(directory: str | Path, fill: Callable[[Path], None], *, for
 
 
 # ---------------------------------------------------------------------------------------------- output paths
+#: Recordings being read by this process (real paths): an output may never replace one of them.
+_INPUTS: set[str] = set()
+
+
+def note_input(path: str | Path) -> None:
+    """Remember that `path` is an input being read, so no writer replaces it (``--out`` equal to ``--input``)."""
+    try:
+        _INPUTS.add(os.path.realpath(path))
+    except (OSError, ValueError):
+        pass
+
+
+def _is_input(path: Path) -> bool:
+    if not _INPUTS:
+        return False
+    try:
+        return os.path.realpath(path) in _INPUTS
+    except (OSError, ValueError):
+        return False
+
+
+def check_writable(path: str | Path, what: str = "output") -> None:
+    """Refuse an output whose folder cannot be created or written, before any work is done.
+
+    The nearest existing folder on the way to `path` must be a folder in which a file can be created (a probe
+    file is created and removed at once); nothing else is created, so a later refusal leaves nothing behind.
+
+    Raises:
+        ZeroharError: one sentence naming the folder and why.
+    """
+    p = Path(path).absolute()
+    folder = p.parent
+    while not folder.exists():
+        if folder.is_symlink():
+            raise ZeroharError(f"{what} {p}: {folder} is a broken symbolic link; expected a folder")
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    if not folder.is_dir():
+        raise ZeroharError(f"{what} {p}: {folder} is not a folder")
+    try:
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".zerohar-probe.", suffix=f".{_owner_tag()}.tmp")
+    except OSError as e:
+        raise ZeroharError(
+            f"{what} {p}: the folder {folder} is not writable ({e.strerror or e.__class__.__name__}); choose "
+            "another place or fix its permissions"
+        ) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
 def check_output(
     path: str | Path,
     *,
@@ -180,8 +336,8 @@ def check_output(
             pyarrow, which is checked here.
 
     Raises:
-        ZeroharError: the path is a folder, has another suffix, needs a missing package, or exists without
-            `force` / `update`.
+        ZeroharError: the path is a folder, has another suffix, needs a missing package, exists without
+            `force` / `update`, is an input being read, or its folder cannot be written.
     """
     p = Path(path)
     suffix = p.suffix.lower()
@@ -200,10 +356,12 @@ def check_output(
             ) from None
     if p.is_dir():
         raise ZeroharError(f"output {p} is a folder; expected a file name")
+    _refuse_input(p)
     if p.exists() and not (force or update):
         hint = "--update to merge into it, or --force to overwrite it" if update is False else \
             "--force to overwrite it"
         raise ZeroharError(f"output {p} already exists; pass {hint}")
+    check_writable(p)
     return p
 
 
@@ -222,21 +380,26 @@ class TableWriter:
     def __init__(self, path: str | Path, columns: list[str]):
         self.path, self.columns = Path(path), list(columns)
         self.parquet = self.path.suffix.lower() == ".parquet"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
-        os.close(fd)
-        if self.parquet:
-            import pyarrow as pa  # optional dependency: only for .parquet outputs
-            import pyarrow.parquet as pq
+        _refuse_input(self.path)
+        self.tmp = _temporary(self.path)
+        self._writer = self._file = None
+        try:
+            if self.parquet:
+                import pyarrow as pa  # optional dependency: only for .parquet outputs
+                import pyarrow.parquet as pq
 
-            self._pa = pa
-            types = {c: pa.string() if c.startswith("label") or c == "start_time" else pa.float64() for c in columns}
-            self.schema = pa.schema([(c, types[c]) for c in columns])
-            self._writer = pq.ParquetWriter(self.tmp, self.schema)
-        else:
-            self._file = open(self.tmp, "w", newline="", encoding="utf-8")
-            self._writer = csv.writer(self._file)
-            self._writer.writerow(columns)
+                self._pa = pa
+                types = {c: pa.string() if c.startswith("label") or c == "start_time" else pa.float64()
+                         for c in columns}
+                self.schema = pa.schema([(c, types[c]) for c in columns])
+                self._writer = pq.ParquetWriter(self.tmp, self.schema)
+            else:
+                self._file = open(self.tmp, "w", newline="", encoding="utf-8")
+                self._writer = csv.writer(self._file)
+                self._writer.writerow(columns)
+        except BaseException:
+            self.abort()
+            raise
 
     def write(self, cols: dict[str, np.ndarray | list]) -> None:
         if self.parquet:
@@ -245,21 +408,28 @@ class TableWriter:
             self._writer.writerows(zip(*(_fmt(cols[c]) for c in self.columns)))
 
     def commit(self) -> Path:
-        self._close()
-        _fsync(self.tmp)
-        os.chmod(self.tmp, _umask_mode())
-        os.replace(self.tmp, self.path)
+        try:
+            self._close()
+            _fsync(self.tmp)
+            os.chmod(self.tmp, _umask_mode())
+            os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
         return self.path
 
     def abort(self) -> None:
-        self._close()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        try:
+            self._close()
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
 
     def _close(self) -> None:
         if self.parquet:
-            self._writer.close()
-        elif not self._file.closed:
+            if self._writer is not None and getattr(self._writer, "is_open", True):
+                self._writer.close()
+        elif self._file is not None and not self._file.closed:
             self._file.close()
 
     def __enter__(self) -> TableWriter:
@@ -269,6 +439,63 @@ class TableWriter:
         if exc_type is not None:
             self.abort()
         return False
+
+
+# ---------------------------------------------------------------------------------------------- logs
+class AtomicLog(logging.Handler):
+    """A log file written like every other output: into a temporary sibling, renamed to `path` on :meth:`commit`.
+
+    An existing `path` (a resumed run's log) is continued: its content is copied into the temporary file first.
+    :meth:`abort` removes the temporary file (a run refused before it started leaves no log behind); a kill -9
+    leaves it to the next run's clean-up.
+
+    Args:
+        path: the log file.
+        level: the handler's level.
+    """
+
+    def __init__(self, path: str | Path, level: int = logging.INFO):
+        super().__init__(level)
+        self.path = Path(path)
+        _refuse_input(self.path)
+        self.tmp = _temporary(self.path)
+        try:
+            if self.path.is_file():
+                shutil.copyfile(self.path, self.tmp)
+            self._file = open(self.tmp, "a", encoding="utf-8")
+        except BaseException:
+            os.unlink(self.tmp)
+            raise
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._file.write(self.format(record) + "\n")
+            self._file.flush()
+        except Exception:  # noqa: BLE001 - logging must never raise (logging.Handler's contract)
+            self.handleError(record)
+
+    def commit(self) -> Path:
+        """Close the log and rename it into place."""
+        if not self._file.closed:
+            self._file.close()
+            _fsync(self.tmp)
+            os.chmod(self.tmp, _umask_mode())
+            os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Close the log and remove it (nothing is left behind)."""
+        if not self._file.closed:
+            self._file.close()
+        if os.path.exists(self.tmp):
+            os.unlink(self.tmp)
+
+    def close(self) -> None:
+        """Closing the handler keeps the log (as `logging.FileHandler` does): see :meth:`commit`."""
+        try:
+            self.commit()
+        finally:
+            super().close()
 
 
 # ---------------------------------------------------------------------------------------------- loading
@@ -287,9 +514,82 @@ def _depth(obj: Any, limit: int) -> int:
     return deepest
 
 
+def check_input_file(path: str | Path, what: str = "input file") -> Path:
+    """`path` as a Path if it is a regular file that exists; else a ZeroharError saying exactly what it is
+    (missing, a broken symbolic link, a symbolic-link loop, a folder, a named pipe or device, not accessible).
+
+    Args:
+        path: the file.
+        what: how messages name it ("input file", "sensor layout file", ...).
+    """
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        if os.path.islink(p):
+            raise ZeroharError(f"{what} {p} is a broken symbolic link (to {os.readlink(p)}, which does not "
+                               "exist)") from None
+        raise ZeroharError(f"{what} {p} does not exist") from None
+    except OSError as e:
+        reason = {errno.ELOOP: "is a symbolic link loop (it never reaches a file)",
+                  errno.ENOTDIR: "has a part that is not a folder",
+                  errno.EACCES: "cannot be accessed (permission denied)",
+                  errno.ENAMETOOLONG: "is too long a name"}.get(e.errno, f"cannot be accessed ({e.strerror or e})")
+        raise ZeroharError(f"{what} {p} {reason}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ZeroharError(f"{what} {p} is a folder; expected a file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) \
+            else "a device"
+        raise ZeroharError(f"{what} {p} is {kind}, not a regular file; expected a file")
+    return p
+
+
+def read_input_text(path: str | Path, what: str = "input file") -> str:
+    """The UTF-8 text of a user's file (a byte-order mark is dropped), or a ZeroharError naming it."""
+    p = check_input_file(path, what)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise ZeroharError(f"cannot read {what} {p}: {(e.strerror or str(e)).lower()}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ZeroharError(
+            f"{what} {p} is not a UTF-8 text file (line {line} holds the byte 0x{data[e.start]:02x})") from None
+    if "\x00" in text:
+        raise ZeroharError(f"{what} {p} is not a text file (it holds NUL bytes)")
+    return text
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses a key given twice in one mapping (the last would silently win)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key is itself a list or mapping", key_node.start_mark) from None
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1, seen[key])
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+class _DuplicateKey(Exception):
+    def __init__(self, key, line: int, first: int):
+        super().__init__(key)
+        self.key, self.line, self.first = key, line, first
+
+
 def load_yaml(path: str | Path, what: str = "YAML file", *, mapping: bool = False) -> Any:
     """A YAML file through ``yaml.safe_load`` (tags that would run code are refused); a missing, unreadable,
-    malformed or absurdly nested file is one ZeroharError naming it.
+    malformed or absurdly nested file, or one that gives a key twice, is one ZeroharError naming it.
 
     Args:
         path: the file.
@@ -297,18 +597,19 @@ def load_yaml(path: str | Path, what: str = "YAML file", *, mapping: bool = Fals
         mapping: the top level must be a mapping; an empty file then loads as ``{}``.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ZeroharError(f"{what} {p} does not exist" if not p.exists() else f"{what} {p} is not a file")
+    text = read_input_text(p, what)
     try:
-        text = p.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ZeroharError(f"cannot read {what} {p} ({e.__class__.__name__}: {e})") from None
-    try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except RecursionError:
         raise ZeroharError(f"{what} {p} is nested too deeply (more than {MAX_NESTING} levels)") from None
+    except _DuplicateKey as e:
+        raise ZeroharError(
+            f"{what} {p} line {e.line}: key {e.key!r} appears twice (first on line {e.first}); expected each key once"
+        ) from None
     except yaml.YAMLError as e:
-        raise ZeroharError(f"{what} {p} is not valid YAML ({e.__class__.__name__})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}: {getattr(e, 'problem', None) or e.__class__.__name__})" if mark else ""
+        raise ZeroharError(f"{what} {p} is not valid YAML{where}") from None
     if _depth(data, MAX_NESTING) > MAX_NESTING:
         raise ZeroharError(f"{what} {p} is nested too deeply (more than {MAX_NESTING} levels)")
     if mapping:
@@ -317,3 +618,32 @@ def load_yaml(path: str | Path, what: str = "YAML file", *, mapping: bool = Fals
         if not isinstance(data, dict):
             raise ZeroharError(f"{what} {p}: expected a mapping at the top level, found {type(data).__name__}")
     return data
+
+
+def parse_json(text: str, what: str) -> Any:
+    """JSON `text` (of `what`, for messages): a key given twice in one object, absurd nesting or malformed JSON
+    is a ZeroharError."""
+
+    def pairs(items):
+        d = {}
+        for k, v in items:
+            if k in d:
+                raise ZeroharError(f"{what}: key {k!r} appears twice in one object; expected each key once")
+            d[k] = v
+        return d
+
+    try:
+        data = json.loads(text, object_pairs_hook=pairs)
+    except RecursionError:
+        raise ZeroharError(f"{what} is nested too deeply (more than {MAX_NESTING} levels)") from None
+    except json.JSONDecodeError as e:
+        raise ZeroharError(f"{what} is not valid JSON (line {e.lineno}: {e.msg})") from None
+    if _depth(data, MAX_NESTING) > MAX_NESTING:
+        raise ZeroharError(f"{what} is nested too deeply (more than {MAX_NESTING} levels)")
+    return data
+
+
+def load_json(path: str | Path, what: str = "JSON file") -> Any:
+    """A user's JSON file, strictly (see :func:`parse_json`); every problem is one ZeroharError naming it."""
+    p = Path(path)
+    return parse_json(read_input_text(p, what), f"{what} {p}")

@@ -117,7 +117,7 @@ def test_prepare_bad_input_writes_nothing(tmp_path):
                                            "pass --download to fetch https://"):
         prepare("shoulder", tmp_path / "none", out=out)
     short = _csv_dataset(tmp_path / "short", n_files=1, n=150)  # 3 s at 50 Hz
-    with pytest.raises(ZeroharError, match="recording 'p0' is 3.0 s long, shorter than one 5 s window"):
+    with pytest.raises(ZeroharError, match=r"recording 'p0' \(.*p0.csv\) is 3.0 s long, shorter than one 5 s window"):
         prepare("csv", short, out=out, placement="wrist", device="watch", progress=False)
     with pytest.raises(ZeroharError, match="dataset 'shoulder' does not take the option 'placement'"):
         prepare("shoulder", tmp_path, placement="wrist")

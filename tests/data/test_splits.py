@@ -7,7 +7,7 @@ import pytest
 from helpers import SUBJECTS, tiny_cfg
 
 from zerohar.data.augment import augment
-from zerohar.data.splits import load_stage_data, split_subjects
+from zerohar.data.splits import load_stage_data, split_subjects, touches_classes
 from zerohar.errors import ZeroharError
 
 
@@ -53,8 +53,61 @@ def test_pretraining_keeps_unlabelled_windows_but_no_unseen_class_window():
     d = load_stage_data(tiny_cfg("pretrain", data={"fold": "fold1"}))
     ws = d.ws
     unseen_ids = [d.classes.index(c) for c in d.unseen]
-    assert not np.isin(ws.y, unseen_ids).any()
+    assert unseen_ids and not np.isin(ws.y, unseen_ids).any()
     assert (ws.y == -1).any()  # unlabelled windows are welcome in self-supervised pretraining
+
+
+def _windows(recording, start, y):
+    from helpers import layout_of
+
+    from zerohar.data.windows import WindowSet
+
+    n = len(y)
+    return WindowSet(np.zeros((n, 3, 150), np.float32), np.array(y), np.array(["1"] * n), ["a", "b", "c"],
+                     layout_of(("acc", "waist", "phone")), 30.0, np.array(recording), np.array(start, float))
+
+
+def test_touches_classes_marks_every_window_sharing_a_sample():
+    # one recording of 5 s windows every 2.5 s; the window at 10 s is class 2 ("c"); a second recording too
+    starts = [0, 2.5, 5, 7.5, 10, 12.5, 15, 17.5]
+    ws = _windows([0] * 8 + [1] * 3, starts + [0, 2.5, 5], [0, 0, -1, 0, 2, 1, 1, 1] + [1, 1, 2])
+    hit = touches_classes(ws, [2])
+    # 7.5 and 12.5 overlap [10, 15); 5 and 15 only touch it (no shared sample); recording 1 has its own
+    assert hit.tolist() == [False, False, False, True, True, True, False, False] + [False, True, True]
+    assert not touches_classes(ws, []).any()
+    assert touches_classes(ws, [0]).tolist()[:4] == [True, True, True, True]
+
+
+def test_pretraining_leaves_out_every_window_with_a_sample_of_an_unseen_class():
+    """Index level: no training or validation window shares a sample with a window labelled unseen."""
+    from zerohar.data.prepare import load_windowset
+
+    d = load_stage_data(tiny_cfg("pretrain", data={"fold": "fold1"}))
+    full = load_windowset("hapt")
+    full = full.subset(np.isin(full.subject, SUBJECTS))
+    unseen_ids = [full.class_names.index(c) for c in d.unseen]
+    bad = {(r, s) for r, s, y in zip(full.recording, full.start, full.y) if y in unseen_ids}
+    length = full.window_length / full.rate
+    for i in np.concatenate([d.train_idx, d.val_idx]):
+        r, s = d.ws.recording[i], d.ws.start[i]
+        assert not any(br == r and abs(bs - s) < length - 1e-6 for br, bs in bad), (r, s)
+    # more than the majority-unseen windows are gone: their neighbours too
+    n_majority = int((~np.isin(full.y, unseen_ids)).sum())
+    assert len(d.ws) < n_majority and len(d.ws) == int((~touches_classes(full, unseen_ids)).sum())
+
+
+@pytest.mark.parametrize("stage", ["pretrain", "stage1", "stage2", "supervised"])
+def test_no_unseen_window_in_training_or_validation_and_disjoint_subjects(stage):
+    over = {"test_fraction": 0.34} if stage == "supervised" else {}
+    d = load_stage_data(tiny_cfg(stage, data={"fold": "fold1"}, **over))
+    ws, unseen_ids = d.ws, [d.classes.index(c) for c in d.unseen]
+    if stage != "supervised":  # the upper bound trains on every class, by definition
+        for idx in (d.train_idx, d.val_idx):
+            assert len(idx) and not np.isin(ws.y[idx], unseen_ids).any()
+    groups = [set(ws.subject[i].tolist()) for i in (d.train_idx, d.val_idx, d.test_idx)]
+    assert groups == [set(d.subjects[k]) for k in ("train", "val", "test")]
+    assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    assert len(np.intersect1d(d.train_idx, d.val_idx)) == 0 and len(np.intersect1d(d.train_idx, d.test_idx)) == 0
 
 
 def test_supervised_data_has_three_disjoint_subject_groups():

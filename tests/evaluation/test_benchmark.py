@@ -71,6 +71,28 @@ def test_results_files_have_a_row_per_method():
     assert float(table[0]["accuracy_mean"]) == pytest.approx(agg[0]["accuracy_mean"], abs=1e-6)
 
 
+def test_transductive_inits_are_marked_in_every_table():
+    from zerohar.evaluation.benchmark import TRANSDUCTIVE_MARK, runs_csv
+
+    rows = _rows(np.random.default_rng(2))
+    header = {"dataset": "hapt", "folds": ["fold1", "fold2"], "seeds": [0, 1, 2], "command": "zerohar benchmark",
+              "n_runs_per_method": 6, "date": "today", "wall_time_s": 60.0, "notes": []}
+    clean = results_markdown(aggregate(rows, ["zerohar", "no_stage1"]), header)
+    assert TRANSDUCTIVE_MARK not in clean and "No run started from weights that saw" in clean
+    rows[0]["transductive_init"] = "--stage1 s1 was trained on hapt's classes ['walking'], unseen in this fold"
+    agg = aggregate(rows, ["zerohar", "no_stage1"])
+    assert [a["transductive_init_runs"] for a in agg] == [1, 0]
+    md = results_markdown(agg, header, per_fold(rows, ["zerohar", "no_stage1"], ["fold1", "fold2"]))
+    marked = [line for line in md.splitlines() if line.startswith(f"| {METHODS['zerohar']}{TRANSDUCTIVE_MARK} |")]
+    assert len(marked) == 2  # the main table and the per-fold table
+    assert not any(line.startswith(f"| {METHODS['no_stage1']}{TRANSDUCTIVE_MARK}") for line in md.splitlines())
+    assert f"1 of 6 {METHODS['zerohar']} runs started from weights that saw" in md
+    table = list(csv.DictReader(io.StringIO(results_csv(agg))))
+    assert [r["transductive_init_runs"] for r in table] == ["1", "0"]
+    per_run = list(csv.DictReader(io.StringIO(runs_csv(rows))))
+    assert per_run[0]["transductive_init"].startswith("--stage1 s1") and per_run[1]["transductive_init"] == ""
+
+
 def test_chance_is_one_over_candidates_and_uniform_guessing_f1():
     y = np.array([0] * 30 + [1] * 10)
     c = chance_metrics(y, 2, 12)
@@ -98,15 +120,19 @@ def test_method_plans():
 def test_a_stage_named_set_overrides_that_stage_only_after_the_epochs_scale(tmp_path):
     from zerohar.evaluation.benchmark import Step, _Runner
 
-    sets = {"train": {"max_steps_per_epoch": 20}, "stage1": {"train": {"epochs": 2}}}
+    sets = {"train": {"max_steps_per_epoch": 20, "epochs": 3}, "stage1": {"train": {"epochs": 2}}}
     r = _Runner(tmp_path, "hapt", None, sets, 0.5, None, False)
     s1 = r.config(Step("stage1", "stage1"), "fold1", 0, None)
     s2 = r.config(Step("stage2", "stage2"), "fold1", 0, None)
     assert (s1.train.epochs, s1.train.max_steps_per_epoch) == (2, 20)
-    assert s2.train.max_steps_per_epoch == 20
-    assert s2.train.epochs == max(1, round(r.config(Step("stage2", "stage2"), "fold1", 0, None).train.epochs))
+    assert (s2.train.epochs, s2.train.max_steps_per_epoch) == (2, 20)  # round(3 * 0.5)
+    steps = _Runner(tmp_path, "hapt", None, {"train": {"max_steps": 300}}, 0.5, None, False)
+    assert steps.config(Step("stage2", "stage2"), "fold1", 0, None).train.max_steps == 150
+    adaptive = _Runner(tmp_path, "hapt", None, {}, 0.5, None, False)
+    with pytest.raises(ZeroharError, match=r"--epochs-scale scales a length, but stage2's length adapts to the data"):
+        adaptive.config(Step("stage2", "stage2"), "fold1", 0, None)
     full = _Runner(tmp_path, "hapt", None, {}, 1.0, None, False).config(Step("stage2", "stage2"), "fold1", 0, None)
-    assert s2.train.epochs == max(1, round(full.train.epochs * 0.5))
+    assert full.train.epochs is None  # by default the length adapts
 
 
 @pytest.mark.slow
@@ -116,8 +142,8 @@ def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
 
     methods = ["chance", "zerohar", "no_stage1", "label_names", "supervised"]
     sets = {"data": {"subjects": ["01", "02", "03", "04", "05"]},
-            "train": {"max_steps_per_epoch": 1, "batch_size": 16, "max_val_windows": 32, "val_fraction": 0.2,
-                      "test_fraction": 0.2}}
+            "train": {"epochs": 1, "max_steps_per_epoch": 1, "batch_size": 16, "max_val_windows": 32,
+                      "val_fraction": 0.2, "test_fraction": 0.2}}
     kw = {"folds": ["fold1"], "seeds": 1, "methods": methods, "epochs_scale": 0.01, "sets": sets,
           "progress": False}
     agg = run_benchmark("hapt", tmp_path, **kw)
@@ -157,7 +183,7 @@ def test_a_finished_run_of_other_settings_is_not_reused_silently(tmp_path):
         (run / f).write_text("{}")
     (run / "metrics.json").write_text(json.dumps({"finished": True}))
     assert _check_finished(run, cfg) is True
-    other = resolve_config("stage2", overrides={**over, "train": {"seed": 1, "epochs": cfg.train.epochs + 1}})
+    other = resolve_config("stage2", overrides={**over, "train": {"seed": 1, "epochs": 4}})
     with pytest.raises(ZeroharError, match=r"stage2 holds a finished run with other settings \(train.epochs\)"):
         _check_finished(run, other)
 

@@ -136,3 +136,25 @@ def test_eval_command(evaluated, tmp_path, capsys):
     assert f"accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}" in out
     assert "chance 0.250" in out
     assert (tmp_path / "ev" / "metrics.json").is_file()
+
+
+def test_eval_and_benchmark_are_fp32_by_default_classify_stays_auto():
+    import inspect
+
+    from zerohar.cli import build_parser
+    from zerohar.evaluation.benchmark import run_benchmark
+    from zerohar.evaluation.evaluate import evaluate_run
+
+    def default(command: str, *argv: str) -> str:
+        return build_parser(only=command).parse_args([command, *argv]).precision
+
+    assert default("eval", "--run", "r") == "fp32"
+    assert default("benchmark", "--dataset", "hapt", "--out", "b") == "fp32"
+    assert default("classify", "--run", "r", "--input", "x.csv", "--labels", "walking", "--out", "o.csv") == "auto"
+    assert inspect.signature(evaluate_run).parameters["precision"].default == "fp32"
+    assert inspect.signature(run_benchmark).parameters["precision"].default == "fp32"
+
+
+def test_metrics_record_precision_and_transductive_init(evaluated):
+    _, m = evaluated
+    assert m["precision"] == "fp32" and m["run"]["transductive_init"] == []

@@ -9,7 +9,9 @@ from helpers import randomise_bn
 from torch import nn
 
 from zerohar.errors import ZeroharError
-from zerohar.inference.embed import embed_backbone, embed_windows
+from zerohar.inference import embed
+from zerohar.inference.embed import MicroBatched, embed_backbone, embed_windows
+from zerohar.inference.plan import InferencePlan
 from zerohar.model import precision
 from zerohar.model.harnet import HARNet
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
@@ -38,17 +40,40 @@ def model():
     return m.eval()
 
 
-# ---------------------------------------------------------------------------------------------- fused backbone
+# ---------------------------------------------------------------------------------------------- the plan's backbone
+def test_micro_batched_equals_one_call():
+    torch.manual_seed(4)
+    net = randomise_bn(HARNet("harnet5")).eval()
+    x = torch.randn(7, 3, 150)
+    with torch.no_grad():
+        torch.testing.assert_close(MicroBatched(net, 3)(x), net(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("kind", ["fused", "plain"])
+def test_embed_windows_runs_the_planned_backbone(model, monkeypatch, kind):
+    """The plan picks the backbone: a fused one only where it says so, in calls of its batch size."""
+    built, calls = [], []
+    real = embed.fused_backbone
 
+    def spy(net, prec):
+        built.append(prec)
+        fused = real(net, prec)  # checked against the plain backbone on a few windows when built
+        calls.clear()
+        return fused
 
-
-
-
-
-
-
+    monkeypatch.setattr(embed, "fused_backbone", spy)
+    monkeypatch.setattr(embed, "inference_plan", lambda p, d=None: InferencePlan("fp32", kind, 4, "avx2"))
+    hook = model.backbone.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    try:
+        X, ctx = _windows(5)
+        got = embed_windows(model, X, ctx, precision="auto", kinds=["acc", "gyro"])
+    finally:
+        hook.remove()
+    with torch.no_grad():
+        ref = model.encode_windows(torch.from_numpy(X), torch.from_numpy(ctx), kinds=["acc", "gyro"]).numpy()
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+    assert built == (["fp32"] if kind == "fused" else [])
+    assert calls == ([] if kind == "fused" else [4, 4, 2])  # 10 triads in calls of at most 4
 
 
 def test_embed_backbone_fp32_is_the_plain_module():

@@ -139,8 +139,11 @@ def test_partial_checkpoint_reports_missing_keys(tmp_path, caplog):
     state = write_released(random_backbone("harnet5"), path)
     del state["module.feature_extractor.layer5.0.weight"]
     torch.save(state, path)
+    with pytest.raises(ZeroharError, match=r"partial\.pt lacks 1 of the 131 harnet5 tensors \(layer5\.0\.weight, "
+                                           r"\.\.\.\), which would keep their random initialisation"):
+        load_backbone(path, "harnet5")  # a partial load is an error unless asked for
     with caplog.at_level(logging.INFO, logger="zerohar.model.pretrained"):
-        load_backbone(path, "harnet5")
+        load_backbone(path, "harnet5", partial=True)
     text = caplog.text
     assert "missing: layer5.0.weight;" in text
     assert "lacks 1 of the 131 harnet5 tensors" in text

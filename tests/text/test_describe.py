@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -277,10 +278,12 @@ def test_labels_file_text_and_json(tmp_path):
 @pytest.mark.parametrize(
     "name, content, message",
     [
-        ("l.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is not a text file: expected UTF-8 text with one label"),
-        ("l.txt", b"walking\n\xff\xfe\n", "is not a text file"),
+        ("l.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "is not a UTF-8 text file (line 1 holds the byte 0x89): "
+         "expected UTF-8 text with one label"),
+        ("l.txt", b"walking\n\x00\n", "is not a text file (it holds NUL bytes)"),
+        ("l.txt", b"walking\n\xff\xfe\n", "is not a UTF-8 text file (line 2"),
         ("l.json", b'["rowing", ', "is not valid JSON (line 1"),
-        ("l.json", b'{"a": 1}', "holds a JSON dict: expected UTF-8 text"),
+        ("l.json", b'{"a": 1}', "holds a JSON object: expected UTF-8 text"),
         ("l.txt", b"# only a comment\n\n", "names no labels"),
         ("l.json", b'["rowing", ""]', "label 2 in"),
     ],
@@ -288,7 +291,7 @@ def test_labels_file_text_and_json(tmp_path):
 def test_bad_labels_file(tmp_path, name, content, message):
     f = tmp_path / name
     f.write_bytes(content)
-    with pytest.raises(ZeroharError, match=message.replace("(", r"\(").replace("[", r"\[")):
+    with pytest.raises(ZeroharError, match=re.escape(message)):
         read_labels_file(f)
 
 

@@ -68,7 +68,7 @@ def test_load_by_name_and_by_path(tmp_path):
 @pytest.mark.parametrize(
     "content, fragments",
     [
-        (b"\xff\xfe\x00binary", [" is not a UTF-8 text file (expected JSON)"]),
+        (b"\xff\xfe\x00binary", [" is not a UTF-8 text file (line 1"]),
         (b'{"labels": {', [" is not valid JSON (line 1"]),
         (b'["walking"]', [": expected a JSON object with a 'labels' mapping of label -> list of descriptions",
                           "found a JSON array"]),

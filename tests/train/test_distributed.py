@@ -37,7 +37,7 @@ def _overrides() -> dict:
 
 def _losses(run) -> list[float]:
     m = json.loads((run / "metrics.json").read_text())
-    return m["timing"]["processes"], [e["train_loss"] for e in m["epochs"]]
+    return m["timing"]["processes"], [e["train_loss"] for e in m["history"]]
 
 
 @pytest.mark.slow

@@ -15,7 +15,8 @@ import torch
 from helpers import SUBJECTS, tiny_cfg
 
 from zerohar.errors import ZeroharError
-from zerohar.train.loop import epoch_permutation, lr_factor, step_rng, train_stage
+from zerohar.train.budget import lr_factor
+from zerohar.train.loop import epoch_permutation, step_rng, train_stage
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +64,8 @@ def test_stage1_run_directory(stage1_run):
     assert meta["unseen"] == ["walking", "sitting", "stand-to-sit", "sit-to-lie"]
     assert not set(meta["subjects"]["train"]) & set(meta["subjects"]["val"])
     assert meta["text_encoder"] and meta["layout"]["channels"][0]["sensor"] == "acc"
-    assert "epoch 1/1" in (d / "log.txt").read_text()
+    assert m["stop_reason"] == "epochs" and m["steps"] == 2 and m["budget"]["mode"] == "epochs"
+    assert "step 2/2 (epoch 1)" in (d / "log.txt").read_text()
 
 
 def test_stage2_trains_only_seen_classes(stage1_run, tmp_path):
@@ -129,7 +131,7 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
         train_stage("stage1", cfg(), tmp_path / "killed", progress=False)
     monkeypatch.setattr(train_mod._Trainer, "_train_step", original)
     partial = json.loads((tmp_path / "killed" / "metrics.json").read_text())
-    assert not partial["finished"] and len(partial["epochs"]) == 1
+    assert not partial["finished"] and len(partial["history"]) == 1
     with pytest.raises(ZeroharError, match=r"holds an unfinished run; pass --resume to continue it or --force"):
         train_stage("stage1", cfg(), tmp_path / "killed", progress=False)
 
@@ -137,8 +139,10 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     a = json.loads((straight / "metrics.json").read_text())
     b = json.loads((resumed / "metrics.json").read_text())
     assert b["finished"]
-    assert [e["val"] for e in a["epochs"]] == [e["val"] for e in b["epochs"]]
-    assert [e["train_loss"] for e in a["epochs"]] == pytest.approx([e["train_loss"] for e in b["epochs"]], rel=1e-6)
+    assert [e["val"] for e in a["history"]] == [e["val"] for e in b["history"]]
+    assert [e["train_loss"] for e in a["history"]] == pytest.approx([e["train_loss"] for e in b["history"]],
+                                                                   rel=1e-6)
+    assert a["stop_reason"] == b["stop_reason"] == "epochs"
     assert a["best"]["metric"] == b["best"]["metric"]
     sa = torch.load(straight / "state.pt", weights_only=True)["model"]
     sb = torch.load(resumed / "state.pt", weights_only=True)["model"]
@@ -153,11 +157,11 @@ def test_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
         original(self, val, elapsed)
         raise _Killed()
 
-    original = train_mod._Trainer._end_epoch
-    monkeypatch.setattr(train_mod._Trainer, "_end_epoch", stop_after_epoch)
+    original = train_mod._Trainer._validated
+    monkeypatch.setattr(train_mod._Trainer, "_validated", stop_after_epoch)
     with pytest.raises(_Killed):
         train_stage("stage1", tiny_cfg("stage1", epochs=2), tmp_path / "r", progress=False)
-    monkeypatch.setattr(train_mod._Trainer, "_end_epoch", original)
+    monkeypatch.setattr(train_mod._Trainer, "_validated", original)
     with pytest.raises(ZeroharError, match=r"config\.yaml in train\.lr; resume with the same settings"):
         train_stage("stage1", tiny_cfg("stage1", epochs=2, lr=0.5), tmp_path / "r", resume=True, progress=False)
     (tmp_path / "r" / "state.pt").write_bytes(b"not a checkpoint")
@@ -282,8 +286,8 @@ def test_layout_with_a_sensor_kind_the_model_does_not_know(stage1_run, tmp_path)
 def test_time_limit_stops_and_finishes(tmp_path):
     out = train_stage("stage1", tiny_cfg("stage1", epochs=5, max_minutes=1e-6), tmp_path / "t", progress=False)
     m = json.loads((out / "metrics.json").read_text())
-    assert m["finished"] and m["stopped_early"] and len(m["epochs"]) == 1
-    assert math.isfinite(m["epochs"][0]["train_loss"])
+    assert m["finished"] and m["stop_reason"] == "time_limit" and len(m["history"]) == 1
+    assert math.isfinite(m["history"][0]["train_loss"]) and m["steps"] == 1
 
 
 def test_freeze_layers_keeps_early_backbone_layers(tmp_path):
@@ -335,8 +339,8 @@ def test_unseen_label_text_never_enters_training(stage1_run, tmp_path, monkeypat
 def test_batch_prefetch_threads_change_nothing(tmp_path):
     a = train_stage("stage2", _stage2_cfg_fresh(num_workers=0), tmp_path / "a", progress=False)
     b = train_stage("stage2", _stage2_cfg_fresh(num_workers=2), tmp_path / "b", progress=False)
-    la = [e["train_loss"] for e in json.loads((a / "metrics.json").read_text())["epochs"]]
-    lb = [e["train_loss"] for e in json.loads((b / "metrics.json").read_text())["epochs"]]
+    la = [e["train_loss"] for e in json.loads((a / "metrics.json").read_text())["history"]]
+    lb = [e["train_loss"] for e in json.loads((b / "metrics.json").read_text())["history"]]
     assert la == lb
 
 
@@ -348,5 +352,5 @@ def test_without_validation_subjects_the_last_epoch_is_kept(tmp_path):
     out = train_stage("stage1", tiny_cfg("stage1", epochs=2, max_steps_per_epoch=1, val_fraction=0.0),
                       tmp_path / "nv", progress=False)
     m = json.loads((out / "metrics.json").read_text())  # strict JSON (no NaN)
-    assert m["best"] == {"epoch": 2, "metric": None, "val": {}}
+    assert m["best"] == {"step": 2, "epoch": 2, "metric": None, "val": {}}
     assert json.loads((out / "model.json").read_text())["extra"]["subjects"]["val"] == []

@@ -60,11 +60,18 @@ def add_llm_arguments(p: argparse.ArgumentParser, *, purpose: str = "for --descr
                    "OpenAI API, which needs OPENAI_API_KEY)")
 
 
-def add_inference_arguments(p: argparse.ArgumentParser) -> None:
-    """`--batch-size` and `--precision` of the inference path."""
+def add_inference_arguments(p: argparse.ArgumentParser, *, precision: str = "auto") -> None:
+    """`--batch-size` and `--precision` of the inference path.
+
+    Args:
+        precision: the default: "auto" where speed matters (classify), "fp32" where the numbers are the
+            result (eval, benchmark: a table must not depend on the CPU it was computed on).
+    """
     p.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto",
-                   help="inference precision: auto = bf16 on CPUs with native bf16 (default), fp32 to force it")
+    why = {"auto": "auto = bf16 on CPUs with native bf16 (default), fp32 to force it",
+           "fp32": "default fp32: an evaluation is exact and the same on every CPU; auto = bf16 on CPUs with "
+                   "native bf16"}[precision]
+    p.add_argument("--precision", choices=PRECISIONS, default=precision, help=f"inference precision: {why}")
 
 
 def add_progress_argument(p) -> None:

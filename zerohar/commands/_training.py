@@ -64,7 +64,8 @@ def add_training_arguments(parser, stage: str) -> None:
     g.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
                    help="any setting, e.g. --set train.lr=3e-4 (repeatable)")
     g.add_argument("--epochs", type=int, metavar="N",
-                   help="passes over the training windows (default: metadata/hyperparameters.yaml)")
+                   help="train exactly N passes over the training windows (default: the length adapts to the data: "
+                   "early stopping on the validation subjects; see --set train.max_steps=N, train.patience=N)")
     g.add_argument("--batch-size", type=int, metavar="N", help="global batch size (split over torchrun processes)")
     g.add_argument("--lr", type=float, metavar="LR", help="peak learning rate of AdamW (after warm-up)")
     g.add_argument("--seed", type=int, metavar="N",

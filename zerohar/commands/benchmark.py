@@ -21,14 +21,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--methods", metavar="M,...",
                    help=f"comma-separated methods (default: all): {', '.join(METHODS)}")
     p.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
-                   help="multiply every stage's epochs by F (quick looks; default 1)")
+                   help="multiply every stage's train.epochs (or train.max_steps) by F (quick looks; default 1: "
+                   "lengths adapt to the data)")
     p.add_argument("--backbone-weights", dest="backbone_init", metavar="FILE",
                    help="backbone of the zerohar rows: a released HARNet file or a pretrain run (default: random)")
     deprecated_alias(p, "--backbone-init", "--backbone-weights", "backbone_init", metavar="FILE")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every stage, e.g. --set train.max_steps_per_epoch=5; a stage name first "
                    "overrides that stage only, after --epochs-scale: --set stage1.train.epochs=2 (repeatable)")
-    add_inference_arguments(p)
+    add_inference_arguments(p, precision="fp32")
     p.add_argument("--out", required=True, metavar="DIR", help="benchmark directory (resumable)")
     add_progress_argument(p)
 

@@ -13,7 +13,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", metavar="DIR", help="where metrics.json and confusion.png go (default RUN/eval)")
     p.add_argument("--root", metavar="DIR", help="read the dataset from this raw folder instead of the run's")
     p.add_argument("--data", metavar="FILE.npz", help="evaluate on this prepared window set instead")
-    add_inference_arguments(p)
+    add_inference_arguments(p, precision="fp32")
     p.add_argument("--force", action="store_true", help="overwrite an existing evaluation")
     add_progress_argument(p)
 

@@ -6,10 +6,8 @@ Unlabelled windows are welcome. The run directory holds the backbone (`model.saf
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from zerohar.commands._training import add_training_arguments, train_from_args
-from zerohar.errors import ZeroharError
+from zerohar.io import check_output
 
 
 def add_arguments(parser) -> None:
@@ -21,8 +19,8 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from zerohar.train.loop import export_backbone, summary_line  # heavy: torch
 
-    if args.export_released and not args.force and Path(args.export_released).exists():
-        raise ZeroharError(f"{args.export_released} already exists; pass --force to overwrite it")
+    if args.export_released:
+        check_output(args.export_released, force=args.force)  # before training, not after
     out = train_from_args("pretrain", args)
     print(summary_line(out))
     if args.export_released:

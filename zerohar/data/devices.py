@@ -46,8 +46,9 @@ from pathlib import Path
 
 import numpy as np
 
-from zerohar.data.layout import Channel, SensorLayout
+from zerohar.data.layout import Channel, SensorLayout, check_layout_flags
 from zerohar.errors import ZeroharError
+from zerohar.io import check_input_file, note_input
 
 logger = logging.getLogger(__name__)
 
@@ -233,8 +234,11 @@ def read_device(
     suffix = device_suffix(p)
     if suffix is None:
         raise ZeroharError(f"{p}: not a device file; expected a suffix {', '.join(SUFFIXES)}")
-    if not p.is_file():
-        raise ZeroharError(f"input file {p} does not exist")
+    check_input_file(p, "input file")
+    note_input(p)
+    check_layout_flags(layout, placement, device)
+    if layout is not None and not isinstance(layout, SensorLayout):
+        layout = SensorLayout.from_yaml(layout)  # refused before the (slow) read, not after
     try:
         import actipy
     except ImportError:

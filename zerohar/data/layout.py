@@ -87,6 +87,7 @@ class SensorLayout:
     sensors: tuple[Sensor, ...]
     name: str = ""
     columns: tuple[str, ...] = field(default=())  # raw column names in canonical order, if known
+    source: str = field(default="", compare=False)  # the layout file it was read from, for messages
 
     @property
     def n_sensors(self) -> int:
@@ -111,13 +112,14 @@ class SensorLayout:
             tuple(Sensor(s.sensor, s.placement, s.device, UNITS[s.sensor][0]) for s in self.sensors),
             self.name,
             self.columns,
+            self.source,
         )
 
     def select(self, keys: list[tuple[str, str, str]]) -> SensorLayout:
         """A sub-layout with the sensors whose (sensor, placement, device) key is in `keys`, in this order."""
         idx = [i for i, s in enumerate(self.sensors) if s.key in set(keys)]
         cols = tuple(c for i in idx for c in self.columns[3 * i : 3 * i + 3]) if self.columns else ()
-        return SensorLayout(tuple(self.sensors[i] for i in idx), self.name, cols)
+        return SensorLayout(tuple(self.sensors[i] for i in idx), self.name, cols, self.source)
 
     def channel_indices(self, keys: list[tuple[str, str, str]]) -> list[int]:
         """Channel indices (canonical order) of the sensors with these keys."""
@@ -159,34 +161,77 @@ class SensorLayout:
 
     @classmethod
     def from_dict(cls, d: dict, source: str = "layout") -> SensorLayout:
+        """A layout from its file form (``name``, ``channels``); every problem is one ZeroharError naming
+        `source`, the channel and the key."""
         if not isinstance(d, dict) or not isinstance(d.get("channels"), list) or not d["channels"]:
             raise ZeroharError(f"{source}: expected a mapping with a non-empty 'channels' list")
-        allowed = {"column", "sensor", "axis", "placement", "device", "unit"}
+        extra = sorted(str(k) for k in set(d) - {"name", "channels"})
+        if extra:
+            raise ZeroharError(f"{source}: unknown top-level key {extra[0]!r}; expected only 'name' and 'channels'")
+        if not isinstance(d.get("name", ""), str):
+            raise ZeroharError(f"{source}: 'name' must be a text, found {type(d['name']).__name__}")
+        required = ("sensor", "axis", "placement", "device", "unit")
+        allowed = {"column", *required}
         chans = []
         for i, c in enumerate(d["channels"]):
             if not isinstance(c, dict):
-                raise ZeroharError(f"{source}: channel {i} is not a mapping")
-            extra = set(c) - allowed
-            missing = {"sensor", "axis", "placement", "device", "unit"} - set(c)
+                raise ZeroharError(f"{source}: channel {i} is not a mapping (found {type(c).__name__}); expected "
+                                   f"keys {sorted(allowed)}")
+            extra = sorted(str(k) for k in set(c) - allowed)
+            missing = [k for k in required if k not in c]
             if extra or missing:
                 raise ZeroharError(
-                    f"{source}: channel {i} has unknown keys {sorted(extra)} / lacks {sorted(missing)}; "
-                    f"expected keys {sorted(allowed)}"
+                    f"{source}: channel {i} has unknown keys {extra} / lacks {missing}; expected keys "
+                    f"{sorted(allowed)}"
                 )
-            chans.append(
-                Channel(
-                    str(c["sensor"]), str(c["axis"]), str(c["placement"]), str(c["device"]), str(c["unit"]),
-                    str(c.get("column", "")),
-                )
+            for k in allowed & set(c):
+                v = c[k]
+                if not isinstance(v, str) or not v.strip() or "\n" in v:
+                    raise ZeroharError(f"{source}: channel {i}: {k!r} must be a non-empty one-line text, found "
+                                       f"{v!r}")
+            try:
+                chans.append(Channel(c["sensor"], c["axis"], c["placement"].strip(), c["device"].strip(), c["unit"],
+                                     c.get("column", "")))
+            except ZeroharError as e:
+                raise ZeroharError(f"{source}: channel {i}: {e}") from None
+        named = [i for i, c in enumerate(d["channels"]) if "column" in c]
+        if named and len(named) != len(chans):
+            i = next(i for i in range(len(chans)) if i not in named)
+            raise ZeroharError(
+                f"{source}: channel {i} has no 'column' but other channels do; give every channel its column (or "
+                "none, to find the columns by their names)"
             )
-        return cls.from_channels(chans, str(d.get("name", "")), source)
+        seen: dict[str, int] = {}
+        for i, ch in enumerate(chans):
+            if ch.column and ch.column in seen:
+                raise ZeroharError(
+                    f"{source}: column {ch.column!r} is named by two channels ({seen[ch.column]} and {i}); expected "
+                    "one channel per column"
+                )
+            seen.setdefault(ch.column, i)
+        lay = cls.from_channels(chans, str(d.get("name", "")), source)
+        return cls(lay.sensors, lay.name, lay.columns, source)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> SensorLayout:
-        return cls.from_dict(load_yaml(path, "sensor layout file"), str(path))
+        return cls.from_dict(load_yaml(path, "sensor layout file"), f"sensor layout file {path}")
 
     def to_yaml(self, path: str | Path) -> None:
         atomic_write_yaml(path, self.to_dict())
+
+
+def check_layout_flags(layout, placement: str | None, device: str | None) -> None:
+    """A layout names the placement and device of every sensor, so --placement / --device cannot go with it
+    (neither would silently win)."""
+    given = [f for f, v in (("--placement", placement), ("--device", device)) if v is not None]
+    if layout is not None and given:
+        raise ZeroharError(
+            f"give either --layout (its file names the placement and device of every sensor) or {' and '.join(given)}"
+            ", not both"
+        )
+    for flag, v in (("--placement", placement), ("--device", device)):
+        if v is not None and (not str(v).strip() or "\n" in str(v)):
+            raise ZeroharError(f"{flag} must be a non-empty one-line text, found {v!r}")
 
 
 def _channel_dict(c: Channel) -> dict:

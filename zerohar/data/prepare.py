@@ -10,17 +10,21 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import math
 from pathlib import Path
 
 import numpy as np
 from tqdm.auto import tqdm
 
+from zerohar.config import VARIANTS
 from zerohar.data.folds import load_folds
+from zerohar.data.layout import SensorLayout
 from zerohar.data.sources import default_root, get_source
 from zerohar.data.sources import embedded as embedded_source
 from zerohar.data.transforms import CANONICAL_RATE, CanonicalStats, make_windows, to_canonical
 from zerohar.data.windows import WindowSet, cache_key
 from zerohar.errors import ZeroharError
+from zerohar.io import check_input_file, check_output
 from zerohar.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -49,11 +53,23 @@ def _check_out(out: str | Path | None, force: bool) -> Path | None:
     out = Path(out)
     if out.suffix != ".npz":
         raise ZeroharError(f"output {out}: expected a .npz file name")
-    if out.is_dir():
-        raise ZeroharError(f"output {out} is a directory; expected a .npz file name")
-    if out.exists() and not force:
-        raise ZeroharError(f"output {out} already exists; pass --force to overwrite it")
-    return out
+    return check_output(out, force=force)
+
+
+def check_window(window_s, step_s) -> tuple[float, float]:
+    """A window length of a HARNet variant (5, 10 or 30 s) and a positive step (default half a window)."""
+    lengths = sorted(n / CANONICAL_RATE for n in VARIANTS.values())
+    shown = ", ".join(f"{v:g}" for v in lengths[:-1]) + f" or {lengths[-1]:g}"
+    if window_s is None or not math.isfinite(window_s) or window_s <= 0:
+        raise ZeroharError(f"window length must be positive, found {window_s}; expected {shown} s (--window)")
+    if not any(abs(window_s - v) < 1e-9 for v in lengths):
+        raise ZeroharError(
+            f"window length {window_s:g} s: expected {shown} s (--window), the windows of the HARNet variants"
+        )
+    step_s = window_s / 2 if step_s is None else float(step_s)
+    if not math.isfinite(step_s) or step_s <= 0:
+        raise ZeroharError(f"window step must be positive, found {step_s:g} s (--step)")
+    return float(window_s), step_s
 
 
 def _source_options(source, dataset: str, options: dict) -> dict:
@@ -106,12 +122,8 @@ def prepare(
         The WindowSet (canonical 30 Hz, `(N, C, T)`, y = -1 where no label covers half a window).
     """
     source = get_source(dataset)
+    window_s, step_s = check_window(window_s, step_s)
     out = _check_out(out, force)
-    if not window_s or window_s <= 0:
-        raise ZeroharError(f"window length must be positive, found {window_s}")
-    step_s = window_s / 2 if step_s is None else float(step_s)
-    if step_s <= 0:
-        raise ZeroharError(f"window step must be positive, found {step_s}")
     if per_trial is None:
         per_trial = getattr(source, "PER_TRIAL", False)
     embedded = dataset == "hapt" and root is None
@@ -126,10 +138,14 @@ def prepare(
         if download and getattr(source, "URL", None):
             source.download(root)
         else:
+            if root.is_symlink():
+                check_input_file(root, f"{dataset}: data file")  # a broken link or a loop, said as such
             hint = f"; pass --download to fetch {source.URL}" if getattr(source, "URL", None) else ""
             raise ZeroharError(f"{dataset}: data directory or file {root} does not exist{hint}")
     options = _source_options(source, dataset, {"layout": layout, "placement": placement, "device": device,
                                                 "rate": rate})
+    if layout is not None:
+        SensorLayout.from_yaml(layout)  # a bad layout file is refused before any file is read
     class_names = list(load_folds(folds).classes) if folds is not None else None
     if class_names is not None and "class_names" in inspect.signature(source.read).parameters:
         options["class_names"] = class_names
@@ -164,7 +180,7 @@ def _build(source, dataset, root, options, class_names, window_s, step_s, per_tr
         # Sources without a folds file of their own (csv, embedded) say which classes their labels index.
         meta = recs[0].meta
         class_names = list(meta["class_names"]) if "class_names" in meta else list(load_folds(dataset).classes)
-    pieces, stats = [], CanonicalStats()
+    pieces, stats = [], CanonicalStats(recordings=0)
     for rec in tqdm(recs, desc="canonical", unit="rec", disable=not progress):
         # A gap longer than one window splits a recording: no window may bridge it.
         parts = to_canonical(rec, CANONICAL_RATE, max_gap_s=window_s)
@@ -172,9 +188,10 @@ def _build(source, dataset, root, options, class_names, window_s, step_s, per_tr
             stats.add(CanonicalStats(**parts[0].meta["canonical_stats"]))
         pieces.extend(parts)
     if stats.any():
-        logger.info("%s: %s", dataset, stats.describe())
+        logger.warning("%s: %s", dataset if root.is_dir() else root, stats.describe())
     if not pieces:
-        raise ZeroharError(f"{dataset}: no recording under {root} has two valid samples")
+        raise ZeroharError(f"{dataset}: no recording under {root} has two valid samples (rows without a missing or "
+                           "non-finite value)")
     ws = make_windows(pieces, class_names, window_s, step_s, CANONICAL_RATE, per_trial)
     ws.meta.update(
         dataset=dataset, root=str(root), n_raw_recordings=len(recs), canonical_stats=vars(stats),

@@ -53,6 +53,33 @@ def split_subjects(subjects: list[str], val_fraction: float, test_fraction: floa
     return sorted(train), sorted(val), sorted(test)
 
 
+def touches_classes(ws, class_ids: list[int]) -> np.ndarray:
+    """`(N,)` bool: windows that may hold a sample of one of `class_ids`.
+
+    A window set keeps one label per window (the class covering more than half of it), not per sample; what it
+    keeps besides is each window's recording and start time. So a window is marked when it is labelled one of
+    `class_ids`, or when it shares a sample with such a window (same recording, starts less than one window
+    length apart): with overlapping sliding windows this catches every window at the edge of a segment of those
+    classes. A segment of such a class too short to be the majority of any window (under half a window) leaves
+    no labelled window, and its neighbours cannot be found this way.
+    """
+    hit = np.isin(ws.y, class_ids)
+    if not hit.any():
+        return hit
+    length = ws.window_length / float(ws.rate) - 0.5 / float(ws.rate)  # strictly overlapping, float-safe
+    out = hit.copy()
+    for r in np.unique(ws.recording[hit]):
+        mine = np.flatnonzero(ws.recording == r)
+        bad = np.sort(ws.start[mine[hit[mine]]])
+        st = ws.start[mine]
+        # the nearest labelled window on either side of each window's start
+        j = np.searchsorted(bad, st)
+        left = np.abs(st - bad[np.clip(j - 1, 0, len(bad) - 1)])
+        right = np.abs(bad[np.clip(j, 0, len(bad) - 1)] - st)
+        out[mine] |= np.minimum(left, right) < length
+    return out
+
+
 def load_stage_data(cfg: Config) -> StageData:
     """Load the windows of `cfg`'s data, check the fold against them and split subjects.
 
@@ -102,8 +129,13 @@ def load_stage_data(cfg: Config) -> StageData:
                 f"{' (subjects ' + ', '.join(map(str, d.subjects)) + ')' if d.subjects else ''}"
             )
     if stage == "pretrain":
-        ids = [classes.index(c) for c in unseen]
-        mask = ~np.isin(ws.y, ids)  # unlabelled windows are welcome; unseen classes' windows are not
+        # Unlabelled windows are welcome; no sample of an unseen class is.
+        touching = touches_classes(ws, [classes.index(c) for c in unseen])
+        mask = ~touching
+        if unseen:
+            logger.info("%s: pretraining leaves out %d windows that hold samples of the unseen classes (%d of them "
+                        "labelled unseen)", source, int(touching.sum()),
+                        int(np.isin(ws.y, [classes.index(c) for c in unseen]).sum()))
         seen = [c for c in classes if c not in unseen]
     elif stage == "supervised":
         mask = ws.y >= 0

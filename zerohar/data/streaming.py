@@ -19,6 +19,7 @@ from zerohar.data import devices
 from zerohar.data.layout import SENSOR_NAMES, SensorLayout
 from zerohar.data.sources import csv as csv_source
 from zerohar.errors import ZeroharError
+from zerohar.io import check_input_file
 
 logger = logging.getLogger(__name__)
 
@@ -126,9 +127,7 @@ def open_recording(
         chunk_rows: rows per chunk.
         calibrate, detect_nonwear: device files only (see :func:`zerohar.data.devices.read_device`).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise ZeroharError(f"input file {p} does not exist")
+    p = check_input_file(path, "input file")
     if devices.is_device_file(p):
         dev = devices.read_device(p, calibrate=calibrate, detect_nonwear=detect_nonwear, layout=layout,
                                   placement=placement, device=device)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import signal as sps
 
-from zerohar.data.layout import UNITS, SensorLayout
+from zerohar.data.layout import SENSOR_NAMES, UNITS, SensorLayout
 from zerohar.data.windows import Recording, WindowSet
 from zerohar.errors import ZeroharError
 
@@ -39,19 +39,26 @@ UNIT_FACTORS = {
     ("mag", "mT"): 1000.0,
     ("mag", "gauss"): 100.0,
 }
-#: Median vector norm ranges (in the declared unit) that mean the data is in another unit. Only clear-cut
-#: cases: gravity (~9.8) in a channel declared g, ~1 in one declared m/s^2; a geomagnetic field (25-65 uT)
-#: declared gauss or mT, or one below 2 declared uT; rotation faster than any wearable gyroscope's range.
-_UNIT_CONTRADICTIONS = {
-    ("acc", "g"): ((6.0, 14.0), "m/s^2 (gravity is 9.81 m/s^2)"),
-    ("acc", "m/s^2"): ((0.6, 1.5), "g (gravity is 1 g)"),
-    ("mag", "uT"): ((0.0, 2.0), "gauss or mT (the Earth's field is 25-65 uT)"),
-    ("mag", "gauss"): ((5.0, math.inf), "uT (the Earth's field is 0.25-0.65 gauss)"),
-    ("mag", "mT"): ((1.0, math.inf), "uT (the Earth's field is 0.025-0.065 mT)"),
-    ("gyro", "rad/s"): ((20.0, math.inf), "deg/s (a median rotation above 20 rad/s is implausible)"),
-}
 _ANTI_ALIAS_FRACTION = 0.8  # low-pass cut-off as a fraction of the target Nyquist frequency
 _STREAM_GUARD_S = 2.0  # raw signal kept on each side of a chunk boundary so filter edges never reach the output
+#: Below this source rate a recording is upsampled with a warning: 30 Hz windows then hold interpolated motion.
+LOW_RATE_HZ = 10.0
+
+# Plausibility of each sensor kind, in canonical units, with thresholds far outside what wearables measure
+# (checked on every shipped dataset: HAPT, SHOULDER, SPSW-HAR, USC-HAD, PAMAP2, WISDM, HARTH, Opportunity):
+#: An accelerometer at rest reads gravity, 1 g; "rest" is the median norm of the quietest quarter of 16-sample
+#: blocks, so a short recording that is all motion still shows about 1 g. Below 0.05 g: no gravity (zeros, or
+#: linear acceleration with gravity removed); 6-14 g: m/s^2; above 50 g: milli-g (1000) or raw counts.
+ACC_NO_GRAVITY_G, ACC_MAX_REST_G = 0.05, 50.0
+#: A wearable gyroscope's range ends near 2000 deg/s (35 rad/s): a median above 20 rad/s, or a 99th percentile
+#: above 50 rad/s, is deg/s declared rad/s.
+GYRO_MAX_MEDIAN, GYRO_MAX_P99 = 20.0, 50.0
+#: When the accelerometer on the same device moves clearly (95th percentile of |norm - rest| above 0.3 g), a
+#: gyroscope's 95th percentile is above 0.4 rad/s in every dataset; below 0.1 rad/s it was declared deg/s but
+#: holds rad/s (57 times too small).
+ACC_MOVING_G, GYRO_MIN_P95_MOVING = 0.3, 0.1
+#: The Earth's field is 25-65 uT (indoors 10-100): a median below 2 uT is gauss or mT, above 5000 uT is nT.
+MAG_MIN_UT, MAG_MAX_UT = 2.0, 5000.0
 
 
 @dataclass
@@ -60,22 +67,55 @@ class CanonicalStats:
 
     duplicates: int = 0  # samples merged into another with the same timestamp
     nan_interpolated: int = 0  # samples in short NaN runs, filled by interpolation
+    nan_runs_interpolated: int = 0
     nan_dropped: int = 0  # samples in long NaN runs or at the edges, removed
+    nan_runs_dropped: int = 0
+    nan_dropped_s: float = 0.0  # time those runs span
     gaps_bridged: int = 0  # timestamp gaps longer than 2 sampling periods but at most max_gap_s, interpolated
+    gaps_bridged_s: float = 0.0  # the longest of them
     splits: int = 0  # places where a long gap or a long NaN run split the recording
+    low_rate_hz: float = 0.0  # the lowest source rate below LOW_RATE_HZ (upsampled), 0 = none
+    recordings: int = 1  # recordings these counts cover
 
     def add(self, other: CanonicalStats) -> None:
         for k, v in vars(other).items():
-            setattr(self, k, getattr(self, k) + v)
+            if k == "low_rate_hz":
+                self.low_rate_hz = min(x for x in (self.low_rate_hz, v) if x) if (self.low_rate_hz or v) else 0.0
+            elif k == "gaps_bridged_s":
+                self.gaps_bridged_s = max(self.gaps_bridged_s, v)
+            else:
+                setattr(self, k, getattr(self, k) + v)
 
     def any(self) -> bool:
-        return any(vars(self).values())
+        """True when something was repaired (a split alone repairs nothing)."""
+        return bool(self.duplicates or self.nan_interpolated or self.nan_dropped or self.gaps_bridged
+                    or self.low_rate_hz)
 
     def describe(self) -> str:
-        return (
-            f"{self.duplicates} duplicate timestamps merged, {self.nan_interpolated} NaN samples interpolated, "
-            f"{self.nan_dropped} dropped, {self.gaps_bridged} gaps bridged, {self.splits} splits"
-        )
+        """One clause per repair, e.g. "12 NaN samples in 2 runs interpolated, 1 NaN run of 3.2 s dropped"."""
+        def n(k: int, word: str) -> str:
+            return f"{k} {word}" + ("" if k == 1 else "s")
+
+        parts = []
+        if self.nan_interpolated:
+            parts.append(f"{n(self.nan_interpolated, 'NaN sample')} in {n(self.nan_runs_interpolated, 'run')} "
+                         "interpolated")
+        if self.nan_dropped:
+            span = f"of {self.nan_dropped_s:.1f} s" if self.nan_runs_dropped == 1 else \
+                f"({self.nan_dropped_s:.1f} s in all)"
+            parts.append(f"{n(self.nan_runs_dropped, 'NaN run')} {span} dropped ({n(self.nan_dropped, 'sample')})")
+        if self.duplicates:
+            parts.append(f"{n(self.duplicates, 'sample')} with the same time as the previous one averaged into it")
+        if self.gaps_bridged:
+            parts.append(f"{n(self.gaps_bridged, 'gap')} in the timestamps (up to {self.gaps_bridged_s:.2g} s) "
+                         "bridged by interpolation")
+        if self.low_rate_hz:
+            parts.append(f"upsampled from {self.low_rate_hz:.3g} Hz to {CANONICAL_RATE:g} Hz (below "
+                         f"{LOW_RATE_HZ:g} Hz, windows hold interpolated motion)")
+        if self.splits:
+            parts.append(f"split at {n(self.splits, 'place')} (long gaps or NaN runs)")
+        where = f" in {self.recordings} recordings" if self.recordings > 1 else ""
+        return ", ".join(parts) + where
 
 
 @dataclass
@@ -89,27 +129,99 @@ class _Segment:
 
 
 # ---------------------------------------------------------------------------------------------- units
+def _rest_norm(norm: np.ndarray) -> float:
+    """Median norm of the quietest quarter of 16-sample blocks (the sensor at rest, as near as it gets)."""
+    k = len(norm) // 16
+    if k < 4:
+        return float(np.median(norm))
+    blocks = norm[: 16 * k].reshape(k, 16)
+    quiet = blocks.std(axis=1) <= np.quantile(blocks.std(axis=1), 0.25)
+    return float(np.median(blocks[quiet]))
+
+
+def _unit_problem(kind: str, unit: str, v: np.ndarray, acc: np.ndarray | None) -> str | None:
+    """What is wrong with one sensor's canonical values `v (n, 3)` declared in `unit`, or None.
+
+    `acc` is the canonical accelerometer of the same device, if any (to tell a gyroscope at rest from one 57
+    times too small).
+    """
+    norm = np.linalg.norm(v, axis=1)
+    if kind == "acc":
+        rest = _rest_norm(norm)
+        shown = rest / UNIT_FACTORS[("acc", unit)]
+        if rest < ACC_NO_GRAVITY_G:
+            return (f"reads {shown:.3g} {unit} at rest, where gravity reads 1 g: no gravity (zeros, or linear "
+                    "acceleration with gravity removed); zerohar needs the raw accelerometer")
+        if unit == "g" and 6.0 <= rest < 14.0:
+            return f"reads {shown:.3g} g at rest, which looks like m/s^2 (gravity is 9.81 m/s^2)"
+        if unit == "m/s^2" and 0.06 <= rest < 0.15:
+            return f"reads {shown:.3g} m/s^2 at rest, which looks like g (gravity is 1 g)"
+        if rest > ACC_MAX_REST_G:
+            guess = "milli-g (gravity would read 1000)" if 300 <= rest / (1 if unit == "g" else 9.81) < 3000 \
+                else "raw counts or another unit"
+            return f"reads {shown:.3g} {unit} at rest, where gravity reads 1 g; it looks like {guess}"
+        return None
+    if not np.any(v):
+        return None  # a sensor that was not recording (warned about by check_units), not a unit mistake
+    if kind == "gyro":
+        med, p99 = float(np.median(norm)), float(np.quantile(norm, 0.99))
+        if unit == "rad/s" and (med > GYRO_MAX_MEDIAN or p99 > GYRO_MAX_P99):
+            return (f"turns at a median {med:.3g} rad/s (99th percentile {p99:.3g}), beyond any wearable "
+                    "gyroscope's range (35 rad/s); it looks like deg/s")
+        if unit == "deg/s" and (med > GYRO_MAX_MEDIAN or p99 > GYRO_MAX_P99):
+            return (f"turns at a median {med / UNIT_FACTORS[('gyro', 'deg/s')]:.3g} deg/s, beyond any wearable "
+                    "gyroscope's range (2000 deg/s)")
+        if unit == "deg/s" and acc is not None:
+            a = np.linalg.norm(acc, axis=1)
+            moving = float(np.quantile(np.abs(a - _rest_norm(a)), 0.95))
+            p95 = float(np.quantile(norm, 0.95))
+            if moving > ACC_MOVING_G and p95 < GYRO_MIN_P95_MOVING:
+                return (f"turns at most {p95 / UNIT_FACTORS[('gyro', 'deg/s')]:.3g} deg/s (95th percentile) while "
+                        f"the accelerometer on the same device moves by {moving:.2g} g; it looks like rad/s")
+        return None
+    if kind == "mag":
+        med = float(np.median(norm))
+        shown = med / UNIT_FACTORS[("mag", unit)]
+        if med < MAG_MIN_UT:
+            other = "gauss or mT" if unit == "uT" else "uT or nT"
+            return (f"reads a median field of {shown:.3g} {unit}, where the Earth's field is 25-65 uT; it looks "
+                    f"like {other}")
+        if med > MAG_MAX_UT:
+            other = "nT" if unit == "uT" else "uT or nT"
+            return (f"reads a median field of {shown:.3g} {unit}, where the Earth's field is 25-65 uT; it looks "
+                    f"like {other}")
+    return None
+
+
 def check_units(signals: np.ndarray, layout: SensorLayout, source: str) -> None:
-    """Raise a ZeroharError when a sensor's declared unit contradicts its data.
+    """Raise a ZeroharError when a sensor's data is implausible in its declared unit (a unit mistake).
+
+    See the thresholds above (ACC_*, GYRO_*, MAG_*): each is far outside what a wearable measures in the right
+    unit, so a real recording (however short, however much it moves) is never refused.
 
     Args:
         signals: `(T, C)` raw values in the layout's channel order and declared units.
         layout: the declared layout.
         source: file or recording name for the message.
     """
-    finite = np.isfinite(signals).all(axis=1)
+    x = np.asarray(signals, dtype=np.float64)
+    finite = np.isfinite(x).all(axis=1)
     if finite.sum() < 10:
         return
+    x = x[finite] * unit_factors(layout)
+    accs = {(s.placement, s.device): x[:, 3 * i : 3 * i + 3]
+            for i, s in enumerate(layout.sensors) if s.sensor == "acc"}
     for i, s in enumerate(layout.sensors):
-        rule = _UNIT_CONTRADICTIONS.get((s.sensor, s.unit))
-        if rule is None:
-            continue
-        (lo, hi), other = rule
-        norm = float(np.median(np.linalg.norm(signals[finite, 3 * i : 3 * i + 3], axis=1)))
-        if lo <= norm < hi:
+        v = x[:, 3 * i : 3 * i + 3]
+        if s.sensor != "acc" and not np.any(v):
+            logger.warning("%s: the %s at %s on %s reads exactly 0 in every sample (was it recording?)", source,
+                           SENSOR_NAMES[s.sensor], s.placement, s.device)
+        problem = _unit_problem(s.sensor, s.unit, v, accs.get((s.placement, s.device)))
+        if problem:
+            declared = f"declared in {s.unit}" + (f" by the {layout.source}" if layout.source else "")
             raise ZeroharError(
-                f"{source}: the {s.sensor} at {s.placement} on {s.device} is declared in {s.unit}, but its median "
-                f"vector norm is {norm:.3g}, which looks like {other}; declare the right unit in the sensor layout"
+                f"{source}: the {SENSOR_NAMES[s.sensor]} at {s.placement} on {s.device} ({declared}) {problem}; "
+                "declare the right unit in the sensor layout"
             )
 
 
@@ -159,14 +271,32 @@ def merge_duplicate_times(
     return t[keep], np.add.reduceat(x, starts, axis=0) / counts[:, None], labels[keep]
 
 
+def check_duplicate_times(t: np.ndarray, source: str) -> None:
+    """Refuse timestamps where at least half of the samples repeat the previous one's time: merging them would
+    halve the recording (a time column rounded too coarsely, or the same rows twice), not repair it."""
+    if len(t) < 4:
+        return
+    repeats = int((np.diff(t) == 0).sum())
+    if 2 * repeats >= len(t) - 1:
+        raise ZeroharError(
+            f"{source}: only {len(t) - repeats} distinct times for {len(t)} samples ({repeats} repeat the previous "
+            "row's time); expected one time per sample (is the time column rounded, or are rows repeated?)"
+        )
+
+
 def _raw_segments(
-    t: np.ndarray, x: np.ndarray, labels: np.ndarray, max_gap_s: float, max_nan_s: float
+    t: np.ndarray, x: np.ndarray, labels: np.ndarray, max_gap_s: float, max_nan_s: float, count_from: int = 0
 ) -> tuple[list[_Segment], CanonicalStats]:
-    """Merge duplicate times, fill short NaN runs, drop long ones, split at long gaps (all vectorised)."""
+    """Merge duplicate times, fill short NaN runs, drop long ones, split at long gaps (all vectorised).
+
+    `count_from`: repairs are counted from this sample on (the samples before it were counted with the previous
+    chunk of a stream).
+    """
     stats = CanonicalStats()
-    n = len(t)
+    keep = np.concatenate([[True], np.diff(t) > 0]) if len(t) else np.zeros(0, dtype=bool)
+    stats.duplicates = int((~keep[count_from:]).sum())
+    first = int(keep[:count_from].sum())  # index of the first counted sample after merging
     t, x, labels = merge_duplicate_times(t, x, labels)
-    stats.duplicates = n - len(t)
 
     brk = np.zeros(len(t), dtype=bool)  # brk[i]: a split between sample i-1 and sample i
     bad = ~np.isfinite(x).all(axis=1)
@@ -179,10 +309,16 @@ def _raw_segments(
         for a, b in zip(s[long], e[long]):
             drop[a:b] = True
         brk[e[long & (e < len(t))]] = True
-        stats.nan_dropped = int(drop.sum())
-        stats.nan_interpolated = int(bad.sum() - drop.sum())
+        counted = s >= first
+        stats.nan_dropped = int(drop[first:].sum())
+        stats.nan_interpolated = int(bad[first:].sum() - drop[first:].sum())
+        stats.nan_runs_dropped = int((long & counted).sum())
+        stats.nan_runs_interpolated = int((~long & counted).sum())
+        spans = t[np.clip(e, None, len(t) - 1)] - t[s]
+        stats.nan_dropped_s = float(spans[long & counted].sum())
         t, x, labels, brk = t[~drop], x[~drop], labels[~drop], brk[~drop]
-        if len(t) and stats.nan_interpolated:
+        first = int((~drop[:first]).sum())
+        if len(t) and (~long).any():
             # Each remaining NaN lies in a short run bounded by fully finite samples: interpolate by time.
             x = x.copy()
             for c in np.flatnonzero(~np.isfinite(x).all(axis=0)):
@@ -193,11 +329,17 @@ def _raw_segments(
     dt = np.diff(t)
     period = float(np.median(dt))
     brk[1:] |= dt > max_gap_s
-    stats.gaps_bridged = int(((dt > 2 * period) & ~brk[1:]).sum())
+    bridged = (dt > 2 * period) & ~brk[1:]
+    bridged[: max(first - 1, 0)] = False
+    stats.gaps_bridged = int(bridged.sum())
+    stats.gaps_bridged_s = float(dt[bridged].max()) if bridged.any() else 0.0
     cuts = np.flatnonzero(brk)
-    stats.splits = int(len(cuts))
+    stats.splits = int((cuts >= max(first, 1)).sum())
     bounds = np.concatenate([[0], cuts, [len(t)]])
     segs = [_Segment(t[a:b], x[a:b], labels[a:b]) for a, b in zip(bounds[:-1], bounds[1:]) if b - a >= 2]
+    rates = [1.0 / float(np.median(np.diff(g.t))) for g in segs if g.t[-1] > g.t[0]]
+    low = [r for r in rates if r < LOW_RATE_HZ]
+    stats.low_rate_hz = min(low) if low else 0.0
     return segs, stats
 
 
@@ -282,6 +424,7 @@ def to_canonical(
     source = _source_name(rec)
     t = rec.times()
     _check_times(t, source)
+    check_duplicate_times(t, source)
     x = np.asarray(rec.signals, dtype=np.float64)
     if check:
         check_units(x, rec.layout, source)
@@ -289,6 +432,7 @@ def to_canonical(
     labels = np.asarray(rec.labels, dtype=np.int64)
     segs, stats = _raw_segments(t, x, labels, max_gap_s, max_nan_s)
     if stats.any():
+        # Sources with many recordings warn once for all of them (zerohar.data.prepare); here, per recording.
         logger.debug("%s: %s", source, stats.describe())
     layout = rec.layout.canonical()
     out = []
@@ -325,7 +469,17 @@ def canonical_stream(
         Canonical pieces in time order. Consecutive pieces with the same `meta["segment"]` are one continuous
         stretch on one grid (`meta["t0"]` + k / rate): concatenated, they equal the resampling of the whole
         stretch (up to filter round-off), so windows may run across piece boundaries of one segment.
+
+    When the stream ends, one WARNING says what was repaired (NaN runs, repeated times, bridged gaps, a low
+    source rate), if anything was.
     """
+    stats = CanonicalStats()
+    yield from _canonical_stream(chunks, layout, rate, max_gap_s, max_nan_s, source, check, stats)
+    if stats.any():
+        logger.warning("%s: %s", source, stats.describe())
+
+
+def _canonical_stream(chunks, layout, rate, max_gap_s, max_nan_s, source, check, stats: CanonicalStats):
     factors = unit_factors(layout)
     canon = layout.canonical()
     carry: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -351,13 +505,18 @@ def canonical_stream(
             )
         _check_times(t, source)
         last_t = float(t[-1])
-        if not checked and np.isfinite(x).all(axis=1).sum() >= 100:
+        if not checked and (final or np.isfinite(x).all(axis=1).sum() >= 100):
+            check_duplicate_times(t, source)
             check_units(x, layout, source)
             checked = True
         x = x * factors
+        n_carry = 0
         if carry is not None:
+            n_carry = len(carry[0])
             t, x, lab = (np.concatenate([a, b]) for a, b in zip(carry, (t, x, lab)))
-        segs, _ = _raw_segments(t, x, lab, max_gap_s, max_nan_s)
+        segs, chunk_stats = _raw_segments(t, x, lab, max_gap_s, max_nan_s, count_from=n_carry)
+        chunk_stats.recordings = 0
+        stats.add(chunk_stats)
         for i, seg in enumerate(segs):
             if next_t is not None and seg.t[-1] < next_t - 0.5 / rate:
                 continue  # already emitted from the previous chunk's buffer
@@ -485,8 +644,9 @@ def make_windows(
                     length_s)
     if not Xs:
         if len(recs) == 1:
+            where = f" ({recs[0].meta['path']})" if recs[0].meta.get("path") else ""
             raise ZeroharError(
-                f"recording {recs[0].name!r} is {recs[0].n_samples / rate:.1f} s long, "
+                f"recording {recs[0].name!r}{where} is {recs[0].n_samples / rate:.1f} s long, "
                 f"shorter than one {length_s:g} s window"
             )
         longest = max(r.n_samples for r in recs) / rate

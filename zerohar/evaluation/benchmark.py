@@ -42,9 +42,9 @@ from zerohar.data.prepare import load_windowset
 from zerohar.data.splits import load_stage_data
 from zerohar.errors import ZeroharError
 from zerohar.evaluation.evaluate import EVAL_VERSION, evaluate_run
-from zerohar.io import atomic_write_text, load_yaml
+from zerohar.io import atomic_write_text, check_writable, load_yaml
 from zerohar.train.loop import train_stage
-from zerohar.train.runs import is_finished
+from zerohar.train.runs import is_finished, read_run_meta
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +136,15 @@ def aggregate(rows: list[dict], methods: list[str]) -> list[dict]:
         methods: the methods in table order.
 
     Returns:
-        One dict per method: "method", "n_runs", and "<column>_mean" / "<column>_std" (None without values).
+        One dict per method: "method", "n_runs", "transductive_init_runs" (runs whose init saw their fold's unseen
+        classes or test subjects, allowed by --allow-transductive-init) and "<column>_mean" / "<column>_std"
+        (None without values).
     """
     out = []
     for m in methods:
         mine = [r for r in rows if r["method"] == m]
-        agg: dict = {"method": m, "n_runs": len(mine)}
+        agg: dict = {"method": m, "n_runs": len(mine),
+                     "transductive_init_runs": sum(bool(r.get("transductive_init")) for r in mine)}
         for c in COLUMNS:
             vals = np.array([r[c] for r in mine if r.get(c) is not None and not _isnan(r[c])], dtype=float)
             agg[f"{c}_mean"] = float(vals.mean()) if len(vals) else None
@@ -170,8 +173,21 @@ def per_fold(rows: list[dict], methods: list[str], folds: list[str], column: str
     return out
 
 
+#: The marker of a method with runs from a transductive init, in results.md.
+TRANSDUCTIVE_MARK = " †"
+
+
+def _title(method: str, agg_row: dict | None) -> str:
+    return METHODS.get(method, method) + (TRANSDUCTIVE_MARK if agg_row and agg_row.get("transductive_init_runs")
+                                          else "")
+
+
 def results_markdown(agg: list[dict], header: dict, folds_table: list[dict] | None = None) -> str:
-    """The results table in Markdown, with what produced it (and, if given, unseen macro-F1 per fold)."""
+    """The results table in Markdown, with what produced it (and, if given, unseen macro-F1 per fold).
+
+    A method with runs that started from a transductive init (`--allow-transductive-init`) is marked † in both
+    tables, and a line under them says how many runs; otherwise a line says that no run did."""
+    by_method = {a["method"]: a for a in agg}
     lines = [f"# zerohar benchmark: {header['dataset']}", ""]
     lines.append(
         f"Folds {', '.join(header['folds'])}; seeds {', '.join(map(str, header['seeds']))}; mean ± std over "
@@ -182,7 +198,7 @@ def results_markdown(agg: list[dict], header: dict, folds_table: list[dict] | No
     lines.append("|---|" + "---|" * len(COLUMNS) + "---|")
     for a in agg:
         cells = [_pm(a[f"{c}_mean"], a[f"{c}_std"]) for c in COLUMNS]
-        lines.append(f"| {METHODS.get(a['method'], a['method'])} | " + " | ".join(cells) + f" | {a['n_runs']} |")
+        lines.append(f"| {_title(a['method'], a)} | " + " | ".join(cells) + f" | {a['n_runs']} |")
     if folds_table:
         folds = header["folds"]
         lines += ["", "Unseen macro-F1 per fold (mean ± std over seeds):", ""]
@@ -190,7 +206,15 @@ def results_markdown(agg: list[dict], header: dict, folds_table: list[dict] | No
         lines.append("|---|" + "---|" * len(folds))
         for r in folds_table:
             cells = ["n/a" if r[f] is None else f"{r[f][0]:.3f} ± {r[f][1]:.3f}" for f in folds]
-            lines.append(f"| {METHODS.get(r['method'], r['method'])} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_title(r['method'], by_method.get(r['method']))} | " + " | ".join(cells) + " |")
+    marked = [a for a in agg if a.get("transductive_init_runs")]
+    lines.append("")
+    if marked:
+        lines.append(f"{TRANSDUCTIVE_MARK.strip()} Transductive init (--allow-transductive-init): " + "; ".join(
+            f"{a['transductive_init_runs']} of {a['n_runs']} {METHODS.get(a['method'], a['method'])} runs started "
+            "from weights that saw their fold's unseen classes or test subjects" for a in marked) + ".")
+    else:
+        lines.append("No run started from weights that saw its fold's unseen classes or test subjects.")
     notes = header.get("notes") or []
     if notes:
         lines += [""] + [f"- {n}" for n in notes]
@@ -204,17 +228,18 @@ def results_markdown(agg: list[dict], header: dict, folds_table: list[dict] | No
 def results_csv(agg: list[dict]) -> str:
     """The aggregated table as CSV (one row per method)."""
     buf = io.StringIO()
-    cols = ["method", "n_runs"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")]
+    cols = ["method", "n_runs"] + [f"{c}_{s}" for c in COLUMNS for s in ("mean", "std")] + ["transductive_init_runs"]
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     w.writeheader()
     for a in agg:
-        w.writerow({k: ("" if a[k] is None else (f"{a[k]:.6f}" if isinstance(a[k], float) else a[k])) for k in cols})
+        w.writerow({k: ("" if a.get(k) is None else (f"{a[k]:.6f}" if isinstance(a[k], float) else a[k]))
+                    for k in cols})
     return buf.getvalue()
 
 
 def runs_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    cols = ["method", "fold", "seed", *COLUMNS, "chance", "run"]
+    cols = ["method", "fold", "seed", *COLUMNS, "chance", "transductive_init", "run"]
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
@@ -245,8 +270,8 @@ class _Runner:
             split = load_stage_data(self.config(Step(step.subjects_of, step.subjects_of), fold, seed, None)).subjects
             over = merge_settings(over, {"data": {"subjects": sorted(split["train"] + split["val"])}})
         if self.epochs_scale != 1.0:
-            base = resolve_config(step.stage, overrides=over)
-            over = merge_settings(over, {"train": {"epochs": max(1, round(base.train.epochs * self.epochs_scale))}})
+            over = merge_settings(over, {"train": _scaled_length(resolve_config(step.stage, overrides=over).train,
+                                                                 self.epochs_scale, step.stage)})
         # `--set stage1.train.epochs=2`: for one stage only, after --epochs-scale
         return resolve_config(step.stage, overrides=merge_settings(over, self.sets.get(step.stage) or {}))
 
@@ -271,6 +296,18 @@ class _Runner:
             except (OSError, ValueError, KeyError, TypeError):
                 pass
         return dirs[step.name]
+
+
+def _scaled_length(t, scale: float, stage: str) -> dict:
+    """`--epochs-scale`: the stage's `train.epochs`, or in adaptive mode its `train.max_steps`, times `scale`."""
+    if t.epochs is not None:
+        return {"epochs": max(1, round(t.epochs * scale))}
+    if t.max_steps is not None:
+        return {"max_steps": max(1, round(t.max_steps * scale))}
+    raise ZeroharError(
+        f"--epochs-scale scales a length, but {stage}'s length adapts to the data (early stopping); give it one, "
+        f"e.g. --set {stage}.train.epochs=2 or --set train.max_steps=500, or leave --epochs-scale out"
+    )
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -321,7 +358,7 @@ def run_benchmark(
     backbone_init: str | None = None,
     sets: dict | None = None,
     batch_size: int = 256,
-    precision: str = "auto",
+    precision: str = "fp32",
     progress: bool = True,
     command: str = "",
 ) -> list[dict]:
@@ -334,13 +371,14 @@ def run_benchmark(
         folds: folds to run (default all of the folds file).
         seeds: number of seeds (0 .. seeds - 1).
         methods: methods to run (default all of :data:`METHODS`), in table order.
-        epochs_scale: multiply every stage's epochs by this (at least 1 epoch).
+        epochs_scale: multiply every stage's `train.epochs` (or, in adaptive mode, its `train.max_steps`) by
+            this (at least 1); a stage whose length adapts to the data has neither, which is an error.
         backbone_init: backbone for `zerohar`, `no_stage1`, `label_names`, `supervised` (released HARNet file or
             pretrain run; None = random).
         sets: extra config overrides for every stage, e.g. `{"train": {"max_steps_per_epoch": 5}}`; a stage's
             name as the top key (`{"stage1": {"train": {"epochs": 2}}}`) overrides that stage only, after
             `epochs_scale`.
-        batch_size, precision: the inference path of the evaluations.
+        batch_size, precision: the inference path of the evaluations (fp32 by default: exact, CPU-independent).
         progress: progress bars.
         command: the command line, recorded in results.md.
 
@@ -362,6 +400,9 @@ def run_benchmark(
         raise ZeroharError(f"--seeds must be at least 1, found {seeds}")
     if epochs_scale <= 0:
         raise ZeroharError(f"--epochs-scale must be positive, found {epochs_scale}")
+    if out.exists() and not out.is_dir():
+        raise ZeroharError(f"benchmark directory {out} is a file; expected a folder (it is created if missing)")
+    check_writable(out / "results.md", "benchmark directory")
     out.mkdir(parents=True, exist_ok=True)
     log_path = out / "benchmark.log"
     runner = _Runner(out, dataset, root, sets or {}, epochs_scale, backbone_init, progress)
@@ -396,7 +437,10 @@ def run_benchmark(
                              force=True)
             log(f"evaluated: unseen acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
         evals[key] = m
-        rows.append(_row(method, fold, seed, m, final.relative_to(out)))
+        leaks = read_run_meta(final).get("transductive_init") or []
+        if leaks:
+            log(f"transductive init (--allow-transductive-init): {leaks[0]}")
+        rows.append(_row(method, fold, seed, m, final.relative_to(out), leaks))
         log(f"done in {time.perf_counter() - t0:.0f} s")
     if "chance" in methods:
         rows += _chance_rows(evals, folds, seeds, all_folds, dataset, root, sets or {})
@@ -429,13 +473,13 @@ def evaluation_is_current(result: Path, model: Path) -> bool:
         return False
 
 
-def _row(method: str, fold: str, seed: int, m: dict, run: Path) -> dict:
+def _row(method: str, fold: str, seed: int, m: dict, run: Path, leaks: list[str] | None = None) -> dict:
     g, gc = m.get("gzsl") or {}, m.get("gzsl_calibrated") or {}
     return {
         "method": method, "fold": fold, "seed": seed, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
         "top2_accuracy": m["top2_accuracy"], "gzsl_h": g.get("harmonic_mean"),
         "gzsl_h_cal": gc.get("harmonic_mean"), "chance": m["chance"],
-        "run": str(run),
+        "transductive_init": "; ".join(leaks or []), "run": str(run),
     }
 
 

@@ -22,7 +22,7 @@ from zerohar.errors import ZeroharError
 from zerohar.evaluation.metrics import calibrated_gzsl, confusion_figure, gzsl_report, ids_of, zero_shot_report
 from zerohar.inference.embed import embed_windows
 from zerohar.inference.index import LabelIndex
-from zerohar.io import atomic_write_json
+from zerohar.io import atomic_write_json, check_writable
 from zerohar.text.encoder import get_text_encoder
 from zerohar.train.runs import load_run
 
@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 #: The first keys of metrics.json, in this order (what a reader looks at first).
 HEADLINE = ("accuracy", "macro_f1", "top2_accuracy", "chance")
 #: Written into metrics.json; bumped when the evaluation changes, so `zerohar benchmark` re-evaluates older ones.
-#: 2: `gzsl_calibrated` (calibrated stacking).
-EVAL_VERSION = 2
+#: 2: `gzsl_calibrated` (calibrated stacking). 3: fp32 by default; `precision`, `run.transductive_init` recorded.
+EVAL_VERSION = 3
 
 
 def load_eval_windows(run, *, root: str | None = None, data: str | None = None):
@@ -66,7 +66,7 @@ def evaluate_run(
     root: str | None = None,
     data: str | None = None,
     batch_size: int = 256,
-    precision: str = "auto",
+    precision: str = "fp32",
     force: bool = False,
     progress: bool = True,
     run=None,
@@ -77,7 +77,8 @@ def evaluate_run(
         run_dir: the run directory.
         out: output directory (default `RUN/eval`); an existing `metrics.json` there is kept unless `force`.
         root, data: read the dataset from another raw folder / a prepared window set than the run's config.
-        batch_size, precision: the inference path (`zerohar.inference.embed.embed_windows`).
+        batch_size, precision: the inference path (`zerohar.inference.embed.embed_windows`); fp32 by default,
+            so that a score does not depend on the CPU that computed it.
         force: overwrite an existing evaluation.
         progress: progress bars.
         run: an already loaded :class:`zerohar.train.runs.Run`.
@@ -89,6 +90,7 @@ def evaluate_run(
     out = Path(out) if out is not None else run_dir / "eval"
     if (out / "metrics.json").exists() and not force:
         raise ZeroharError(f"{out / 'metrics.json'} already exists; pass --force to overwrite it")
+    check_writable(out / "metrics.json", "evaluation output")
     run = run or load_run(run_dir)
     if run.stage not in ("stage2", "supervised") or run.model is None:
         raise ZeroharError(
@@ -160,7 +162,10 @@ def evaluate_run(
         "unseen": unseen, "seen": seen, "label_text": run.config.train.label_text,
         "test_subjects": "held-out test subjects" if supervised else "all subjects",
         "gzsl_seen_subjects": sorted(set(ws.subject[gz_seen_mask].tolist())),
+        # what --allow-transductive-init let in (the init saw unseen classes or test subjects); [] for none
+        "transductive_init": list(run.meta.get("transductive_init") or []),
     }
+    metrics["precision"] = precision
     metrics["eval_time_s"] = time.perf_counter() - t0
     metrics["eval_version"] = EVAL_VERSION
     out.mkdir(parents=True, exist_ok=True)

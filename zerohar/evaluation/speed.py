@@ -58,14 +58,16 @@ import torch
 from zerohar.config import Config
 from zerohar.data.layout import AXES, Channel, SensorLayout
 from zerohar.data.relcon_augment import relcon_augment
-from zerohar.data.synthetic import write_csv
+from zerohar.data.synthetic import write_csv, write_geneactiv
 from zerohar.errors import ZeroharError
-from zerohar.inference.embed import embed_backbone, embed_windows
+from zerohar.inference.embed import embed_backbone, embed_windows, plan_backbone
 from zerohar.inference.index import LabelIndex
+from zerohar.inference.plan import inference_plan
 from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
-from zerohar.model.harnet import HARNet
+from zerohar.model.fused import FusedHARNet
+from zerohar.model.harnet import CircularConv1d, Downsample, HARNet
 from zerohar.model.motif import MotifDistance
 from zerohar.model.precision import SPEED_FLAGS, cpu_flags, resolve_precision
 from zerohar.model.pretrained import load_backbone
@@ -81,16 +83,27 @@ logger = logging.getLogger(__name__)
 
 FIGURES = (
     "harnet5_inference", "harnet10_inference", "model_inference", "classify_7day", "classify_7day_step5",
+    "classify_7day_csv",
     "stage1_train", "stage2_train", "index_10", "index_1000", "index_100000",
     "pretrain_ssl_train", "motif_distance_train", "relcon_ranking", "relcon_train",
 )
+#: A default path slower than plain by more than this (fast / plain below it after `repeats` tries) fails the run:
+#: best-of-rounds timings on a shared 2-core machine differ by up to about 3% between identical paths.
+MIN_RATIO = 0.97
+#: The figures read against the matmul ceiling: backbone variant and triads per window of each.
+CEILING_FIGURES = {"harnet5_inference": ("harnet5", 1), "harnet10_inference": ("harnet10", 1),
+                   "model_inference": ("harnet5", 2)}
 #: Figures that `--quick` leaves out unless named.
-SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "relcon_train")
+SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "classify_7day_csv", "relcon_train")
 #: Pretraining figures: `train.pretrain_method` of each.
 PRETRAIN_FIGURES = {"pretrain_ssl_train": "ssl", "motif_distance_train": "motif-distance",
                     "relcon_ranking": "relcon", "relcon_train": "relcon"}
 #: `--step` of the classify figures (None = classify's default, half a window).
-CLASSIFY_STEPS = {"classify_7day": None, "classify_7day_step5": 5.0}
+CLASSIFY_STEPS = {"classify_7day": None, "classify_7day_step5": 5.0, "classify_7day_csv": None}
+#: The input of the classify figures: the week as a device file (GENEActiv .bin through actipy: calibration,
+#: non-wear detection) into `--out-dir` study outputs, or as a CSV into a window table (the figure before the
+#: device path existed).
+CLASSIFY_INPUT = {"classify_7day": "device", "classify_7day_step5": "device", "classify_7day_csv": "csv"}
 CLASSIFY_LABELS = ("sleeping", "sitting", "standing", "walking", "running", "cycling", "household chores",
                    "lying down")
 PLACEMENT, DEVICE = "left wrist", "smartwatch"
@@ -137,10 +150,14 @@ def _result(fast: float, plain: float, note: str = "") -> dict:
 
 # ---------------------------------------------------------------------------------------------- figures (in a worker)
 def _backbone_figure(variant: str, quick: bool) -> dict:
+    """The default backbone path (:func:`embed_backbone`, as planned for this CPU) vs the plain module in fp32;
+    the note gives the alternatives the plan chose between (fused fp32, and on bf16 CPUs fused bf16 and
+    autocast), timed in the same rounds."""
     torch.manual_seed(0)
     net = HARNet(variant).eval()
     x = torch.randn(256, 3, net.window)  # (256, 3, T)
     xn = x.numpy()
+    plan = inference_plan("auto")
 
     def plain():
         with torch.no_grad():
@@ -150,14 +167,20 @@ def _backbone_figure(variant: str, quick: bool) -> dict:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
             return net(x)
 
-    prec = resolve_precision("auto")
-    others = {"autocast": autocast} if prec == "bf16" else {}
+    others: dict[str, Callable[[], object]] = {}
+    for prec in ("fp32", "bf16") if plan.precision == "bf16" else ("fp32",):
+        fused = FusedHARNet(net, torch.float32 if prec == "fp32" else torch.bfloat16)
+        others[f"fused {prec}"] = lambda fused=fused: _no_grad(fused, x)
+    if plan.precision == "bf16":
+        others["plain under bf16 autocast"] = autocast
     fast, base, other = compare(lambda: embed_backbone(net, xn, batch_size=256), plain, 256, quick, others)
-    note = ("bf16 fused backbone (bf16 convolutions, fp32 residual stream)" if prec == "bf16"
-            else "fp32: this CPU has no native bf16")
-    if other:
-        note += f"; plain module under bf16 autocast: {other['autocast']:.0f}/s"
+    note = f"default: {plan.describe()} ({plan.reason}); " + ", ".join(f"{k} {v:.0f}/s" for k, v in other.items())
     return _result(fast, base, note)
+
+
+def _no_grad(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return module(x)
 
 
 def _hapt_like(model_cfg=None):
@@ -169,16 +192,22 @@ def _hapt_like(model_cfg=None):
 
 
 def _model_figure(quick: bool) -> dict:
+    """The default path (:func:`embed_windows` + label search) vs `encode_windows` in fp32 + the same search; the
+    default backbone path alone on the same triads gives the backbone-bound limit (its windows/s / 2 sensors)."""
     model, ctx, kinds = _hapt_like()
     model.eval()
     rng = np.random.default_rng(0)
     index = LabelIndex.from_embeddings(
         {f"label {i}": rng.normal(size=(10, model.cfg.embed_dim)).astype(np.float32) for i in range(12)}
     )
-    n = 512
-    X = rng.normal(size=(n, 6, model.cfg.window)).astype(np.float32)  # (n, C, T)
+    n, sensors = 512, len(kinds)
+    X = rng.normal(size=(n, 3 * sensors, model.cfg.window)).astype(np.float32)  # (n, C, T)
     xt = torch.from_numpy(X)
     ctx_np = ctx.numpy()
+    plan = inference_plan("auto")
+    backbone, autocast = plan_backbone(model.backbone, plan, torch.device("cpu"))
+    with torch.no_grad():
+        triads = model._triads(xt, kinds).reshape(n * sensors, 3, -1)  # (n S, 3, T): the backbone's input
 
     def plain():
         with torch.no_grad():
@@ -188,9 +217,19 @@ def _model_figure(quick: bool) -> dict:
     def fast():
         return index.search(embed_windows(model, X, ctx_np, kinds=kinds, batch_size=512), k=3)
 
-    f, b, _ = compare(fast, plain, n, quick)
-    return _result(f, b, f"{resolve_precision('auto')}; 512 windows of 2 sensors (acc + gyro) per call, then the "
-                          "top 3 of 12 labels")
+    def backbone_only():
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            return backbone(triads)
+
+    f, b, other = compare(fast, plain, n, quick, {"backbone": backbone_only})
+    bound = other["backbone"] / sensors  # windows/s the backbone alone allows (its triads/s counted per window)
+    res = _result(f, b, f"default: {plan.describe()} ({plan.reason}); {n} windows of {sensors} sensors (acc + "
+                        f"gyro) per call, then the top 3 of 12 labels; backbone-bound limit {bound:.0f} windows/s "
+                        f"(default backbone {other['backbone']:.0f} triads/s / {sensors} sensors): fast at "
+                        f"{f / bound:.0%}, plain at {b / bound:.0%}")
+    res["backbone_bound_windows_per_s"] = round(bound, 1)
+    res["share_of_bound"] = round(f / bound, 3)
+    return res
 
 
 def _train_figure(stage: str, quick: bool) -> dict:
@@ -228,9 +267,10 @@ def _train_figure(stage: str, quick: bool) -> dict:
 
         return step
 
-    f, p, _ = compare(make_step(bf16), make_step(False), batch, quick)
+    f, p = _compare_same(make_step(bf16), make_step(False), batch, quick, not bf16)
     what = "channel embeddings" if stage == "stage1" else "window embeddings + label prototypes"
-    return _result(f, p, f"{'bf16 autocast' if bf16 else 'fp32 (no native bf16)'}; batch {batch} windows of "
+    return _result(f, p, f"{'bf16 autocast' if bf16 else 'fp32 (no native bf16: the fast path is the plain one)'}; "
+                         f"batch {batch} windows of "
                          f"2 sensors, {what}, AdamW step; model step only, no data loading")
 
 
@@ -348,6 +388,75 @@ def _pretrain_figure(name: str, quick: bool, batch: int = 64, within: int | None
                          "model step only, no data loading")
 
 
+# ---------------------------------------------------------------------------------------------- ceiling
+def backbone_gflop(variant: str) -> float:
+    """GFLOP of one window through HARNet `variant`: 2 per multiply-add of every convolution (harnet5: 0.234).
+
+    Counted from a forward pass with hooks on the convolutions and the downsampling filters, so it follows the
+    architecture as built.
+    """
+    net = HARNet(variant).eval()
+    flops = 0
+
+    def count(mod, _inputs, out):
+        nonlocal flops
+        w = mod.weight if isinstance(mod, CircularConv1d) else mod.kernel  # (C_out, C_in / groups, K)
+        flops += 2 * out.numel() * w.shape[1] * w.shape[-1]
+
+    hooks = [m.register_forward_hook(count) for m in net.modules() if isinstance(m, (CircularConv1d, Downsample))]
+    try:
+        with torch.no_grad():
+            net(torch.zeros(1, 3, net.window))
+    finally:
+        for h in hooks:
+            h.remove()
+    return flops / 1e9
+
+
+def matmul_gflops(quick: bool = False, n: int = 2048) -> float:
+    """GFLOP/s of an `n` x `n` fp32 matrix product on torch's threads: the best of many short rounds (the least
+    disturbed on a shared machine)."""
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
+    a @ b
+    rate = max(_rate(lambda: a @ b, 1, 0.25) for _ in range(4 if quick else 12))
+    return rate * 2 * n**3 / 1e9
+
+
+def ceiling(quick: bool = False) -> dict:
+    """The machine's ceiling: matmul GFLOP/s and the backbone windows/s it allows (GFLOP/s / GFLOP per window)."""
+    gflops = matmul_gflops(quick)
+    per = {v: backbone_gflop(v) for v in ("harnet5", "harnet10")}
+    return {"matmul_gflops": round(gflops, 1), "threads": torch.get_num_threads(),
+            "backbones": {v: {"gflop_per_window": round(g, 4), "windows_per_s": round(gflops / g, 1)}
+                          for v, g in per.items()}}
+
+
+def ceiling_line(c: dict) -> str:
+    """`Ceiling: 2048x2048 fp32 matmul 170 GFLOP/s on 2 threads -> harnet5 (0.234 GFLOP/window) <= 727 windows/s`."""
+    parts = [f"{v} ({b['gflop_per_window']:.3f} GFLOP/window) <= {b['windows_per_s']:,.0f} windows/s"
+             for v, b in c["backbones"].items()]
+    return f"Ceiling: 2048x2048 fp32 matmul {c['matmul_gflops']:.0f} GFLOP/s on {c['threads']} threads -> " + \
+        ", ".join(parts)
+
+
+def add_ceiling_shares(results: dict[str, dict], c: dict) -> None:
+    """Give every figure of :data:`CEILING_FIGURES` its ceiling (windows/s) and the share of it that it reached."""
+    for name, (variant, triads) in CEILING_FIGURES.items():
+        r = results.get(name)
+        if r is None or "error" in r:
+            continue
+        limit = c["backbones"][variant]["windows_per_s"] / triads
+        r["ceiling_windows_per_s"] = round(limit, 1)
+        r["ceiling_share"] = round(r["windows_per_s"] / limit, 3)
+
+
+def slow_default_paths(results: dict[str, dict], min_ratio: float = MIN_RATIO) -> dict[str, float]:
+    """`{figure: ratio}` of the figures whose default path is slower than plain by more than noise."""
+    return {name: r["ratio"] for name, r in results.items()
+            if "error" not in r and r.get("ratio") is not None and r["ratio"] < min_ratio}
+
+
 def run_figure(name: str, quick: bool = False) -> dict:
     """One figure in this process (see the module docstring); `classify_7day` runs via :func:`run_classify`."""
     if name == "harnet5_inference":
@@ -362,6 +471,8 @@ def run_figure(name: str, quick: bool = False) -> dict:
         return _index_figure(int(name.split("_")[1]), quick)
     if name in PRETRAIN_FIGURES:
         return _pretrain_figure(name, quick)
+    if name == "ceiling":
+        return ceiling(quick)
     raise ZeroharError(f"unknown speed figure {name!r}: expected one of {', '.join(FIGURES)}")
 
 
@@ -393,8 +504,14 @@ def _worker(name: str, quick: bool) -> dict:
     if code != 0:
         raise ZeroharError(f"speed figure {name} failed (exit {code}): {err.strip().splitlines()[-1] if err else ''}")
     res = json.loads(out.strip().splitlines()[-1])
-    res["peak_rss_mb"] = round(rss, 1)
+    if name != "ceiling":
+        res["peak_rss_mb"] = round(rss, 1)
     return res
+
+
+def measure_ceiling(quick: bool = False) -> dict:
+    """:func:`ceiling` in its own process, like every figure."""
+    return _worker("ceiling", quick)
 
 
 # ---------------------------------------------------------------------------------------------- classify_7day
@@ -405,12 +522,15 @@ def speed_dir() -> Path:
     return d
 
 
-def synthetic_recording(days: float = 7.0, path: str | Path | None = None, progress: bool = False) -> Path:
-    """The synthetic wrist recording (written once, then reused; about 640 MB for 7 days)."""
-    path = Path(path) if path else speed_dir() / f"synthetic-wrist-{days:g}d-seed0.csv"
+def synthetic_recording(days: float = 7.0, path: str | Path | None = None, progress: bool = False,
+                        kind: str = "csv") -> Path:
+    """The synthetic wrist recording, as CSV (`kind="csv"`, about 640 MB for 7 days) or as a GENEActiv `.bin`
+    device file (`"device"`, about 230 MB); written once, then reused."""
+    suffix = {"csv": ".csv", "device": ".bin"}[kind]
+    path = Path(path) if path else speed_dir() / f"synthetic-wrist-{days:g}d-seed0{suffix}"
     if not path.exists():
         logger.info("writing the synthetic %g-day recording to %s (once)", days, path)
-        write_csv(path, days=days, seed=0, progress=progress)
+        (write_csv if kind == "csv" else write_geneactiv)(path, days=days, seed=0, progress=progress)
     return path
 
 
@@ -442,9 +562,11 @@ def random_run(path: str | Path | None = None) -> Path:
 
 def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
                  step: float | None = None) -> tuple[int, float, float, float]:
-    """`zerohar classify` in a subprocess: (windows, wall seconds, peak RSS MB, CPU seconds)."""
+    """`zerohar classify` in a subprocess: (windows, wall seconds, peak RSS MB, CPU seconds). An `out` without a
+    suffix is an `--out-dir` (the study outputs: window, minute and day tables, info.json and the figure)."""
+    dest = ["--out", str(out)] if out.suffix else ["--out-dir", str(out)]
     cmd = [sys.executable, "-m", "zerohar.cli", "classify", "--run", str(run_dir), "--input", str(csv_path),
-           "--labels", *CLASSIFY_LABELS, "--placement", PLACEMENT, "--device", DEVICE, "--out", str(out),
+           "--labels", *CLASSIFY_LABELS, "--placement", PLACEMENT, "--device", DEVICE, *dest,
            "--precision", precision, "--force", "--no-progress"] + ([] if step is None else ["--step", f"{step:g}"])
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     stdout, wall, rss, code, err, cpu = run_child(cmd, env)
@@ -458,27 +580,40 @@ def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
     return n, wall, rss, cpu
 
 
-def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step: float | None = None) -> dict:
+def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step: float | None = None,
+                    kind: str = "device") -> dict:
     """`classify_7day`: the classify command end to end, fast path vs `--precision fp32` (each run once in
-    quick mode, twice otherwise; best of each)."""
-    csv_path = synthetic_recording(days, progress=progress)
+    quick mode, twice otherwise; best of each). Where `auto` is fp32 (no native bf16) the two are one command,
+    run once per round and reported as both.
+
+    Args:
+        kind: "device": the week as a GENEActiv `.bin` into `--out-dir` (reading through actipy, calibration,
+            non-wear detection, inference, the minute and day tables, info.json and the timeline figure);
+            "csv": the week as CSV into a window table.
+    """
+    rec_path = synthetic_recording(days, progress=progress, kind=kind)
     run_dir = random_run()
     rounds = 1 if quick else 2
+    precisions = ("fp32",) if resolve_precision("auto") == "fp32" else ("fp32", "auto")
     best: dict[str, tuple] = {}
     with tempfile.TemporaryDirectory(dir=speed_dir()) as tmp:
         for _ in range(rounds):
-            for prec in ("fp32", "auto"):
-                got = run_classify(csv_path, run_dir, prec, Path(tmp) / f"labels-{prec}.csv", step)
+            for prec in precisions:
+                out = Path(tmp) / (f"study-{prec}" if kind == "device" else f"labels-{prec}.csv")
+                got = run_classify(rec_path, run_dir, prec, out, step)
                 logger.info("classify --precision %s: %d windows in %.1f s (%.1f CPU s), peak %.0f MB", prec,
                             got[0], got[1], got[3], got[2])
                 if prec not in best or got[1] < best[prec][1]:
                     best[prec] = got
+    best.setdefault("auto", best["fp32"])
     (n, wall, rss, cpu), (_, wall0, rss0, cpu0) = best["auto"], best["fp32"]
+    what = (f"{days:g}-day GENEActiv .bin ({os.path.getsize(rec_path) / 1e6:.0f} MB) into --out-dir"
+            if kind == "device" else f"{days:g}-day CSV ({os.path.getsize(rec_path) / 1e6:.0f} MB) into --out")
     res = _result(n / wall, n / wall0,
-                  f"{days:g}-day CSV ({os.path.getsize(csv_path) / 1e6:.0f} MB), {n} windows "
-                  f"(step {'2.5' if step is None else f'{step:g}'} s); wall {wall:.1f} s, "
+                  f"{what}, {n} windows (step {'2.5' if step is None else f'{step:g}'} s); wall {wall:.1f} s, "
                   f"CPU {cpu:.0f} s (fp32: wall {wall0:.1f} s, CPU {cpu0:.0f} s, peak {rss0:.0f} MB); includes "
-                  "process start, reading, model and text encoder loading")
+                  "process start, reading, model and text encoder loading"
+                  + ("; auto is fp32 on this CPU: one command, timed once a round" if len(precisions) == 1 else ""))
     res["peak_rss_mb"] = round(rss, 1)
     res["seconds"] = round(wall, 1)
     return res
@@ -486,9 +621,14 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
 
 # ---------------------------------------------------------------------------------------------- driver
 def run_speed(
-    figures: Sequence[str] | None = None, *, quick: bool = False, days: float = 7.0, progress: bool = False
+    figures: Sequence[str] | None = None, *, quick: bool = False, days: float = 7.0, progress: bool = False,
+    repeats: int = 1, min_ratio: float = MIN_RATIO,
 ) -> dict[str, dict]:
     """Measure `figures` (default: all; with `quick`, all but `classify_7day`), each in its own process.
+
+    A figure whose default path measures slower than plain (ratio below `min_ratio`) is measured again, up to
+    `repeats` times in all, and the try with the best ratio is kept: one disturbed round on a shared machine
+    does not fail the run, a path that is really slower does (:func:`slow_default_paths`).
 
     Returns:
         `{figure: {"windows_per_s", "baseline_windows_per_s", "ratio", "peak_rss_mb", "note"}}`; a figure that
@@ -503,13 +643,21 @@ def run_speed(
         names = [f for f in FIGURES if not (quick and f in SLOW_FIGURES)]
     results: dict[str, dict] = {}
     for name in names:
-        logger.info("measuring %s", name)
-        try:
-            results[name] = (classify_figure(quick, days, progress, step=CLASSIFY_STEPS[name])
-                             if name in CLASSIFY_STEPS else _worker(name, quick))
-        except ZeroharError as e:
-            logger.error("%s", e)
-            results[name] = {"error": str(e)}
+        for attempt in range(1, max(1, repeats) + 1):
+            logger.info("measuring %s%s", name, f" (try {attempt} of {repeats})" if attempt > 1 else "")
+            try:
+                got = (classify_figure(quick, days, progress, step=CLASSIFY_STEPS[name], kind=CLASSIFY_INPUT[name])
+                       if name in CLASSIFY_STEPS else _worker(name, quick))
+            except ZeroharError as e:
+                logger.error("%s", e)
+                got = {"error": str(e)}
+            if attempt > 1:
+                got["tries"] = attempt
+            prev = results.get(name)
+            if prev is None or "error" in prev or (got.get("ratio") or 0) > (prev.get("ratio") or 0):
+                results[name] = got
+            if not slow_default_paths({name: results[name]}, min_ratio):
+                break
         results[name]["cpu_flags"] = cpu_flags()  # every figure says what it ran on
         results[name]["precision"] = resolve_precision("auto")
     return results
@@ -525,23 +673,26 @@ def machine_summary() -> str:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     flags = " ".join(cpu_flags()) or "none of " + "/".join(SPEED_FLAGS)
+    plan = inference_plan("auto")
     return (f"{model}, {os.cpu_count()} CPUs (flags: {flags}), torch {torch.__version__} with "
-            f"{torch.get_num_threads()} threads, fast path precision {resolve_precision('auto')}, "
-            f"load average {load:.2f}")
+            f"{torch.get_num_threads()} threads, fast path precision {resolve_precision('auto')} "
+            f"({plan.describe()}), load average {load:.2f}")
 
 
 def format_table(results: dict[str, dict]) -> str:
     """A Markdown table of the results."""
-    lines = ["| figure | fast (windows/s) | plain fp32 (windows/s) | ratio | peak RSS (MB) | note |",
-             "|---|---:|---:|---:|---:|---|"]
+    lines = ["| figure | fast (windows/s) | plain fp32 (windows/s) | ratio | of ceiling | peak RSS (MB) | note |",
+             "|---|---:|---:|---:|---:|---:|---|"]
     for name, r in results.items():
         if "error" in r:
-            lines.append(f"| {name} | failed | | | | {r['error']} |")
+            lines.append(f"| {name} | failed | | | | | {r['error']} |")
             continue
         ratio = f"{r['ratio']:.2f}x" if r.get("ratio") else ""
         rss = f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else ""
-        lines.append(f"| {name} | {r['windows_per_s']:,.0f} | {r['baseline_windows_per_s']:,.0f} | {ratio} | {rss} "
-                     f"| {r.get('note', '')} |")
+        share = (f"{r['ceiling_share']:.0%} of {r['ceiling_windows_per_s']:,.0f}" if r.get("ceiling_share") is not None
+                 else "")
+        lines.append(f"| {name} | {r['windows_per_s']:,.0f} | {r['baseline_windows_per_s']:,.0f} | {ratio} | {share} "
+                     f"| {rss} | {r.get('note', '')} |")
     return "\n".join(lines)
 
 
@@ -555,7 +706,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import argparse
 
     p = argparse.ArgumentParser(prog="python -m zerohar.evaluation.speed", description="measure one speed figure")
-    p.add_argument("figure", choices=[f for f in FIGURES if f not in CLASSIFY_STEPS])
+    p.add_argument("figure", choices=[f for f in FIGURES if f not in CLASSIFY_STEPS] + ["ceiling"])
     p.add_argument("--quick", action="store_true")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)

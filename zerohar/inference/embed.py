@@ -1,18 +1,20 @@
-"""The fast inference path: window embeddings of many windows at once, bf16 where the CPU does it natively.
+"""The fast inference path: window embeddings of many windows at once, what measures fastest on this CPU.
 
-Used by `zerohar classify` and `zerohar eval` (and measured by `zerohar speed`). What makes it fast:
+Used by `zerohar classify` and `zerohar eval` (and measured by `zerohar speed`). Which implementation runs,
+per precision and per part, is the :class:`~zerohar.inference.plan.InferencePlan` of the CPU: a part that does
+not measure faster than the plain module on that kind of CPU runs the plain module. What makes it fast:
 
 - **bf16** on CPUs with native bf16 arithmetic (AVX512-BF16 or AMX-BF16, see :func:`resolve_precision`);
-  `precision="fp32"` forces the plain fp32 model (the reference);
-- **a fused HARNet backbone** (:class:`FusedHARNet`) built once from the model's weights: eval BatchNorm
-  folded into the following convolution where no nonlinearity sits between them, ReLU and the residual add
-  fused into oneDNN convolutions, weights cast to bf16 once (autocast would re-cast them every batch),
-  activations kept channels_last, the first layer and the residual stream in fp32 (gravity-dominated input;
-  see the class).
-  It is checked against the plain backbone when built; where it cannot be built (another backbone, a torch
-  without the fused oneDNN ops) the plain module runs under bf16 autocast;
-- **batching**: all sensors of `batch_size` windows go through the backbone as one batch; no Python loop per
-  window; `torch.inference_mode()`; the model in eval mode;
+  `precision="fp32"` forces fp32 (the reference);
+- **a fused HARNet backbone** (:class:`FusedHARNet`) where the plan says it pays (bf16 on native-bf16 CPUs):
+  eval BatchNorm folded into the following convolution where no nonlinearity sits between them, ReLU and the
+  residual add fused into oneDNN convolutions, weights cast to bf16 once (autocast would re-cast them every
+  batch), activations kept channels_last, the first layer and the residual stream in fp32 (gravity-dominated
+  input; see the class). It is checked against the plain backbone when built; where it cannot be built
+  (another backbone, a torch without the fused oneDNN ops) the plain module runs under bf16 autocast;
+- **batching**: all sensors of `batch_size` windows go through the backbone together, in calls of at most the
+  plan's `backbone_batch` triads (activations stay in the caches); no Python loop per window;
+  `torch.inference_mode()`; the model in eval mode;
 - the small head (sensor tokens, sensor transformer, projection) stays in fp32: it is cheap, and it keeps the
   embeddings close to the fp32 ones.
 
@@ -33,8 +35,8 @@ from torch import nn
 
 from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
+from zerohar.inference.plan import InferencePlan, inference_plan
 from zerohar.model.fused import fused_backbone
-from zerohar.model.precision import resolve_precision
 from zerohar.text.encoder import get_text_encoder
 from zerohar.text.sensors import sensor_description
 
@@ -66,9 +68,44 @@ def _check_batch_size(batch_size: int) -> None:
         raise ZeroharError(f"batch size must be at least 1, found {batch_size}")
 
 
+class MicroBatched(nn.Module):
+    """`module` over a batch in calls of at most `size` rows (inference only; outputs concatenated).
+
+    Args:
+        module: maps `(N, ...)` to `(N, ...)` row by row (a backbone: triads to features).
+        size: rows per call.
+    """
+
+    def __init__(self, module: nn.Module, size: int):
+        super().__init__()
+        self.module, self.size = module, int(size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(x) <= self.size:
+            return self.module(x)
+        return torch.cat([self.module(x[a : a + self.size]) for a in range(0, len(x), self.size)])
+
+
+def plan_backbone(backbone: nn.Module, plan: InferencePlan, device: torch.device) -> tuple[nn.Module, bool]:
+    """The backbone module the plan runs, and whether it runs under bf16 autocast.
+
+    `"fused"` builds (once, cached) the :class:`FusedHARNet` of `backbone`; where that cannot be built the
+    plain module runs, under bf16 autocast for bf16. The plan's `backbone_batch` wraps the result in
+    :class:`MicroBatched`.
+    """
+    run = None
+    if plan.backbone == "fused" and device.type == "cpu":
+        run = fused_backbone(backbone, plan.precision)
+    autocast = run is None and plan.precision == "bf16"
+    run = backbone if run is None else run
+    if plan.backbone_batch:
+        run = MicroBatched(run, plan.backbone_batch)
+    return run, autocast
+
+
 def _with_backbone(model: nn.Module, fast: nn.Module | None) -> nn.Module:
     """`model`, or a shallow copy of it whose `backbone` is `fast` (the model itself is not modified)."""
-    if fast is None:
+    if fast is None or fast is getattr(model, "backbone", None):
         return model
     view = copy.copy(model)
     view._modules = dict(model._modules)
@@ -111,7 +148,8 @@ def embed_windows(
             encoder, and it gives the sensor kinds for clipping / scaling), or sentence embeddings of the sensor
             descriptions `(S, d_text)`.
         batch_size: windows per forward pass (all their sensors go through the backbone at once).
-        precision: "auto" (bf16 on CPUs with native bf16, else fp32), "bf16" or "fp32" (the plain model).
+        precision: "auto" (bf16 on CPUs with native bf16, else fp32), "bf16" or "fp32"; the implementation of
+            each part is the plan's (:func:`zerohar.inference.plan.inference_plan`).
         progress: show a progress bar.
         sensor_mask: `(N, S)` bool, True where a sensor is present (None = all present); only with an array X.
         kinds: sensor kinds when `context` is an array (see ZeroHARModel); taken from the layout otherwise.
@@ -123,7 +161,7 @@ def embed_windows(
 
     _check_batch_size(batch_size)
     device = _device(model)
-    prec = resolve_precision(precision, device)
+    plan = inference_plan(precision, device)
     if isinstance(context, SensorLayout):
         kinds = context if kinds is None else kinds
         context = sensor_context(model, context, text_encoder)
@@ -133,12 +171,11 @@ def embed_windows(
     mask = None if sensor_mask is None else torch.as_tensor(np.asarray(sensor_mask, dtype=bool), device=device)
 
     backbone = getattr(model, "backbone", None) if getattr(model.cfg, "encoder", "harnet") == "harnet" else None
-    fast = None
-    if backbone is not None and prec == "bf16" and device.type == "cpu":
-        fast = fused_backbone(backbone, prec)
-    runner = _with_backbone(model, fast)
-    # bf16 autocast is the generic path: a GPU, the original encoder, a backbone that cannot be fused.
-    autocast = prec == "bf16" and fast is None
+    if backbone is not None:
+        run, autocast = plan_backbone(backbone, plan, device)
+        runner = _with_backbone(model, run)
+    else:  # the original encoder: the module itself, under bf16 autocast for bf16
+        runner, autocast = model, plan.precision == "bf16"
     done = 0
 
     def step(xb: torch.Tensor) -> torch.Tensor:
@@ -181,13 +218,12 @@ def embed_backbone(
 ) -> np.ndarray:
     """Backbone features `(N, D)` float32 of triads `(N, 3, T)` (numpy / torch, or an iterable of chunks).
 
-    `precision="fp32"` runs the plain module; bf16 runs the fused backbone (:class:`FusedHARNet`) on the CPU,
-    or the module under bf16 autocast where that cannot be built.
+    The implementation is the plan's for `precision` (:func:`zerohar.inference.plan.inference_plan`): the
+    plain module, the fused backbone (:class:`FusedHARNet`), or the module under bf16 autocast where a fused
+    bf16 backbone cannot be built.
     """
     _check_batch_size(batch_size)
     device = _device(backbone)
-    prec = resolve_precision(precision, device)
-    fast = fused_backbone(backbone, prec) if prec == "bf16" and device.type == "cpu" else None
-    run = fast if fast is not None else backbone
-    out = _run(backbone, run, X, batch_size, device, prec == "bf16" and fast is None, progress, "backbone")
+    run, autocast = plan_backbone(backbone, inference_plan(precision, device), device)
+    out = _run(backbone, run, X, batch_size, device, autocast, progress, "backbone")
     return out if out is not None else np.zeros((0, int(getattr(backbone, "out_dim", 0))), dtype=np.float32)

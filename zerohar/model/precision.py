@@ -18,44 +18,53 @@ from zerohar.errors import ZeroharError
 
 #: The CPU features the precision rule and the speed figures depend on.
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
-
-
-def cpu_flags() -> list[str]:
-    """Which of :data:`SPEED_FLAGS` this CPU has (from /proc/cpuinfo; empty where that cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    have = set(line.split(":", 1)[1].split())
-                    return [flag for flag in SPEED_FLAGS if flag in have]
-    except OSError:
-        pass
-    return []
+#: The flags that mean native bf16 arithmetic (an AVX512 CPU without them would emulate bf16, slower than fp32).
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """True when the CPU computes in bf16 natively (AMX-BF16 or AVX512-BF16) and oneDNN can use it.
-
-    Reads the `flags` of /proc/cpuinfo on Linux; elsewhere asks torch for its CPU capability (an AVX512 CPU
-    without the bf16 extension would emulate bf16, slower than fp32, so the flag matters).
-    """
-    try:
-        mkldnn_ok = torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        mkldnn_ok = False
-    if not mkldnn_ok:
-        return False
+def _proc_flags() -> frozenset[str] | None:
+    """Every flag of the first `flags` line of /proc/cpuinfo, or None where that cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"amx_bf16", "avx512_bf16"})
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    capability = str(torch.backends.cpu.get_cpu_capability())
-    return "AMX" in capability.upper()
+    return None
+
+
+def cpu_flags() -> list[str]:
+    """Which of :data:`SPEED_FLAGS` this CPU has (from /proc/cpuinfo; empty where that cannot be read).
+
+    The one reader of the CPU's flags: the precision rule, the inference plan and the speed figures all ask it
+    (tests simulate another CPU by replacing it).
+    """
+    have = _proc_flags() or frozenset()
+    return [flag for flag in SPEED_FLAGS if flag in have]
+
+
+@functools.lru_cache(maxsize=1)
+def mkldnn_bf16_supported() -> bool:
+    """True when this torch's oneDNN can run bf16 kernels at all (emulated or not)."""
+    try:
+        return torch.backends.mkldnn.is_available() and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes in bf16 natively (AMX-BF16 or AVX512-BF16) and oneDNN can use it.
+
+    The flags come from :func:`cpu_flags` (Linux); where /proc/cpuinfo cannot be read, torch's CPU capability
+    decides (AMX only: an AVX512 CPU without the bf16 extension would emulate bf16, slower than fp32).
+    """
+    if not mkldnn_bf16_supported():
+        return False
+    if _proc_flags() is None and not cpu_flags():
+        return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
+    return bool(NATIVE_BF16_FLAGS & set(cpu_flags()))
 
 
 def resolve_precision(precision: str = "auto", device: torch.device | str | None = None) -> str:

@@ -121,7 +121,8 @@ def _heads(keys: list[str]) -> str:
     return ", ".join(sorted({k.split(".", 1)[0] for k in keys}))
 
 
-def load_state_into(net: HARNet, state: Mapping[str, torch.Tensor], source: str, origin: str = "") -> HARNet:
+def load_state_into(net: HARNet, state: Mapping[str, torch.Tensor], source: str, origin: str = "",
+                    partial: bool = False) -> HARNet:
     """Load a checkpoint state_dict (any supported key format) into `net`, checking the architecture.
 
     Args:
@@ -129,9 +130,12 @@ def load_state_into(net: HARNet, state: Mapping[str, torch.Tensor], source: str,
         state: the checkpoint's state_dict.
         source: the file (or hub address), for messages.
         origin: what the file is, for the log line (e.g. "known release mtl_5_best.mdl").
+        partial: accept a checkpoint that lacks some of the backbone's tensors (they keep their random
+            initialisation, with a warning); by default that is an error.
 
     Raises:
-        ZeroharError: the checkpoint holds no HARNet weights, or those of another variant.
+        ZeroharError: the checkpoint holds no HARNet weights, those of another variant, or (without `partial`)
+            not all of them.
     """
     kept, dropped = extract_backbone_state(state)
     expected = _expected_shapes(net.variant)
@@ -159,6 +163,12 @@ def load_state_into(net: HARNet, state: Mapping[str, torch.Tensor], source: str,
         ", ".join(missing) or "none", ", ".join(unexpected) or "none",
         f"{len(dropped)} keys of {_heads(dropped)}" if dropped else "none",
     )
+    if missing and not partial:
+        raise ZeroharError(
+            f"{source} lacks {len(missing)} of the {len(expected)} {net.variant} tensors ({missing[0]}, ...), which "
+            "would keep their random initialisation; use a complete checkpoint or ask for a partial load "
+            "(train.partial_backbone: true)"
+        )
     if missing:
         log.warning("%s lacks %d of the %d %s tensors; they keep their random initialisation",
                     source, len(missing), len(expected), net.variant)
@@ -210,7 +220,8 @@ def _load_hub(variant: str) -> dict[str, torch.Tensor]:
 
 
 # ---------------------------------------------------------------------------------------------- public API
-def load_backbone(source: str | Path | None, variant: str | None = "harnet5", clip_input: bool = False) -> HARNet:
+def load_backbone(source: str | Path | None, variant: str | None = "harnet5", clip_input: bool = False,
+                  partial: bool = False) -> HARNet:
     """A HARNet backbone initialised from `source`.
 
     Args:
@@ -218,6 +229,7 @@ def load_backbone(source: str | Path | None, variant: str | None = "harnet5", cl
             (`.safetensors`, or a run directory with `model.safetensors`), or `"hub"` (torch.hub, online).
         variant: "harnet5", "harnet10" or "harnet30"; None takes the variant of the checkpoint file.
         clip_input: see :class:`HARNet`.
+        partial: accept a checkpoint that lacks some backbone tensors (see :func:`load_state_into`).
 
     Returns:
         The backbone, in training mode.
@@ -235,7 +247,8 @@ def load_backbone(source: str | Path | None, variant: str | None = "harnet5", cl
         if source is None:
             log.info("%s backbone randomly initialised", variant)
             return net
-        return load_state_into(net, _load_hub(variant), f"torch.hub {HUB_REPO}:{variant}", "released weights")
+        return load_state_into(net, _load_hub(variant), f"torch.hub {HUB_REPO}:{variant}", "released weights",
+                               partial)
 
     path = Path(source)
     if path.is_dir():
@@ -265,7 +278,7 @@ def load_backbone(source: str | Path | None, variant: str | None = "harnet5", cl
     if release is not None and release != variant:
         raise ZeroharError(f"{path} is the released {release} checkpoint ({RELEASED_FILES[release]}), "
                            f"but the model is {variant}")
-    return load_state_into(net, state, str(path), origin)
+    return load_state_into(net, state, str(path), origin, partial)
 
 
 def save_backbone(backbone: HARNet, path: str | Path, extra: dict | None = None, force: bool = True) -> Path:

@@ -157,11 +157,11 @@ class ZeroHARModel(nn.Module):
     def n_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def init_backbone(self, source) -> None:
-        """Load backbone weights (see :func:`zerohar.model.pretrained.load_backbone` for `source`)."""
+    def init_backbone(self, source, partial: bool = False) -> None:
+        """Load backbone weights (see :func:`zerohar.model.pretrained.load_backbone` for `source` and `partial`)."""
         if self.cfg.encoder != "harnet":
             raise ZeroharError(f"backbone weights {source}: the original encoder has no HARNet backbone to initialise")
-        self.backbone.load_state_dict(load_backbone(source, self.cfg.backbone).state_dict())
+        self.backbone.load_state_dict(load_backbone(source, self.cfg.backbone, partial=partial).state_dict())
 
     def _triads(self, x: torch.Tensor, kinds: KindsLike) -> torch.Tensor:
         """`(B, C, T)` -> preprocessed `(B, S, 3, T)`: kind scaling and accelerometer clipping."""

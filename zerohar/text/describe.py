@@ -270,6 +270,8 @@ def describe_labels(
         raise ZeroharError(f"--n must be between 1 and 100 descriptions per label, found {n}")
     if opt.concurrency < 1:
         raise ZeroharError(f"--concurrency must be at least 1, found {opt.concurrency}")
+    if opt.temperature is not None and not 0.0 <= opt.temperature <= 2.0:
+        raise ZeroharError(f"--temperature must be between 0 and 2 (the API's range), found {opt.temperature:g}")
     labels = clean_labels(labels)
     if not model or not model.strip():
         raise ZeroharError("--llm-model is empty: expected the model name the server knows (e.g. gpt-4o-mini)")

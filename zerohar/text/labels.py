@@ -14,12 +14,13 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from zerohar.errors import ZeroharError
-from zerohar.io import atomic_write_text, load_yaml
+from zerohar.io import atomic_write_text, check_input_file, load_json, load_yaml, parse_json, read_input_text
 from zerohar.io import check_output as io_check_output
 from zerohar.paths import metadata_dir
 
@@ -71,15 +72,7 @@ def read_label_file(path: str | Path) -> tuple[dict, dict[str, list[str]]]:
         ZeroharError: one sentence naming the file and what is wrong with it.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ZeroharError(f"label description file {p} does not exist")
-    try:
-        d = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise ZeroharError(f"label description file {p} is not a UTF-8 text file (expected JSON)") from None
-    except json.JSONDecodeError as e:
-        raise ZeroharError(f"label description file {p} is not valid JSON (line {e.lineno}: {e.msg})") from None
-    return _validate(d, str(p))
+    return _validate(load_json(p, "label description file"), str(p))
 
 
 def _validate(d, source: str) -> tuple[dict, dict[str, list[str]]]:
@@ -104,6 +97,9 @@ def _validate(d, source: str) -> tuple[dict, dict[str, list[str]]]:
         name = normalize_label(label)
         if not name:
             raise ZeroharError(f"label description file {source}: a label name is empty")
+        if _LINE_BREAK.search(label):
+            raise ZeroharError(f"label description file {source}: label {label!r} holds a line break or control "
+                               "character; expected a one-line activity name")
         if name in out:
             raise ZeroharError(f"label description file {source}: label {name!r} appears twice")
         if (
@@ -249,6 +245,8 @@ def descriptions_for(labels: Iterable[str], known=None) -> dict[str, list[str]]:
 # ---------------------------------------------------------------------------------------------- label lists
 #: Longest label accepted (an activity name, not a paragraph).
 MAX_LABEL_CHARS = 200
+#: Characters a label may not hold: line breaks and other control characters (tabs are whitespace).
+_LINE_BREAK = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
 def clean_labels(labels: Iterable[str], source: str = "--labels", *, at_least: int = 1) -> list[str]:
@@ -271,6 +269,9 @@ def clean_labels(labels: Iterable[str], source: str = "--labels", *, at_least: i
     for i, raw in enumerate(labels, 1):
         if not isinstance(raw, str):
             raise ZeroharError(f"label {i} in {source} is a {type(raw).__name__}: expected an activity name")
+        if _LINE_BREAK.search(raw):
+            raise ZeroharError(f"label {i} in {source} ({raw[:60]!r}) holds a line break or control character: "
+                               "expected a one-line activity name")
         label = normalize_label(raw)
         if not label:
             raise ZeroharError(f"label {i} in {source} is empty: expected a non-empty activity name")
@@ -317,32 +318,25 @@ def read_labels_file(path: str | Path) -> tuple[list[str], dict[str, list[str]]]
         ZeroharError: the file is missing, binary, not valid JSON, malformed or names no labels.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ZeroharError(f"labels file {p} does not exist")
     expect = "expected UTF-8 text with one label per line, or a JSON list of labels"
+    p = check_input_file(p, "labels file")
     try:
-        text = p.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = None
-    except OSError as e:
-        raise ZeroharError(f"cannot read labels file {p} ({e.__class__.__name__}: {e.strerror or e})") from None
-    if text is None or "\x00" in text:
-        raise ZeroharError(f"labels file {p} is not a text file: {expect}")
+        text = read_input_text(p, "labels file")
+    except ZeroharError as e:
+        raise ZeroharError(f"{e}: {expect}") from None
     descs: dict[str, list[str]] = {}
     if p.suffix.lower() == ".json" or text.lstrip()[:1] in ("[", "{"):
-        try:
-            d = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ZeroharError(f"labels file {p} is not valid JSON (line {e.lineno}: {e.msg}): {expect}") from None
-        except RecursionError:
-            raise ZeroharError(f"labels file {p} is nested too deeply: {expect}") from None
+        d = parse_json(text, f"labels file {p}")
         if isinstance(d, dict) and isinstance(d.get("labels"), dict):
-            _, descs = read_label_file(p)  # a label-description file: checked as such
+            _, descs = _validate(d, str(p))  # a label-description file: checked as such
             d = list(descs)
         elif isinstance(d, dict) and isinstance(d.get("labels"), list):
+            extra = sorted(set(d) - {"labels", "provenance"})
+            if extra:
+                raise ZeroharError(f"labels file {p}: unexpected top-level keys {extra}; {expect}")
             d = d["labels"]
         if not isinstance(d, list):
-            raise ZeroharError(f"labels file {p} holds a JSON {type(d).__name__}: {expect}")
+            raise ZeroharError(f"labels file {p} holds a JSON {_json_type(d)}: {expect}")
         labels = d
     else:
         labels = [ln.split("#", 1)[0].strip() for ln in text.splitlines()]

@@ -44,7 +44,7 @@ def build_zerohar_model(cfg: Config, backbone_source: str | None):
         src = Path(backbone_source)
         if src.is_dir():
             check_backbone_run(src)
-        model.init_backbone(str(backbone_source))
+        model.init_backbone(str(backbone_source), partial=cfg.train.partial_backbone)
     return model
 
 
@@ -68,7 +68,7 @@ def _stage1_meta(path: str | Path) -> dict:
 def load_stage1_run(path: str | Path):
     """A finished Stage I run (model loaded); any other kind of run or directory is refused."""
     _stage1_meta(path)
-    return load_run(path)
+    return load_run(path, any_stage=True)
 
 
 def resolve_init(cfg: Config) -> Config:

@@ -80,3 +80,18 @@ def barrier(dist: Dist) -> None:
         import torch.distributed as td
 
         td.barrier()
+
+
+def broadcast_object(obj, dist: Dist):
+    """The main process's `obj` on every process (a no-op in a single-process job).
+
+    Decisions that depend on measurements (validation metrics, elapsed time) are the main process's, so that
+    every process stops at the same step.
+    """
+    if not dist.enabled:
+        return obj
+    import torch.distributed as td
+
+    box = [obj]
+    td.broadcast_object_list(box, src=0)
+    return box[0]

@@ -3,14 +3,19 @@
 The loop is stage-agnostic; what a stage trains on, its loss and its validation metric live in
 :mod:`zerohar.train.registry` (one module per stage). The loop gives every stage the same behaviour:
 
-- AdamW (no weight decay on biases, norms and the logit scale), linear warm-up then cosine decay per step,
-  gradient-norm clipping, bf16 autocast on CPUs with native bf16 (`precision: auto`);
+- a length that adapts to the data (:mod:`zerohar.train.budget`): optimiser steps, validation every
+  `eval_every` steps, early stopping on the validation metric (patience, minimum and maximum steps) with a
+  warm-up / stable / decay schedule, or exactly `train.epochs` passes; `metrics.json` says why a run stopped
+  (`stop_reason`: plateau, max_steps, time_limit, epochs);
+- AdamW (no weight decay on biases, norms and the logit scale), gradient-norm clipping, bf16 autocast on CPUs
+  with native bf16 (`precision: auto`);
 - determinism: the shuffling of epoch `e` is a permutation drawn from `(seed, e)`, every random choice of a
-  step from `(seed, e, step)`, and torch's RNG is reseeded at each epoch start, so a run killed mid-epoch and
-  resumed from its last checkpoint ends exactly where an uninterrupted run ends;
+  step from `(seed, e, step)`, and torch's RNG is reseeded at each validation point, so a run killed between
+  two validations and resumed from its last checkpoint ends exactly where an uninterrupted run ends;
 - model selection on held-out subjects of the seen classes (never unseen classes, never training loss): the
-  best epoch's model is written as `model.safetensors` + `model.json`;
-- `state.pt` after every epoch (atomic), `metrics.json`, `log.txt`, a tqdm bar that can be switched off;
+  best validation's model is written as `model.safetensors` + `model.json`;
+- `state.pt` after every validation (atomic), `metrics.json` (one `history` row per validation), `log.txt`,
+  a tqdm bar that can be switched off;
 - `torchrun --nproc_per_node=N`: DistributedDataParallel (gloo on CPU, nccl on CUDA) with *global* batch
   semantics: each process takes its slice of the same global batch, and the features of all processes are
   gathered (with gradient) before the contrastive loss, so 1 and N processes compute the same loss (up to
@@ -29,7 +34,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -45,7 +49,8 @@ from zerohar.io import atomic_torch_save, atomic_write_json, load_yaml
 from zerohar.model.precision import autocast, resolve_precision
 from zerohar.model.pretrained import export_released, load_backbone
 from zerohar.train.base import resolve_init
-from zerohar.train.distributed import Dist, all_gather_with_grad, barrier, setup_distributed
+from zerohar.train.budget import Progress, plan_budget
+from zerohar.train.distributed import Dist, all_gather_with_grad, barrier, broadcast_object, setup_distributed
 from zerohar.train.provenance import PROVENANCE_KEYS, provenance_file
 from zerohar.train.registry import make_task
 from zerohar.train.runs import check_out_dir, clear_run_files, read_run_meta
@@ -54,17 +59,6 @@ logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------- schedule & seeds
-def lr_factor(step: int, total_steps: int, warmup_frac: float, schedule: str) -> float:
-    """LR multiplier at optimiser step `step` (0-based): linear warm-up, then cosine to 0 (or constant)."""
-    warm = int(round(warmup_frac * total_steps))
-    if warm > 0 and step < warm:
-        return (step + 1) / warm
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warm) / max(1, total_steps - warm)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
 def step_rng(seed: int, *keys: int) -> np.random.Generator:
     """A generator determined by the seed and integer keys (epoch, step, ...): the same on every process."""
     return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(int(k) for k in keys)])
@@ -176,7 +170,7 @@ def train_stage(
         cfg: The resolved config (:func:`zerohar.config.resolve_config`); its `stage` must equal `stage`.
         out_dir: The run directory (created).
         force: Start over even if `out_dir` holds a run (only the run's own files are removed).
-        resume: Continue an unfinished run from its last epoch checkpoint; a finished run is returned as is.
+        resume: Continue an unfinished run from its last checkpoint; a finished run is returned as is.
         progress: Show a tqdm progress bar (main process only).
 
     Returns:
@@ -276,7 +270,8 @@ def _load_state(path: Path) -> dict:
 
 
 class _Trainer:
-    """One run of the loop; the stage-specific parts come from a task of :mod:`zerohar.train.registry`."""
+    """One run of the loop; the stage-specific parts come from a task of :mod:`zerohar.train.registry`, how long
+    it trains from :mod:`zerohar.train.budget`."""
 
     def __init__(self, cfg: Config, out: Path, dist: Dist, *, progress: bool, state: dict | None):
         self.cfg, self.out, self.dist, self.progress = cfg, out, dist, progress
@@ -300,14 +295,12 @@ class _Trainer:
         if t.max_steps_per_epoch is not None:
             steps = min(steps, t.max_steps_per_epoch)
         self.steps_per_epoch = steps
-        self.total_steps = steps * t.epochs
+        self.budget = plan_budget(steps, t)
+        self.plan = Progress(self.budget)
         self.optimizer = torch.optim.AdamW(
             _param_groups(self.model, t.lr, t.weight_decay, t.backbone_lr_mult), lr=t.lr, betas=(0.9, 0.999)
         )
-        total, warm, sched = self.total_steps, t.warmup, t.schedule
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lambda s: lr_factor(s, total, warm, sched)
-        )
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.net: nn.Module = _TaskModule(self.model, self.task)
         if dist.enabled:
             # Stage I leaves the Stage II transformer unused (and vice versa): find_unused_parameters.
@@ -315,13 +308,13 @@ class _Trainer:
                 self.net, device_ids=[dist.device.index] if dist.device.type == "cuda" else None,
                 find_unused_parameters=True,
             )
-        self.epoch = 0  # completed epochs
         self.step = 0  # completed optimiser steps
-        self.history: list[dict] = []
+        self.history: list[dict] = []  # one row per validation
         self.best: dict | None = None
         self.elapsed_before = 0.0  # seconds trained by earlier (killed) segments of this run
         self.train_time = 0.0
         self.train_windows = 0
+        self._orders: dict[int, np.ndarray] = {}
         if state is not None:
             self._restore(state)
 
@@ -330,116 +323,126 @@ class _Trainer:
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
-            self.scheduler.load_state_dict(state["scheduler"])
-            self.epoch, self.step = int(state["epoch"]), int(state["step"])
+            self.plan.load_state_dict(state["progress"])
+            self.step = int(state["step"])
             self.history = list(state["history"])
             self.best = state["best"]
             self.elapsed_before = float(state["elapsed_s"])
             self.train_time = float(state["train_time_s"])
             self.train_windows = int(state["train_windows"])
-            torch.set_rng_state(state["rng"]["torch"])
             random.setstate(_to_python_state(state["rng"]["python"]))
         except (KeyError, RuntimeError, ValueError, TypeError) as e:
             raise ZeroharError(
                 f"{self.out / 'state.pt'} does not match this run ({e.__class__.__name__}); start over with --force"
             ) from None
-        logger.info("resuming %s after epoch %d (step %d)", self.out, self.epoch, self.step)
+        logger.info("resuming %s after step %d", self.out, self.step)
 
     def _state(self, elapsed: float) -> dict:
         return {
-            "format": "zerohar.train_state/1",
+            "format": "zerohar.train_state/2",
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "epoch": self.epoch,
+            "progress": self.plan.state_dict(),
             "step": self.step,
             "history": self.history,
             "best": self.best,
             "elapsed_s": elapsed,
             "train_time_s": self.train_time,
             "train_windows": self.train_windows,
-            "rng": {"torch": torch.get_rng_state(), "python": _from_python_state(random.getstate())},
+            "rng": {"python": _from_python_state(random.getstate())},
         }
 
     # ------------------------------------------------------------------ loop
     def fit(self) -> None:
-        cfg, t, dist = self.cfg, self.cfg.train, self.dist
-        start = time.perf_counter()
-        if dist.is_main and self.epoch == 0:
-            cfg.save(self.out / "config.yaml")
-        logger.info(
-            "%s: %d training windows, global batch %d x %d steps/epoch x %d epochs, %s, %d process(es)",
-            cfg.stage, self.n_train, self.batch_size, self.steps_per_epoch, t.epochs,
-            "bf16 autocast" if self.bf16 else "fp32", dist.world,
-        )
-        stopped_early = False
-        pool = ThreadPoolExecutor(max_workers=t.num_workers) if t.num_workers > 0 else None
-        try:
-            while self.epoch < t.epochs and not stopped_early:
-                stopped_early = self._train_epoch(start, pool)
-                self.epoch += 1
-                val = self.task.validate(self.model, self.bf16) if self.task.has_validation else {}
-                self._end_epoch(val, time.perf_counter() - start)
-        finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-        self._finish(time.perf_counter() - start, stopped_early)
-
-    def _train_epoch(self, start: float, pool) -> bool:
-        """One epoch (resumed runs redo a partly trained epoch from its start). True if the time limit hit."""
+        """Train segment by segment (a segment ends at a validation), until the budget says why to stop."""
         from tqdm.auto import tqdm
 
-        t, dist, e = self.cfg.train, self.dist, self.epoch
-        torch.manual_seed(hash((t.seed, e, dist.rank)) & 0x7FFFFFFF)  # dropout etc.: a function of (seed, epoch)
-        order = epoch_permutation(t.seed, e, self.n_train)
-        bs, lo_hi = self.batch_size, self._local_slice()
+        cfg, t, dist = self.cfg, self.cfg.train, self.dist
+        start = time.perf_counter()
+        if dist.is_main and self.step == 0:
+            cfg.save(self.out / "config.yaml")
+        logger.info(
+            "%s: %d training windows, global batch %d, %d steps/epoch; %s; %s, %d process(es)",
+            cfg.stage, self.n_train, self.batch_size, self.steps_per_epoch, self.budget.describe(),
+            "bf16 autocast" if self.bf16 else "fp32", dist.world,
+        )
+        if self.budget.mode == "steps" and not self.task.has_validation:
+            logger.warning("%s: no validation subjects, so no plateau can be detected: training runs to "
+                           "max_steps (%d)", cfg.stage, self.budget.max_steps)
+        pool = ThreadPoolExecutor(max_workers=t.num_workers) if t.num_workers > 0 else None
+        bar = tqdm(total=self.budget.max_steps, initial=self.step, desc=cfg.stage, unit="step",
+                   disable=not (self.progress and dist.is_main), leave=False, dynamic_ncols=True)
+        reason = None
+        try:
+            while reason is None:
+                timed_out = self._train_segment(start, pool, bar)
+                val = self.task.validate(self.model, self.bf16) if self.task.has_validation else {}
+                val = broadcast_object(val, dist)  # one process decides: every process stops at the same step
+                self._validated(val, time.perf_counter() - start)
+                reason = "time_limit" if timed_out else self.plan.stop_reason(self.step)
+        finally:
+            bar.close()
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        self._finish(time.perf_counter() - start, reason)
+
+    def _order(self, epoch: int) -> np.ndarray:
+        if epoch not in self._orders:
+            self._orders = {epoch: epoch_permutation(self.cfg.train.seed, epoch, self.n_train)}
+        return self._orders[epoch]
+
+    def _train_segment(self, start: float, pool, bar) -> bool:
+        """Steps until the next validation point; True if `train.max_minutes` ended the segment early."""
+        t, dist, bs, spe = self.cfg.train, self.dist, self.batch_size, self.steps_per_epoch
+        # Dropout etc.: a function of (seed, step) at every segment start, so a resumed run draws what an
+        # uninterrupted one draws. Batches and augmentation: of (seed, epoch, step in epoch).
+        torch.manual_seed(hash((t.seed, self.step, dist.rank)) & 0x7FFFFFFF)
+        lo_hi = self._local_slice()
 
         def make(step: int):
-            idx = order[step * bs : (step + 1) * bs]
-            return self.task.make_batch(idx, lo_hi, step_rng(t.seed, e, step), dist.device)
+            e, k = divmod(step, spe)
+            idx = self._order(e)[k * bs : (k + 1) * bs]
+            return self.task.make_batch(idx, lo_hi, step_rng(t.seed, e, k), dist.device)
 
         self.net.train()
         for layer in self.frozen:
             layer.eval()  # frozen layers keep their BatchNorm statistics
-        bar = tqdm(
-            total=self.steps_per_epoch, desc=f"{self.cfg.stage} epoch {e + 1}/{t.epochs}", unit="step",
-            disable=not (self.progress and dist.is_main), leave=False, dynamic_ncols=True,
-        )
         losses = []
         t0 = time.perf_counter()
-        pending = pool.submit(make, 0) if pool is not None else None
-        stopped = False
-        for step in range(self.steps_per_epoch):
-            if pool is not None:
-                batch = pending.result()
-                if step + 1 < self.steps_per_epoch:
-                    pending = pool.submit(make, step + 1)
-            else:
-                batch = make(step)
+        pending = pool.submit(make, self.step) if pool is not None else None
+        timed_out = False
+        while True:
+            batch = pending.result() if pool is not None else make(self.step)
+            last = self.plan.should_validate(self.step + 1)
+            if pool is not None and not last:
+                pending = pool.submit(make, self.step + 1)
+            for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+                g["lr"] = base * self.plan.lr_factor(self.step)
             loss = self._train_step(batch)
             losses.append(loss)
             self.train_windows += bs
             bar.update(1)
-            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.scheduler.get_last_lr()[0]:.2e}")
-            if t.max_minutes is not None and (
-                self.elapsed_before + time.perf_counter() - start > 60.0 * t.max_minutes
-            ):
-                logger.info("train.max_minutes (%.1f) reached at epoch %d step %d", t.max_minutes, e + 1, step + 1)
-                stopped = True
+            bar.set_postfix(loss=f"{loss:.3f}", lr=f"{self.optimizer.param_groups[0]['lr']:.2e}")
+            if t.max_minutes is not None:
+                timed_out = broadcast_object(
+                    self.elapsed_before + time.perf_counter() - start > 60.0 * t.max_minutes, dist)
+                if timed_out:
+                    logger.info("train.max_minutes (%.1f) reached at step %d", t.max_minutes, self.step)
+                    break
+            if last:
                 break
-        bar.close()
         dt = time.perf_counter() - t0
         self.train_time += dt
-        self._epoch_train = {"train_loss": float(np.mean(losses)), "train_windows_per_s": len(losses) * bs / dt,
-                             "train_s": dt}
-        return stopped
+        self._segment = {"train_loss": float(np.mean(losses)), "train_windows_per_s": len(losses) * bs / dt,
+                         "train_s": dt}
+        return timed_out
 
     def _local_slice(self) -> tuple[int, int]:
         per = self.batch_size // self.dist.world
         return self.dist.rank * per, (self.dist.rank + 1) * per
 
     def _train_step(self, batch: dict) -> float:
-        """Forward (bf16 autocast), gather, loss (fp32), backward, clip, AdamW, LR schedule; the loss value."""
+        """Forward (bf16 autocast), gather, loss (fp32), backward, clip, AdamW; the loss value."""
         t, dist = self.cfg.train, self.dist
         self.optimizer.zero_grad(set_to_none=True)
         with autocast(self.bf16, dist.device):
@@ -455,43 +458,54 @@ class _Trainer:
         if t.grad_clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
         self.optimizer.step()
-        self.scheduler.step()
         self.task.after_step(self.model)
         self.step += 1
         return float(loss.detach())
 
-    def _end_epoch(self, val: dict, elapsed_here: float) -> None:
+    def _validated(self, val: dict, elapsed_here: float) -> None:
+        """Record a validation, keep the model if it is the best, checkpoint."""
         metric = self.task.metric
-        row = {"epoch": self.epoch, "step": self.step, "lr": self.scheduler.get_last_lr()[0], **self._epoch_train}
-        row["val"] = val
+        epoch = round(self.step / self.steps_per_epoch, 3)
+        row = {"step": self.step, "epoch": epoch, "lr": self.optimizer.param_groups[0]["lr"], **self._segment,
+               "val": val}
         self.history.append(row)
         score = val.get(metric) if val else None
-        improved = self.best is None or score is None or score > self.best["metric"]
+        improved = self.plan.observe(self.step, score)
         msg = ", ".join(f"{k} {v:.4f}" for k, v in val.items() if isinstance(v, float) and "/" not in k)
         logger.info(
-            "epoch %d/%d: train loss %.4f, %.0f windows/s%s%s", self.epoch, self.cfg.train.epochs,
+            "step %d/%d (epoch %g): train loss %.4f, %.0f windows/s%s%s%s", self.step, self.plan.end_step, epoch,
             row["train_loss"], row["train_windows_per_s"], f"; val {msg}" if msg else "",
             " (best)" if improved and score is not None else "",
+            ("; cool-down" if self.plan.decay is not None and self.plan.decay[0] < self.step else
+             f"; {self.plan.bad_evals}/{self.budget.patience} without improvement" if self.plan.bad_evals else "")
+            if self.budget.mode == "steps" and score is not None else "",
         )
+        if self.plan.decay is not None and self.plan.decay[0] == self.step and self.budget.mode == "steps":
+            logger.info("%s at step %d: the learning rate decays to 0 over %d steps", self.plan.reason,
+                        self.step, self.plan.decay[1])
         if improved:
-            self.best = {"epoch": self.epoch, "metric": score, "val": val}  # no validation: the last epoch
+            self.best = {"step": self.step, "epoch": epoch, "metric": score, "val": val}  # no validation: the last
             if self.dist.is_main:
-                self.task.save_model(self.model, self.out, {"epoch": self.epoch, "selection_metric": metric,
-                                                             "selection_value": score})
+                self.task.save_model(self.model, self.out, {"step": self.step, "epoch": epoch,
+                                                            "selection_metric": metric, "selection_value": score})
         if self.dist.is_main:
             elapsed = self.elapsed_before + elapsed_here
             atomic_torch_save(self._state(elapsed), self.out / "state.pt")
             atomic_write_json(self.out / "metrics.json", self._metrics(elapsed, finished=False))
         barrier(self.dist)
 
-    def _metrics(self, elapsed: float, finished: bool, stopped_early: bool = False) -> dict:
+    def _metrics(self, elapsed: float, finished: bool, stop_reason: str | None = None) -> dict:
         best = dict(self.best) if self.best else None
         return {
             "stage": self.cfg.stage,
             "finished": finished,
+            "stop_reason": stop_reason,
             "selection_metric": self.task.metric,
             "best": best,
-            "epochs": self.history,
+            "steps": self.step,
+            "budget": self.budget.to_dict(),
+            "transductive_init": self.task.transductive_init,
+            "history": self.history,
             "timing": {
                 "wall_time_s": elapsed,
                 "train_time_s": self.train_time,
@@ -501,18 +515,16 @@ class _Trainer:
                 "precision": "bf16" if self.bf16 else "fp32",
             },
             "data": self.task.summary(),
-            "stopped_early": stopped_early,
         }
 
-    def _finish(self, elapsed_here: float, stopped_early: bool) -> None:
+    def _finish(self, elapsed_here: float, reason: str) -> None:
         if self.dist.is_main:
             elapsed = self.elapsed_before + elapsed_here
-            atomic_write_json(self.out / "metrics.json", self._metrics(elapsed, finished=True,
-                                                                         stopped_early=stopped_early))
+            atomic_write_json(self.out / "metrics.json", self._metrics(elapsed, finished=True, stop_reason=reason))
             b = self.best or {}
             logger.info(
-                "%s finished in %.1f s: best epoch %s, %s %s -> %s", self.cfg.stage, elapsed, b.get("epoch"),
-                self.task.metric, _fmt(b.get("metric")), self.out,
+                "%s finished in %.1f s after %d steps (%s): best at step %s, %s %s -> %s", self.cfg.stage, elapsed,
+                self.step, reason, b.get("step"), self.task.metric, _fmt(b.get("metric")), self.out,
             )
 
 
@@ -530,17 +542,20 @@ def _to_python_state(s: list) -> tuple:
 
 
 def summary_line(run_dir: str | Path) -> str:
-    """One line about a finished run: stage, best epoch and metric, time, where it is."""
+    """One line about a finished run: stage, time, why it stopped, best validation, where it is."""
     m = json.loads((Path(run_dir) / "metrics.json").read_text())
     best = m.get("best") or {}
     t = m.get("timing", {})
     val = best.get("val") or {}
     shown = ", ".join(f"{k} {v:.3f}" for k, v in val.items() if isinstance(v, float) and "/" not in k)
     wps = t.get("train_windows_per_s")
+    about = [f"{wps:.0f} training windows/s"] if wps else []
+    if m.get("stop_reason"):
+        about.append(f"{m.get('steps')} steps, stopped: {m['stop_reason']}")
     return (
         f"{m.get('stage')} finished in {t.get('wall_time_s', 0):.0f} s"
-        + (f" ({wps:.0f} training windows/s)" if wps else "")
-        + (f"; best epoch {best.get('epoch')}: {shown}" if shown else "")
+        + (f" ({', '.join(about)})" if about else "")
+        + (f"; best at step {best.get('step')}: {shown}" if shown else "")
         + f" -> {run_dir}"
     )
 

@@ -35,7 +35,7 @@ class PretrainTask(BaseTask):
             raise ZeroharError(f"pretraining trains a HARNet backbone; model.encoder is {cfg.model.encoder!r}")
         if cfg.init is not None and Path(cfg.init).is_dir():
             check_backbone_run(Path(cfg.init))
-        self.model = PretrainModel(load_backbone(cfg.init, cfg.model.backbone))
+        self.model = PretrainModel(load_backbone(cfg.init, cfg.model.backbone, partial=cfg.train.partial_backbone))
 
     def _triads(self, rows: np.ndarray) -> torch.Tensor:
         tri = self.tri(rows)  # (B, S', 3, T)

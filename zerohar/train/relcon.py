@@ -179,7 +179,7 @@ class RelConTask(BaseTask):
         self.motif.to(self.device)
         if cfg.init is not None and Path(cfg.init).is_dir():
             check_backbone_run(Path(cfg.init))
-        self.model = RelConModel(load_backbone(cfg.init, cfg.model.backbone))
+        self.model = RelConModel(load_backbone(cfg.init, cfg.model.backbone, partial=cfg.train.partial_backbone))
         self._val_cache: list | None = None
 
     @property

@@ -106,8 +106,9 @@ class Run:
 
     Attributes:
         path: The run directory.
-        model: The selected model (`ZeroHARModel`, eval mode), or None when loaded with `load_model=False`
-            or for a pretrain run (whose artefact is a backbone: use :func:`zerohar.model.pretrained.load_backbone`).
+        model: The selected model (`ZeroHARModel`, eval mode), or None when loaded with `load_model=False`,
+            for a Stage I run unless loaded with `any_stage=True`, or for a pretrain run (whose artefact is a
+            backbone: use :func:`zerohar.model.pretrained.load_backbone`).
         config: The resolved :class:`~zerohar.config.Config`.
         meta: The run metadata stored in `model.json` (stage, dataset, fold, classes, layout, text encoder, ...).
         metrics: `metrics.json`.
@@ -200,12 +201,19 @@ def _require_finished(d: Path) -> None:
         )
 
 
-def load_run(run_dir: str | Path, *, load_model: bool = True) -> Run:
+#: Stages whose model names windows zero-shot: `load_run` loads the model of these by default.
+ZERO_SHOT_STAGES = ("stage2", "supervised")
+
+
+def load_run(run_dir: str | Path, *, load_model: bool = True, any_stage: bool = False) -> Run:
     """Load a finished run: its model (via ZeroHARModel.from_pretrained), resolved config and metadata.
 
     Args:
         run_dir: The run directory.
         load_model: False to read only config, metadata and metrics (fast; no torch model built).
+        any_stage: also load the model of a Stage I run (the start of Stage II). By default only a zero-shot
+            model (Stage II, supervised) is loaded: a Stage I run's model has never seen a label, so classify,
+            index and eval, which refuse a run without a model, refuse it instead of naming windows at random.
 
     Returns:
         A :class:`Run`.
@@ -219,7 +227,7 @@ def load_run(run_dir: str | Path, *, load_model: bool = True) -> Run:
     cfg = from_dict(Config, load_yaml(d / "config.yaml", "run config", mapping=True), str(d / "config.yaml"))
     metrics = _read_json(d / "metrics.json") or {}
     model = None
-    if load_model and meta["stage"] != "pretrain":
+    if load_model and (meta["stage"] in ZERO_SHOT_STAGES or (any_stage and meta["stage"] != "pretrain")):
 
         try:
             model = ZeroHARModel.from_pretrained(d)

@@ -2,6 +2,9 @@
 equal labels are positives. Selected on held-out subjects' accuracy among the prototypes of all seen classes.
 The supervised upper bound is the same task on every class with a subject-disjoint test split.
 
+Sensor dropout (`train.sensor_dropout`, layouts of 2 or more sensors): each training window hides each of its
+sensors with that probability through the model's sensor mask, at least one kept.
+
 Label text per step (`train.label_sampling`): "prototype" (default) uses, for each label, the normalised mean
 of its projected descriptions, exactly what zero-shot inference compares windows with; "description" draws one
 of the label's descriptions per label and step (text-side augmentation). Unseen labels' text never enters
@@ -22,11 +25,34 @@ from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
 from zerohar.model.precision import autocast
 from zerohar.text.label_rule import label_texts
+from zerohar.text.labels import (
+    known_datasets,
+    labels_dir,
+    load_label_descriptions,
+    normalize_label,
+    template_descriptions,
+)
 from zerohar.text.sensors import sensor_description
 from zerohar.train.base import ZeroHARTask, build_zerohar_model, load_stage1_run
 from zerohar.train.unknown import best_scores, unknown_threshold
 
 logger = logging.getLogger(__name__)
+
+
+def sensor_dropout_mask(n: int, n_sensors: int, rate: float, rng: np.random.Generator) -> np.ndarray | None:
+    """`(n, n_sensors)` bool, True for the sensors a training window keeps: each is dropped with probability
+    `rate`, and a window that would lose all of them keeps one, drawn at random. None when nothing is dropped
+    (`rate` 0, or a layout of one sensor).
+
+    At inference a recording may lack sensors the model was trained with (a phone without a gyroscope): the
+    sensor transformer then sees a mask, so it meets masks in training too.
+    """
+    if rate <= 0 or n_sensors < 2:
+        return None
+    keep = rng.random((n, n_sensors)) >= rate
+    none = ~keep.any(axis=1)
+    keep[np.flatnonzero(none), rng.integers(0, n_sensors, size=int(none.sum()))] = True
+    return keep
 
 
 class Stage2Task(ZeroHARTask):
@@ -92,9 +118,32 @@ class Stage2Task(ZeroHARTask):
             )
 
     def _label_texts(self, labels: list[str]) -> dict[str, list[str]]:
+        """The texts of the trained labels. With `train.label_text: descriptions` every one of them must have
+        descriptions (in the run's descriptions file if one is given, else in a shipped file): training on name
+        templates instead would be a silent substitute, so a class without any is an error."""
         c = self.cfg
-        return label_texts(labels, label_text=c.train.label_text, descriptions=c.data.descriptions,
-                           dataset=self.data.dataset)
+        if c.data.descriptions and c.train.label_text != "names":
+            written = {k.casefold() for k in load_label_descriptions(c.data.descriptions)}
+            missing = [lab for lab in labels if normalize_label(lab).casefold() not in written]
+            if missing:
+                raise ZeroharError(
+                    f"label description file {c.data.descriptions} has no descriptions for {len(missing)} of the "
+                    f"classes this run trains on ({', '.join(map(repr, missing[:8]))}); add them (`zerohar "
+                    "describe --update`) or leave --descriptions out"
+                )
+        texts = label_texts(labels, label_text=c.train.label_text, descriptions=c.data.descriptions,
+                            dataset=self.data.dataset)
+        templated = [lab for lab in labels
+                     if c.train.label_text != "names" and texts[lab] == template_descriptions(lab)]
+        if templated:
+            shipped = labels_dir() / f"{self.data.dataset}.json" if self.data.dataset in known_datasets() else None
+            more = f" (nor do {len(templated) - 1} more classes)" if len(templated) > 1 else ""
+            raise ZeroharError(
+                f"class {templated[0]!r} has no descriptions in {shipped or 'any shipped descriptions file'}{more}: "
+                "write them (`zerohar describe`) and pass --descriptions FILE, or train on names "
+                "(--set train.label_text=names)"
+            )
+        return texts
 
     def make_batch(self, idx, lo_hi, rng, device) -> dict:
         batch = super().make_batch(idx, lo_hi, rng, device)
@@ -106,10 +155,14 @@ class Stage2Task(ZeroHARTask):
         if self.cfg.train.label_sampling == "description":
             pick = np.floor(rng.random(len(rows)) * self.n_desc[rows]).astype(np.int64)
             batch["desc_pick"] = torch.from_numpy(pick).to(device)
+        keep = sensor_dropout_mask(len(y_rows), len(self.layout.sensors), self.cfg.train.sensor_dropout, rng)
+        if keep is not None:
+            lo, hi = lo_hi
+            batch["sensor_mask"] = torch.from_numpy(keep[lo:hi]).to(device)  # (b, S)
         return batch
 
     def forward(self, model, batch: dict) -> dict:
-        w = model.encode_windows(batch["x"], self.context_emb, None, kinds=self.kinds)  # (b, E)
+        w = model.encode_windows(batch["x"], self.context_emb, batch.get("sensor_mask"), kinds=self.kinds)  # (b, E)
         rows = batch["text_rows"]
         if "desc_pick" in batch:
             txt = model.encode_text(self.desc[rows, batch["desc_pick"]])  # (U, E)

@@ -21,8 +21,11 @@ and ``time (T,)`` seconds or a scalar ``rate``; a ``.npy`` is ``signals (T, C)``
 
 from __future__ import annotations
 
+import csv as csv_module
 import itertools
 import logging
+import math
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -32,9 +35,10 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from zerohar.data.layout import AXES, UNITS, Channel, SensorLayout
+from zerohar.data.layout import AXES, UNITS, Channel, SensorLayout, check_layout_flags
 from zerohar.data.windows import Recording
 from zerohar.errors import ZeroharError
+from zerohar.io import check_input_file, note_input
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,8 @@ class _Plan:
     label_col: int | None
     subject_col: int | None
     time_is_datetime: bool = False  # the first row's time is not a number: ISO 8601 datetimes
+    time_aware: bool | None = None  # the datetimes carry a time zone (set by the first chunk)
+    time_first: tuple[int, str] | None = None  # line and text of the first datetime
 
 
 def _find(header_norm: list[str], names: tuple[str, ...]) -> int | None:
@@ -98,7 +104,9 @@ def _read_header(path: Path) -> tuple[str, list[str], str | None]:
             first = f.readline()
             row = next((ln for ln in f if ln.strip()), None)
     except UnicodeDecodeError:
-        raise ZeroharError(f"{path} is not a text (UTF-8) CSV file") from None
+        raise ZeroharError(f"{path} is not a text (UTF-8) CSV file (line {_bad_utf8_line(path)})") from None
+    except OSError as e:
+        raise ZeroharError(f"cannot read input file {path}: {(e.strerror or str(e)).lower()}") from None
     if not first.strip():
         raise ZeroharError(f"{path} is empty; expected a header row (time, acc_x, acc_y, acc_z, ...)")
     delim = "\t" if "\t" in first else ";" if ";" in first and "," not in first else ","
@@ -110,6 +118,17 @@ def _read_header(path: Path) -> tuple[str, list[str], str | None]:
     if dup:
         raise ZeroharError(f"{path}: column {dup[0]!r} appears twice in the header")
     return delim, header, row
+
+
+def _bad_utf8_line(path: Path) -> int:
+    """Number of the first line of `path` that is not UTF-8 (only called once decoding has failed)."""
+    with open(path, "rb") as f:
+        for i, raw in enumerate(f, 1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return i
+    return 1
 
 
 def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device: str | None) -> _Plan:
@@ -139,8 +158,8 @@ def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device
         missing = [c for c in layout.columns if c not in index and _norm(c) not in index]
         if missing:
             raise ZeroharError(
-                f"sensor layout {layout.name or '(unnamed)'} does not match {path}: its columns {missing} are not "
-                f"in the file, which has {header}"
+                f"{_layout_name(layout)} does not match {path}: its columns {missing} are not in the file, which "
+                f"has {header}"
             )
         cols = [index.get(c, index.get(_norm(c))) for c in layout.columns]
     else:
@@ -148,18 +167,20 @@ def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device
         kinds = [s.sensor for s in layout.sensors]
         if len(set(kinds)) != len(kinds):
             raise ZeroharError(
-                f"sensor layout {layout.name or '(unnamed)'} has several {kinds[0]} sensors but no 'column' keys; "
-                f"add a 'column' to each channel to say which column of {path} it is"
+                f"{_layout_name(layout)} has several sensors of one kind but no 'column' keys; add a 'column' to "
+                f"each channel to say which column of {path} it is"
             )
         by_key = {channel_of(h): i for i, h in enumerate(header) if channel_of(h)}
         missing = [f"{c.sensor}_{c.axis}" for c in layout.channels if (c.sensor, c.axis) not in by_key]
         if missing:
             raise ZeroharError(
-                f"sensor layout {layout.name or '(unnamed)'} does not match {path}: no column for {missing}; the "
-                f"file has {header}"
+                f"{_layout_name(layout)} does not match {path}: no column for {missing}; the file has {header}"
             )
         cols = [by_key[(c.sensor, c.axis)] for c in layout.channels]
     used = set(cols) | {c for c in (time_col, label_col, subject_col) if c is not None}
+    dup = [c for c in set(cols) if cols.count(c) > 1]
+    if dup:
+        raise ZeroharError(f"{_layout_name(layout)}: column {header[dup[0]]!r} of {path} is named by two channels")
     extra = [h for i, h in enumerate(header) if i not in used]
     if extra:
         raise ZeroharError(
@@ -170,7 +191,28 @@ def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device
     return _Plan(path, delim, header, layout, cols, time_col, label_col, subject_col, is_dt)
 
 
+def _layout_name(layout: SensorLayout) -> str:
+    return layout.source or f"sensor layout {layout.name or '(unnamed)'}"
+
+
 # ---------------------------------------------------------------------------------------------- parsing
+def _check_fields(lines: list[str], plan: _Plan, first_line: int) -> None:
+    """Every row has as many fields as the header (a row with more would otherwise be read silently): one count
+    of delimiters per chunk, and a row-by-row look only when it differs."""
+    n = len(plan.header)
+    rows = sum(1 for ln in lines if ln.strip())
+    if "".join(lines).count(plan.delimiter) == (n - 1) * rows:
+        return
+    for k, line in enumerate(lines):
+        if not line.strip():
+            continue
+        found = len(next(csv_module.reader([line], delimiter=plan.delimiter)))
+        if found != n:
+            raise ZeroharError(
+                f"{plan.path} line {first_line + k} has {found} fields; expected {n} like the header"
+            )
+
+
 def _numbers(lines: list[str], plan: _Plan, cols: list[int], first_line: int) -> np.ndarray:
     try:
         return np.loadtxt(lines, delimiter=plan.delimiter, usecols=cols, dtype=np.float64, ndmin=2, quotechar='"')
@@ -208,23 +250,42 @@ def _strings(lines: list[str], plan: _Plan, col: int) -> np.ndarray:
     return np.char.strip(out)
 
 
+def _aware(values: np.ndarray) -> np.ndarray:
+    """Which ISO 8601 strings carry a time zone (``Z`` or an offset after the time of day)."""
+    return (np.char.endswith(values, "Z") | (np.char.find(values, "+", 19) >= 0)
+            | (np.char.find(values, "-", 19) >= 0))
+
+
 def _datetimes(values: np.ndarray, plan: _Plan, first_line: int) -> np.ndarray:
-    """ISO 8601 strings -> seconds since the Unix epoch (naive times read as UTC)."""
+    """ISO 8601 strings -> seconds since the Unix epoch (naive times read as UTC). One column holds one kind:
+    naive times, or times with a zone (offsets may differ, e.g. at a daylight-saving change)."""
     col = plan.header[plan.time_col]
     try:
-        first = datetime.fromisoformat(values[0].replace("Z", "+00:00"))
+        datetime.fromisoformat(values[0].replace("Z", "+00:00"))
     except ValueError:
         raise ZeroharError(
             f"{plan.path} line {first_line}, column {col!r}: {values[0][:40]!r} is neither seconds nor an ISO "
             "8601 datetime"
         ) from None
+    aware = _aware(values)
+    if plan.time_aware is None:
+        plan.time_aware, plan.time_first = bool(aware[0]), (first_line, str(values[0]))
+    other = np.flatnonzero(aware != plan.time_aware)
+    if len(other):
+        i = int(other[0])
+        line, first = plan.time_first
+        has, other_has = ("has a time zone", "has none") if aware[i] else ("has no time zone", "has one")
+        raise ZeroharError(
+            f"{plan.path} line {first_line + i}, column {col!r}: {values[i][:40]!r} {has}, but line {line}'s "
+            f"{first!r} {other_has}; expected one kind in a column (naive and zoned times cannot be ordered)"
+        )
     try:
-        if first.tzinfo is None:
+        if not plan.time_aware:
             dt = values.astype("datetime64[us]")
             return (dt - np.datetime64(0, "us")).astype(np.float64) / 1e6
         return np.array([datetime.fromisoformat(v.replace("Z", "+00:00")).timestamp() for v in values.tolist()])
     except ValueError:
-        bad = next(i for i, v in enumerate(values.tolist()) if not _is_datetime(v))
+        bad = next((i for i, v in enumerate(values.tolist()) if not _is_datetime(v)), 0)
         raise ZeroharError(
             f"{plan.path} line {first_line + bad}, column {col!r}: {values[bad][:40]!r} is not an ISO 8601 "
             "datetime like the first row"
@@ -239,29 +300,60 @@ def _is_datetime(v: str) -> bool:
         return False
 
 
+def check_rate(rate: float | None, source: str) -> float | None:
+    """A sampling rate given by the user (``--rate``): None, or a finite number of Hz in the plausible range."""
+    if rate is None:
+        return None
+    if not (isinstance(rate, (int, float)) and math.isfinite(rate) and rate > 0):
+        raise ZeroharError(f"{source}: --rate must be a positive number of Hz, found {rate}")
+    if not _MIN_RATE <= rate <= _MAX_RATE:
+        raise ZeroharError(f"{source}: --rate {rate:g} Hz is outside {_MIN_RATE:g}-{_MAX_RATE:g} Hz, the rates of "
+                           "wearable sensors")
+    return float(rate)
+
+
 def _iter_rows(plan: _Plan, chunk_rows: int, rate: float | None):
     """Chunks `(times, signals, label strings | None, subject strings | None)` of one file, checked."""
     if plan.time_col is None and not rate:
         raise ZeroharError(
             f"{plan.path} has no time column (expected one named {', '.join(TIME_NAMES[:4])}, in seconds or "
-            f"ISO datetimes); found {plan.header}"
+            f"ISO datetimes; found {plan.header}); give its sampling rate with --rate"
         )
-    with open(plan.path, encoding="utf-8-sig") as f:
+    if plan.time_col is not None and rate is not None:
+        raise ZeroharError(
+            f"{plan.path} has a time column ({plan.header[plan.time_col]!r}); --rate is only for files without one "
+            "(leave it out)"
+        )
+    try:
+        f = open(plan.path, encoding="utf-8-sig")
+    except OSError as e:
+        raise ZeroharError(f"cannot read input file {plan.path}: {(e.strerror or str(e)).lower()}") from None
+    with f:
         f.readline()
-        line_no, row0, last_t = 2, 0, None
-        while lines := list(itertools.islice(f, chunk_rows)):
+        line_no, row0, last = 2, 0, None
+        while True:
+            try:
+                lines = list(itertools.islice(f, chunk_rows))
+            except UnicodeDecodeError:
+                raise ZeroharError(f"{plan.path} line {_bad_utf8_line(plan.path)} is not UTF-8 text; expected a "
+                                   "text (UTF-8) CSV file") from None
+            if not lines:
+                break
+            _check_fields(lines, plan, line_no)
+            raw = None
             if plan.time_col is None:
                 x = _numbers(lines, plan, plan.channel_cols, line_no)
                 t = (row0 + np.arange(len(x))) / rate
             elif plan.time_is_datetime:
                 x = _numbers(lines, plan, plan.channel_cols, line_no)
-                t = _datetimes(_strings(lines, plan, plan.time_col), plan, line_no)
+                raw = _strings(lines, plan, plan.time_col)
+                t = _datetimes(raw, plan, line_no)
             else:
                 tx = _numbers(lines, plan, [plan.time_col, *plan.channel_cols], line_no)
                 t, x = tx[:, 0], tx[:, 1:]
             if plan.time_col is not None and len(t):
-                _check_chunk_times(t, plan, line_no, last_t)
-                last_t = float(t[-1])
+                _check_chunk_times(t, plan, line_no, last, raw)
+                last = (float(t[-1]), None if raw is None else str(raw[-1]))
             labels = _strings(lines, plan, plan.label_col) if plan.label_col is not None else None
             subjects = _strings(lines, plan, plan.subject_col) if plan.subject_col is not None else None
             yield t, x, labels, subjects
@@ -277,27 +369,43 @@ def _is_float(s: str) -> bool:
         return False
 
 
-def _check_chunk_times(t: np.ndarray, plan: _Plan, line_no: int, last_t: float | None) -> None:
+def _check_chunk_times(t: np.ndarray, plan: _Plan, line_no: int, last: tuple | None, raw: np.ndarray | None) -> None:
+    """Times of one chunk: finite, never going backwards (also from the previous chunk's `last` (t, text)), and
+    in the first chunk a plausible sampling rate (times in seconds)."""
     col = plan.header[plan.time_col]
     if not np.isfinite(t).all():
         i = int(np.flatnonzero(~np.isfinite(t))[0])
         raise ZeroharError(f"{plan.path} line {line_no + i}, column {col!r}: the time is missing; expected a number")
-    prev = np.concatenate([[last_t if last_t is not None else t[0]], t[:-1]])
+    prev = np.concatenate([[last[0] if last is not None else t[0]], t[:-1]])
     back = np.flatnonzero(t < prev)
     if len(back):
         i = int(back[0])
+        if raw is not None:  # datetimes: show them as written (two offsets can look alike as seconds)
+            before = raw[i - 1] if i else last[1]
+            shown, shown_prev = f"{raw[i]!r} ({t[i]:.3f} s since 1970)", f"{before!r} ({prev[i]:.3f} s)"
+        else:
+            shown, shown_prev = f"{t[i]:.10g}", f"{prev[i]:.10g}"
         raise ZeroharError(
-            f"{plan.path} line {line_no + i}, column {col!r}: time {t[i]:.6g} is earlier than the previous row's "
-            f"{prev[i]:.6g}; expected times that never go backwards"
+            f"{plan.path} line {line_no + i}, column {col!r}: time {shown} is earlier than the previous row's "
+            f"{shown_prev}; expected times that never go backwards"
         )
-    if last_t is None and len(t) > 1:
+    if last is None and len(t) > 1:
         dt = np.diff(t)
         dt = dt[dt > 0]
-        if len(dt) and not _MIN_RATE <= 1.0 / np.median(dt) <= _MAX_RATE:
-            raise ZeroharError(
-                f"{plan.path}, column {col!r}: the median time step is {np.median(dt):.6g}, a sampling rate of "
-                f"{1.0 / np.median(dt):.3g} Hz; expected times in seconds (milliseconds would give this)"
-            )
+        if len(dt):
+            hz = 1.0 / np.median(dt)
+            step = float(np.median(dt))
+            if hz < _MIN_RATE:
+                hint = "; times in milliseconds would give this" if 1.0 <= step <= 1000.0 else ""
+                raise ZeroharError(
+                    f"{plan.path}, column {col!r}: the median time step is {step:.6g} s, a sampling rate of "
+                    f"{hz:.3g} Hz; expected at least {_MIN_RATE:g} Hz with times in seconds{hint}"
+                )
+            if hz > _MAX_RATE:
+                raise ZeroharError(
+                    f"{plan.path}, column {col!r}: the median time step is {step:.6g} s, a sampling rate of "
+                    f"{hz:.3g} Hz; expected at most {_MAX_RATE:g} Hz with times in seconds"
+                )
 
 
 # ---------------------------------------------------------------------------------------------- streaming
@@ -316,18 +424,19 @@ class RecordingStream:
     meta: dict = field(default_factory=dict)
 
 
-def _resolve_layout(layout: SensorLayout | str | Path | None) -> SensorLayout | None:
+def _resolve_layout(layout: SensorLayout | str | Path | None, placement: str | None = None,
+                    device: str | None = None) -> SensorLayout | None:
+    check_layout_flags(layout, placement, device)
     if layout is None or isinstance(layout, SensorLayout):
         return layout
     return SensorLayout.from_yaml(layout)
 
 
 def _check_file(path: str | Path, suffixes: tuple[str, ...]) -> Path:
-    p = Path(path)
-    if not p.is_file():
-        raise ZeroharError(f"input file {p} does not exist")
+    p = check_input_file(path, "input file")
     if p.suffix.lower() not in suffixes:
         raise ZeroharError(f"{p}: expected a {' or '.join(suffixes)} file, found suffix {p.suffix or '(none)'!r}")
+    note_input(p)
     return p
 
 
@@ -353,7 +462,8 @@ def open_csv_stream(
         rate: sampling rate in Hz for a file without a time column.
     """
     p = _check_file(path, SUFFIXES)
-    plan = _plan(p, _resolve_layout(layout), placement, device)
+    rate = check_rate(rate, str(p))
+    plan = _plan(p, _resolve_layout(layout, placement, device), placement, device)
     lookup = {c: i for i, c in enumerate(class_names)} if class_names is not None else None
 
     def chunks():
@@ -423,7 +533,7 @@ class _Table:
 
 
 def _read_file(path: Path, layout, placement, device, rate) -> _Table:
-    plan = _plan(path, _resolve_layout(layout), placement, device)
+    plan = _plan(path, _resolve_layout(layout, placement, device), placement, device)
     parts = list(_iter_rows(plan, CHUNK_ROWS, rate))
     t, x, labels, subjects = (None if p[0] is None else np.concatenate(p) for p in zip(*parts))
     return _Table(path, plan, t, x, labels, subjects)
@@ -478,15 +588,14 @@ def read(
         Raw recordings (one per file and subject); `meta["class_names"]` is the class ordering of the labels.
     """
     root = Path(root)
-    if root.is_file():
-        files = [_check_file(root, SUFFIXES)]
-    elif root.is_dir():
-        files = sorted(p for p in root.rglob("*") if p.suffix.lower() in SUFFIXES and p.is_file())
+    rate = check_rate(rate, str(root))
+    if root.is_dir():
+        files = _recording_files(root)
         if not files:
             raise ZeroharError(f"csv: {root} holds no .csv or .tsv files")
     else:
-        raise ZeroharError(f"csv: {root} does not exist; expected a CSV file or a folder of them")
-    layout = _resolve_layout(layout)
+        files = [_check_file(root, SUFFIXES)]
+    layout = _resolve_layout(layout, placement, device)
     tables = [_read_file(p, layout, placement, device, rate)
               for p in tqdm(files, desc="csv", unit="file", disable=not progress)]
     keys = {tuple(s.key for s in tab.plan.layout.sensors) for tab in tables}
@@ -500,13 +609,30 @@ def read(
     return recs
 
 
+def _recording_files(root: Path) -> list[Path]:
+    """The .csv / .tsv files under `root`, recursively; hidden files and folders (``.name``, e.g. a temporary
+    file of an interrupted write) are skipped, as a shell's ``*`` skips them."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_walk_error):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            p = Path(dirpath) / name
+            if not name.startswith(".") and p.suffix.lower() in SUFFIXES and p.is_file():
+                out.append(p)
+    return sorted(out)
+
+
+def _walk_error(e: OSError) -> None:
+    raise ZeroharError(f"cannot list folder {e.filename}: {(e.strerror or str(e)).lower()}")
+
+
 def download(root: str | Path) -> Path:
     raise ZeroharError("the csv source reads your own files; there is nothing to download")
 
 
 # ---------------------------------------------------------------------------------------------- .npy / .npz
 def _array_layout(p: Path, n_channels: int, layout, placement, device) -> SensorLayout:
-    layout = _resolve_layout(layout)
+    layout = _resolve_layout(layout, placement, device)
     if layout is None:
         if not (placement and device):
             raise ZeroharError(
@@ -523,10 +649,14 @@ def _array_layout(p: Path, n_channels: int, layout, placement, device) -> Sensor
         layout = SensorLayout.from_channels(chans, p.stem, str(p))
     if layout.n_channels != n_channels:
         raise ZeroharError(
-            f"sensor layout {layout.name or '(unnamed)'} does not match {p}: the layout has {layout.n_channels} "
-            f"channels, the file {n_channels} signal columns"
+            f"{_layout_name(layout)} does not match {p}: the layout has {layout.n_channels} channels, the file "
+            f"{n_channels} signal columns"
         )
     return layout
+
+
+def _real(a: np.ndarray) -> bool:
+    return a.dtype.kind in "iuf"
 
 
 def open_array_stream(
@@ -539,6 +669,8 @@ def open_array_stream(
 ) -> RecordingStream:
     """Open a `.npy` (`(T, C)`, memory-mapped; needs `rate`) or `.npz` (`signals`, `time` or `rate`) recording."""
     p = _check_file(path, (".npy", ".npz"))
+    rate = check_rate(rate, str(p))
+    file_rate = None
     try:
         if p.suffix.lower() == ".npy":
             signals, times = np.load(p, mmap_mode="r", allow_pickle=False), None
@@ -550,18 +682,34 @@ def open_array_stream(
                     )
                 signals = z["signals"]
                 times = z["time"] if "time" in z.files else None
-                if times is None and "rate" in z.files:
-                    rate = float(z["rate"])
+                if "rate" in z.files:
+                    r = z["rate"]
+                    if r.shape != () or not _real(r):
+                        raise ZeroharError(f"{p}: 'rate' must be one number (Hz), found an array of shape {r.shape}")
+                    file_rate = check_rate(float(r), f"{p} ('rate')")
     except ZeroharError:
         raise
+    except OSError as e:
+        raise ZeroharError(f"cannot read input file {p}: {(e.strerror or str(e)).lower()}") from None
     except Exception as e:  # noqa: BLE001 - not a numpy file, pickled objects, truncated file
         raise ZeroharError(f"{p} is not a readable numpy file ({e.__class__.__name__})") from None
-    if signals.ndim != 2 or not np.issubdtype(signals.dtype, np.number):
-        raise ZeroharError(f"{p}: expected a numeric (T, C) array of signals, found shape {signals.shape}")
+    if signals.ndim != 2 or not _real(signals):
+        raise ZeroharError(f"{p}: expected a (T, C) array of real numbers as signals, found shape {signals.shape} "
+                           f"of {signals.dtype}")
+    if len(signals) == 0:
+        raise ZeroharError(f"{p}: the signals array has no rows (samples)")
+    if times is not None:
+        if rate is not None or file_rate is not None:
+            raise ZeroharError(f"{p} has a 'time' array; a rate ({'--rate' if rate else 'its rate'}) cannot go with "
+                               "it")
+        if times.shape != (len(signals),) or not _real(times):
+            raise ZeroharError(f"{p}: 'time' has shape {times.shape} of {times.dtype}, expected ({len(signals)},) "
+                               "numbers (seconds) like 'signals'")
+    if file_rate is not None and rate is not None and abs(file_rate - rate) > 1e-9 * rate:
+        raise ZeroharError(f"{p} says its rate is {file_rate:g} Hz, but --rate says {rate:g}; leave --rate out")
+    rate = rate or file_rate
     if times is None and not rate:
         raise ZeroharError(f"{p}: has no 'time' array; give its sampling rate in Hz (--rate)")
-    if times is not None and times.shape != (len(signals),):
-        raise ZeroharError(f"{p}: 'time' has shape {times.shape}, expected ({len(signals)},) like 'signals'")
     lay = _array_layout(p, signals.shape[1], layout, placement, device)
 
     def chunks():

@@ -1,0 +1,121 @@
+"""The inference plan: per precision and per part, which implementation the default path runs on this CPU.
+
+The default path of `zerohar classify`, `eval` and `index` (:func:`zerohar.inference.embed.embed_windows`) has
+three parts, and each has a plain implementation (the PyTorch modules in fp32, the reference) and possibly a
+faster one. A faster one is used only where it measured faster on that kind of CPU; everywhere else the plain
+module runs. The rules (:data:`BACKBONE_RULES`) come from `zerohar speed`, which prints the fast and the plain
+figure of each part next to each other, and fails when a default path is slower than plain by more than noise:
+
+- **backbone** (HARNet over every triad, >97% of the work): `"fused"` is :class:`~zerohar.model.fused.FusedHARNet`
+  (BatchNorm folded, ReLU and residual add fused into oneDNN convolutions); `"plain"` the module as trained;
+  `"autocast"` the module under bf16 autocast (a GPU, or a backbone that cannot be fused). With native bf16
+  (AVX512-BF16 or AMX-BF16) the fused bf16 backbone is about 2x fp32. On an AVX2-only CPU oneDNN has no bf16
+  convolution at all: the fused bf16 backbone cannot be built and autocast falls back to a reference kernel
+  (harnet5: about 6 windows/s instead of 500), so a `bf16` request runs the fp32 backbone there and says so.
+  `backbone_batch` caps the triads per backbone call (a batch of 512 windows of 2 sensors is 1,024 triads):
+  activations of a few hundred triads stay in the caches.
+- **sensor transformer and heads**: always the plain fp32 modules. In eval mode under `inference_mode` PyTorch
+  already runs `nn.TransformerEncoder` on its fused fast path, and the whole head costs about 1% of the
+  backbone (2 tokens per window): nothing to gain from another implementation.
+- **label search**: an exact matrix product in numpy up to :data:`EXACT_SEARCH_MAX_LABELS` labels (faiss' per-call
+  overhead dominates there: `index_10` 0.5x numpy), faiss `IndexFlatIP` above (`index_1000`: 1.9x numpy).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+
+from zerohar.model import precision as _precision
+
+logger = logging.getLogger(__name__)
+
+#: Unrestricted label searches up to this many labels are one numpy matrix product; faiss above.
+EXACT_SEARCH_MAX_LABELS = 128
+
+#: `(CPU kind, precision) -> (backbone, triads per backbone call)`; see the module docstring for the kinds.
+BACKBONE_RULES: dict[tuple[str, str], tuple[str, int]] = {
+    ("native-bf16", "bf16"): ("fused", 256),  # about 2x fp32 (AVX512-BF16, no AMX; batch 256)
+    ("native-bf16", "fp32"): ("plain", 256),  # fused fp32 not measured faster there: the reference runs
+    ("avx512", "bf16"): ("autocast", 256),  # oneDNN emulates bf16 with AVX512BW: slower than fp32, as asked
+    ("avx512", "fp32"): ("plain", 256),
+    ("avx2", "bf16"): ("plain", 256),  # no bf16 convolution in oneDNN: fp32 (see the module docstring)
+    ("avx2", "fp32"): ("plain", 256),
+    ("other", "bf16"): ("plain", 256),
+    ("other", "fp32"): ("plain", 256),
+}
+
+
+@dataclass(frozen=True)
+class InferencePlan:
+    """What the default inference path runs, part by part (see the module docstring).
+
+    Attributes:
+        precision: the precision the backbone computes in, "bf16" or "fp32" (a bf16 request can run in fp32
+            where the CPU has no bf16 convolutions; `reason` says so).
+        backbone: "fused", "plain" or "autocast".
+        backbone_batch: at most this many triads per backbone call (0: all of a batch at once).
+        cpu: the CPU kind the rule was chosen for ("native-bf16", "avx512", "avx2", "other", or "cuda").
+        reason: one line for logs and speed notes.
+    """
+
+    precision: str
+    backbone: str
+    backbone_batch: int
+    cpu: str
+    reason: str = ""
+
+    @property
+    def head(self) -> str:
+        """The sensor transformer and heads: always the plain fp32 modules."""
+        return "plain fp32"
+
+    def describe(self) -> str:
+        """`"backbone fused bf16 (256 triads/call), head plain fp32"`: what runs, for notes and logs."""
+        batch = f" ({self.backbone_batch} triads/call)" if self.backbone_batch else ""
+        return f"backbone {self.backbone} {self.precision}{batch}, head {self.head}"
+
+
+def cpu_kind(flags: Iterable[str] | None = None) -> str:
+    """The CPU class the rules are keyed by: "native-bf16", "avx512", "avx2" or "other".
+
+    Args:
+        flags: CPU flags (default: :func:`zerohar.model.precision.cpu_flags` of this machine).
+    """
+    have = set(_precision.cpu_flags() if flags is None else flags)
+    if have & _precision.NATIVE_BF16_FLAGS:
+        return "native-bf16"
+    if "avx512f" in have:
+        return "avx512"
+    return "avx2" if "avx2" in have else "other"
+
+
+def inference_plan(precision: str = "auto", device: torch.device | str | None = None,
+                   flags: Iterable[str] | None = None) -> InferencePlan:
+    """The plan of the default inference path for `precision` on `device` (default: this CPU).
+
+    Args:
+        precision: "auto", "bf16" or "fp32" (see :func:`zerohar.model.precision.resolve_precision`).
+        device: where the model is; on CUDA the backbone is the plain module (under bf16 autocast for bf16).
+        flags: CPU flags to plan for (default: this machine's); tests pass another CPU's.
+
+    Raises:
+        ZeroharError: `precision` is not known.
+    """
+    if device is not None and torch.device(device).type == "cuda":
+        prec = _precision.resolve_precision(precision, device)
+        return InferencePlan(prec, "autocast" if prec == "bf16" else "plain", 0, "cuda", "CUDA")
+    kind = cpu_kind(flags)
+    if precision == "auto":
+        native = kind == "native-bf16" and (flags is not None or _precision.cpu_has_native_bf16())
+        prec = _precision.resolve_precision("fp32" if not native else "bf16")
+    else:
+        prec = _precision.resolve_precision(precision)
+    backbone, batch = BACKBONE_RULES[(kind, prec)]
+    reason = f"{kind} CPU, {prec}"
+    if prec == "bf16" and kind in ("avx2", "other"):
+        prec, reason = "fp32", f"{kind} CPU: oneDNN has no bf16 convolution here, the backbone runs in fp32"
+    return InferencePlan(prec, backbone, batch, kind, reason)
