@@ -111,3 +111,38 @@ def test_the_command_takes_a_glob_and_exits_1_when_a_recording_failed(tiny_run, 
     assert "failed: broken:" in printed
     assert main(["classify", "--run", str(tiny_run), "--input", str(cohort_dir / "p0.csv"), "--out", "x.csv",
                  "--labels", "a", "b", "--workers", "2"]) == 2  # --workers is for cohorts only
+
+
+def test_a_worker_killed_mid_recording_loses_nothing(tiny_run, cohort_dir, tmp_path):
+    """kill -9 of the worker while it writes a recording: Dask gives the recording to the restarted worker, every
+    output is complete, and the dead worker's temporary folder is gone."""
+    import os
+    import signal
+    import threading
+    import time
+
+    import psutil
+
+    out = tmp_path / "out"
+    killed: list[int] = []
+
+    def killer():
+        deadline = time.monotonic() + 120
+        while not killed and time.monotonic() < deadline:
+            if any(out.glob(".p*.tmp*")):  # a worker is inside a recording's atomic folder
+                workers = [c for c in psutil.Process().children(recursive=True)
+                           if "spawn_main" in " ".join(c.cmdline())]
+                if workers:
+                    os.kill(workers[0].pid, signal.SIGKILL)
+                    killed.append(workers[0].pid)
+            time.sleep(0.02)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    res = classify_cohort(tiny_run, str(cohort_dir / "p[01].csv"), out, workers=1, **KW)
+    t.join()
+    assert killed, "the worker was never caught inside a recording"
+    assert [r["status"] for r in res.rows] == ["done", "done"]
+    for name in ("p0", "p1"):
+        assert (out / name / "info.json").is_file() and (out / name / "timeline.png").is_file()
+    assert not list(out.glob(".*tmp*"))

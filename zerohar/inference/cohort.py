@@ -25,6 +25,7 @@ import csv
 import glob
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -289,10 +290,13 @@ def classify_cohort(
 
 
 def _collate(out_dir: Path, rows: list[dict]) -> None:
-    """`cohort.csv` (a row per recording) and `cohort_daily.csv` (every finished `daily.csv`, stacked)."""
+    """`cohort.csv` (a row per recording) and `cohort_daily.csv` (every finished `daily.csv`, stacked); the
+    temporary folders of workers that died (kill -9, out of memory) are removed, as no task is running now."""
     daily_rows: list[dict] = []
     daily_cols: list[str] = []
     for r in rows:
+        for orphan in out_dir.glob(f".{glob.escape(r['recording'])}.tmp*"):
+            shutil.rmtree(orphan, ignore_errors=True)
         folder = out_dir / r["recording"]
         if r["status"] in ("done", "skipped") and (folder / "info.json").is_file():
             info = read_json_file(folder / "info.json", "recording info")
