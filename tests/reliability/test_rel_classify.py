@@ -372,8 +372,6 @@ def test_unknown_timezone(zh, run_dir, dated, tmp_path):
         "Mars/Olympus")
 
 
-@pytest.mark.xfail(strict=True, reason="needs a range check of min_wear_hours in zerohar/inference/classify.py "
-                   "(owned by another change; see the issue note)")
 @pytest.mark.parametrize("hours", ["30", "-1"])
 def test_min_wear_hours_out_of_range(zh, run_dir, dated, tmp_path, hours):
     zh(*classify(run_dir, dated, "--out-dir", tmp_path / "s", "--min-wear-hours", hours, out=None)).refused(

@@ -219,9 +219,9 @@ def check_units(signals: np.ndarray, layout: SensorLayout, source: str) -> None:
         problem = _unit_problem(s.sensor, s.unit, v, accs.get((s.placement, s.device)))
         if problem:
             declared = f"declared in {s.unit}" + (f" by the {layout.source}" if layout.source else "")
+            fix = "; declare the right unit in the sensor layout" if "looks like" in problem else ""
             raise ZeroharError(
-                f"{source}: the {SENSOR_NAMES[s.sensor]} at {s.placement} on {s.device} ({declared}) {problem}; "
-                "declare the right unit in the sensor layout"
+                f"{source}: the {SENSOR_NAMES[s.sensor]} at {s.placement} on {s.device} ({declared}) {problem}{fix}"
             )
 
 

@@ -41,7 +41,7 @@ from zerohar.inference.summaries import (
     resolve_timezone,
     timeline_figure,
 )
-from zerohar.io import TableWriter, atomic_directory, atomic_write_json, check_output
+from zerohar.io import TableWriter, atomic_directory, atomic_write_json, check_output, check_writable
 from zerohar.text.encoder import get_text_encoder
 from zerohar.text.labels import clean_labels, load_label_descriptions, read_labels_file
 from zerohar.train.runs import load_run
@@ -90,6 +90,7 @@ def build_label_index(model_dir: str | Path, out: str | Path, *, force: bool = F
     out = Path(out)
     if out.exists() and not force:
         raise ZeroharError(f"label index {out} already exists; pass --force to overwrite it")
+    check_writable(out / "index.json", "label index")
     run = load_run(model_dir)
     if run.model is None:
         raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; use a Stage II run")
@@ -175,6 +176,9 @@ def classify_recording(
         folder = Path(out_dir) / recording_name(input_path)
         if folder.exists() and not force:
             raise ZeroharError(f"output {folder} already exists; pass --force to overwrite it")
+        check_writable(folder / "windows.csv", "--out-dir")
+        if not 0 <= min_wear_hours <= 24:
+            raise ZeroharError(f"--min-wear-hours must be between 0 and 24, found {min_wear_hours:g}")
     else:
         out = check_output(out, force=force, suffixes=(".csv", ".parquet"))
         if timezone_name is not None:

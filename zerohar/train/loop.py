@@ -45,7 +45,7 @@ from torch import nn
 
 from zerohar.config import STAGES, Config, from_dict
 from zerohar.errors import ZeroharError
-from zerohar.io import atomic_torch_save, atomic_write_json, load_yaml
+from zerohar.io import AtomicLog, atomic_torch_save, atomic_write_json, load_yaml
 from zerohar.model.precision import autocast, resolve_precision
 from zerohar.model.pretrained import export_released, load_backbone
 from zerohar.train.base import resolve_init
@@ -127,10 +127,13 @@ class _TaskModule(nn.Module):
 
 # ---------------------------------------------------------------------------------------------- logging
 class _RunLog:
-    """While a run trains: `log.txt` in the run directory (main process), and the zerohar loggers at INFO."""
+    """While a run trains: `log.txt` in the run directory (main process, written atomically by
+    :class:`zerohar.io.AtomicLog`: in place when the run ends or fails, never torn), and the zerohar loggers at
+    INFO. A run that fails before it has anything to resume from (`keep_on_error()` false) leaves no log."""
 
-    def __init__(self, path: Path | None):
+    def __init__(self, path: Path | None, keep_on_error=lambda: True):
         self.path = path
+        self.keep_on_error = keep_on_error
         self.handler = None
         self.logger = logging.getLogger("zerohar")
         self.level = self.logger.level
@@ -139,15 +142,17 @@ class _RunLog:
         if self.logger.level == logging.NOTSET or self.logger.level > logging.INFO:
             self.logger.setLevel(logging.INFO)
         if self.path is not None:
-            self.handler = logging.FileHandler(self.path, encoding="utf-8")
+            self.handler = AtomicLog(self.path)
             self.handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
             self.handler.setLevel(logging.INFO)
             self.logger.addHandler(self.handler)
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, exc_type, *exc):
         if self.handler is not None:
             self.logger.removeHandler(self.handler)
+            if exc_type is not None and not self.keep_on_error():
+                self.handler.abort()
             self.handler.close()
         self.logger.setLevel(self.level)
         return False
@@ -201,12 +206,15 @@ def train_stage(
     if mode == "resume":
         cfg = _resume_config(cfg, out)
         state = _load_state(out / "state.pt")
+    def resumable() -> bool:
+        return mode != "fresh" or (out / "state.pt").exists()
+
     try:
-        with _RunLog(out / "log.txt" if dist.is_main else None):
+        with _RunLog(out / "log.txt" if dist.is_main else None, keep_on_error=resumable):
             _Trainer(cfg, out, dist, progress=progress, state=state).fit()
-    except ZeroharError:
-        # Bad input found before the first checkpoint: leave no half-made run behind.
-        if dist.is_main and mode == "fresh" and not (out / "state.pt").exists():
+    except BaseException:
+        # Bad input, Ctrl-C or SIGTERM before the first checkpoint: leave no half-made run behind.
+        if dist.is_main and not resumable():
             clear_run_files(out)
             if created_dir and not any(out.iterdir()):
                 out.rmdir()
