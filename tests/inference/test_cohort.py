@@ -113,6 +113,7 @@ def test_the_command_takes_a_glob_and_exits_1_when_a_recording_failed(tiny_run, 
                  "--labels", "a", "b", "--workers", "2"]) == 2  # --workers is for cohorts only
 
 
+@pytest.mark.slow  # a fault test, like those of tests/reliability/test_rel_faults.py: pytest -m slow
 def test_a_worker_killed_mid_recording_loses_nothing(tiny_run, cohort_dir, tmp_path):
     """kill -9 of the worker while it writes a recording: Dask gives the recording to the restarted worker, every
     output is complete, and the dead worker's temporary folder is gone."""
