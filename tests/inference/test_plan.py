@@ -6,7 +6,7 @@ import pytest
 
 from zerohar.errors import ZeroharError
 from zerohar.inference import plan as plan_mod
-from zerohar.inference.plan import BACKBONE_RULES, cpu_kind, inference_plan
+from zerohar.inference.plan import BACKBONE_RULES, NO_BF16_KINDS, cpu_kind, inference_plan
 from zerohar.model import precision
 
 AVX2 = {"avx2"}
@@ -21,10 +21,10 @@ def test_cpu_kind():
     assert cpu_kind(set()) == "other"
 
 
-def test_avx2_runs_the_plain_fp32_backbone_for_every_precision():
+def test_avx2_runs_the_fused_fp32_backbone_for_every_precision():
     for prec in ("auto", "fp32", "bf16"):
         p = inference_plan(prec, flags=AVX2)
-        assert (p.precision, p.backbone, p.cpu) == ("fp32", "plain", "avx2"), prec
+        assert (p.precision, p.backbone, p.cpu) == ("fp32", "fused", "avx2"), prec
         assert p.head == "plain fp32" and p.backbone_batch > 0
     assert "no bf16 convolution" in inference_plan("bf16", flags=AVX2).reason
 
@@ -39,7 +39,7 @@ def test_native_bf16_runs_the_fused_bf16_backbone_by_default():
 
 def test_every_cpu_kind_and_precision_has_a_rule():
     for kind in ("native-bf16", "avx512", "avx2", "other"):
-        for prec in ("bf16", "fp32"):
+        for prec in ("fp32",) if kind in NO_BF16_KINDS else ("bf16", "fp32"):
             backbone, batch = BACKBONE_RULES[(kind, prec)]
             assert backbone in ("fused", "plain", "autocast") and batch >= 0
 
@@ -52,7 +52,8 @@ def test_plan_follows_the_cpu_flags_reader(monkeypatch, flags, native):
     assert precision.cpu_has_native_bf16() is native
     assert precision.resolve_precision("auto") == ("bf16" if native else "fp32")
     p = inference_plan("auto")
-    assert (p.precision, p.backbone) == (("bf16", "fused") if native else ("fp32", "plain"))
+    want = ("bf16", "fused", "native-bf16") if native else ("fp32", "fused", "avx2")
+    assert (p.precision, p.backbone, p.cpu) == want
 
 
 def test_native_flags_without_onednn_bf16_fall_back_to_fp32(monkeypatch):

@@ -166,6 +166,7 @@ def test_out_dir_writes_one_folder_per_recording_with_local_days(tiny_run, midni
     assert info["arguments"]["labels"] == ["walking", "sitting"] and info["valid_days"] == 0
     assert info["sampling_rate_hz"] == pytest.approx(30.0, rel=1e-3) and "at least 20 h" in info["valid_day_rule"]
     assert info["wear_hours"] == pytest.approx(total / 60, abs=1e-4) and info["nonwear_hours"] == 0
+    assert "fp32" in info["inference"]  # what ran (KW asks for fp32), not only what was asked
     assert (folder / "timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # An existing folder needs --force; --force replaces it whole.
     with pytest.raises(ZeroharError, match="already exists; pass --force"):

@@ -7,13 +7,22 @@ rounds each, and the best round of each is kept (on a shared machine the best ro
 disturbed by other processes). The peak memory of a figure is that of its whole process: both paths, plus
 Python and torch (about 300-400 MB before any work).
 
+Read against the machine: :func:`ceiling` (its own process, first) measures a 2048 x 2048 fp32 matrix product
+on torch's threads, and divides its GFLOP/s by each backbone's GFLOP per window (:func:`backbone_gflop`,
+harnet5 0.234) into the windows/s the machine allows; the inference figures give their share of it. `zerohar
+speed` fails (exit 1, one line) when a default path is slower than plain by more than noise: a ratio below
+:data:`MIN_RATIO` after `repeats` tries of that figure, the best try kept (:func:`run_speed`).
+
 Figures (names as in BENCHMARK.md):
 
 - `harnet5_inference`, `harnet10_inference`: the backbone alone, batches of 256 triads:
-  :func:`zerohar.inference.embed.embed_backbone` vs `backbone(x)` in fp32 under `torch.no_grad()`.
+  :func:`zerohar.inference.embed.embed_backbone` (the default path: the :mod:`~zerohar.inference.plan` of this
+  CPU) vs `backbone(x)` in fp32 under `torch.no_grad()`; the note gives the alternatives timed in the same
+  rounds (fused fp32, and on native-bf16 CPUs fused bf16 and bf16 autocast).
 - `model_inference`: a ZeroHAR model on 2-sensor windows (accelerometer + gyroscope, as HAPT), all sensors of a
   window + label search in a 12-label index: :func:`zerohar.inference.embed.embed_windows` vs
-  `model.encode_windows` in fp32, both followed by the same search.
+  `model.encode_windows` in fp32, both followed by the same search. The default backbone path alone on the
+  same triads gives the backbone-bound limit (its triads/s / 2 sensors) and the share of it reached.
 - `classify_7day`: `zerohar classify` as a separate process on a synthetic 7-day 30 Hz wrist recording
   (:mod:`zerohar.data.synthetic`, 18,144,000 rows of CSV), end to end including reading the file and loading the
   model and text encoder; the baseline is the same command with `--precision fp32`. Each command runs twice
@@ -24,10 +33,12 @@ Figures (names as in BENCHMARK.md):
   `--step 5`: windows that do not overlap, half the windows of the default 2.5 s step.
 - `stage1_train`, `stage2_train`: optimiser steps per second x batch size (64 windows) of the Stage I / Stage
   II objective (forward, contrastive loss, backward, gradient clipping, AdamW) with bf16 autocast vs fp32.
-  Only the model step: data loading is not included.
+  Only the model step: data loading is not included. Without native bf16 the fast path is the plain one,
+  timed once and reported as both.
 - `index_10`, `index_1000`, `index_100000`: a LabelIndex of that many labels (random prototypes): its
-  faiss search for 1,000 windows vs exact numpy (matrix product + top-k), windows/s = 1,000 / query time;
-  the note gives the build time.
+  faiss search for 1,000 windows vs the same search in numpy (normalised queries, matrix product, the k best
+  labels best first, their names), windows/s = 1,000 / query time; the note gives the build time. (A baseline
+  without the normalisation and the ordering would time less work than the search does.)
 - `pretrain_ssl_train`, `motif_distance_train`, `relcon_train` (pretraining, `zerohar pretrain --method ssl |
   motif-distance | relcon`): windows/s of one optimiser step (the training loop's: forward under bf16 autocast
   or fp32, loss, backward, gradient clipping at 1, AdamW) on a batch of 64 random windows of one accelerometer
@@ -222,10 +233,10 @@ def _model_figure(quick: bool) -> dict:
             return backbone(triads)
 
     f, b, other = compare(fast, plain, n, quick, {"backbone": backbone_only})
-    bound = other["backbone"] / sensors  # windows/s the backbone alone allows (its triads/s counted per window)
+    bound = other["backbone"]  # windows/s the backbone alone allows: one call is the n * S triads of n windows
     res = _result(f, b, f"default: {plan.describe()} ({plan.reason}); {n} windows of {sensors} sensors (acc + "
                         f"gyro) per call, then the top 3 of 12 labels; backbone-bound limit {bound:.0f} windows/s "
-                        f"(default backbone {other['backbone']:.0f} triads/s / {sensors} sensors): fast at "
+                        f"(default backbone {bound * sensors:.0f} triads/s / {sensors} sensors): fast at "
                         f"{f / bound:.0%}, plain at {b / bound:.0%}")
     res["backbone_bound_windows_per_s"] = round(bound, 1)
     res["share_of_bound"] = round(f / bound, 3)
@@ -287,14 +298,19 @@ def _index_figure(n_labels: int, quick: bool) -> dict:
     k = min(5, n_labels)
     protos = index.prototypes
 
-    def plain():
-        sims = q @ protos.T  # (1000, L)
+    def plain():  # what `search` returns, in numpy: normalised queries, the k best labels best first
+        x = q / np.linalg.norm(q, axis=1, keepdims=True)
+        sims = x @ protos.T  # (1000, L)
         top = np.argpartition(-sims, k - 1, axis=1)[:, :k] if k < n_labels else np.argsort(-sims, axis=1)
-        return np.take_along_axis(sims, top, axis=1)
+        scores = np.take_along_axis(sims, top, axis=1)  # (1000, k)
+        order = np.argsort(-scores, axis=1)
+        return np.take_along_axis(scores, order, axis=1), names[np.take_along_axis(top, order, axis=1)]
 
+    names = np.asarray(index.labels, dtype=str)
     f, p, _ = compare(lambda: index.search(q, k=k), plain, 1000, quick)
     return _result(f, p, f"build {build_s:.2f} s ({k_desc} description(s) per label); query of 1,000 windows "
-                         f"{1000 / f:.3f} s (top-{k}); baseline = numpy matrix product + top-k")
+                         f"{1000 / f:.4f} s (top-{k}); baseline = the same search in numpy (normalise, matrix "
+                         "product, top-k best first, label names)")
 
 
 def _bare_task(cls, **attrs):

@@ -28,6 +28,7 @@ from zerohar.data.transforms import canonical_stream
 from zerohar.errors import ZeroharError
 from zerohar.inference.embed import embed_windows, sensor_context
 from zerohar.inference.index import LabelIndex
+from zerohar.inference.plan import inference_plan
 from zerohar.inference.summaries import (
     MIN_WEAR_HOURS,
     NONWEAR,
@@ -410,6 +411,7 @@ def write_study_outputs(
         "labels": list(names),
         "window_s": window_s,
         "step_s": step_s,
+        "inference": None if arguments is None else inference_plan(arguments.get("precision", "auto")).describe(),
         "sensors": None if used_layout is None else [
             {"sensor": s.sensor, "placement": s.placement, "device": s.device} for s in used_layout.sensors
         ],

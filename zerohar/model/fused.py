@@ -1,4 +1,7 @@
-"""The fused bf16 inference backbone: an inference-only copy of HARNet with the same outputs, faster on CPU.
+"""The fused inference backbone: an inference-only copy of HARNet with the same outputs, faster on CPU.
+
+In bf16 on CPUs with native bf16 (about 2x fp32), and in fp32 on AVX2-only CPUs (1.05-1.14x the plain module);
+which one runs where is :mod:`zerohar.inference.plan`'s rule.
 
 Built once from a model's weights (:func:`fused_backbone`): eval BatchNorm folded into the following
 convolution where no nonlinearity sits between them, ReLU and the residual add fused into oneDNN convolutions,
