@@ -93,3 +93,18 @@ def untrained_run(d, *, stage: str = "stage2", subjects: list[str] | None = None
     cfg.save(d / "config.yaml")
     (d / "metrics.json").write_text(json.dumps(metrics or {"finished": True}))
     return d
+
+
+def scripted_validation(monkeypatch, scores):
+    """Stage I validations that report `scores` (in turn) as their channel accuracy: for early-stopping tests."""
+    from zerohar.train import stage1 as tasks
+
+    scores = iter(scores)
+    real = tasks.Stage1Task.validate
+
+    def scripted(self, model, bf16):
+        r = real(self, model, bf16)
+        r["channel_acc"] = next(scores)
+        return r
+
+    monkeypatch.setattr(tasks.Stage1Task, "validate", scripted)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import tiny_cfg
+from helpers import scripted_validation, tiny_cfg
 
 from zerohar.config import TrainConfig
 from zerohar.train.budget import Progress, plan_budget
@@ -85,20 +85,6 @@ def test_progress_state_round_trips():
 
 
 # ---------------------------------------------------------------------------------------------- the loop
-def _scripted(monkeypatch, scores):
-    from zerohar.train import stage1 as tasks
-
-    scores = iter(scores)
-    real = tasks.Stage1Task.validate
-
-    def scripted(self, model, bf16):
-        r = real(self, model, bf16)
-        r["channel_acc"] = next(scores)
-        return r
-
-    monkeypatch.setattr(tasks.Stage1Task, "validate", scripted)
-
-
 def _adaptive(**train):
     over = {"epochs": None, "max_steps_per_epoch": None, "eval_every": 2, "min_steps": 2, "max_steps": 40,
             "patience": 2, "warmup_steps": 1, **train}
@@ -106,7 +92,7 @@ def _adaptive(**train):
 
 
 def test_adaptive_run_stops_on_its_plateau_and_keeps_the_best(tmp_path, monkeypatch):
-    _scripted(monkeypatch, [0.5, 0.9, 0.8, 0.85, 0.95, 0.7])
+    scripted_validation(monkeypatch, [0.5, 0.9, 0.8, 0.85, 0.95, 0.7])
     out = train_stage("stage1", _adaptive(), tmp_path / "a", progress=False)
     m = json.loads((out / "metrics.json").read_text())
     # plateau at step 8 (2 evaluations without improvement), cool-down of 2 steps: validated at step 10

@@ -171,17 +171,9 @@ def test_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
 
 def test_model_selection_keeps_the_best_epoch(tmp_path, monkeypatch):
     """The saved model is the one of the best validation epoch, not the last one."""
-    from zerohar.train import stage1 as tasks
+    from helpers import scripted_validation
 
-    scores = iter([0.5, 0.9, 0.7])
-    real = tasks.Stage1Task.validate
-
-    def scripted(self, model, bf16):
-        r = real(self, model, bf16)
-        r["channel_acc"] = next(scores)
-        return r
-
-    monkeypatch.setattr(tasks.Stage1Task, "validate", scripted)
+    scripted_validation(monkeypatch, [0.5, 0.9, 0.7])
     out = train_stage("stage1", tiny_cfg("stage1", epochs=3, max_steps_per_epoch=1), tmp_path / "sel",
                       progress=False)
     m = json.loads((out / "metrics.json").read_text())
