@@ -111,6 +111,10 @@ def test_the_command_takes_a_glob_and_exits_1_when_a_recording_failed(tiny_run, 
     assert "failed: broken:" in printed
     assert main(["classify", "--run", str(tiny_run), "--input", str(cohort_dir / "p0.csv"), "--out", "x.csv",
                  "--labels", "a", "b", "--workers", "2"]) == 2  # --workers is for cohorts only
+    assert main(["classify", "--run", str(tiny_run), "--input", str(cohort_dir), "--out", str(tmp_path / "t.csv"),
+                 "--labels", "a", "b"]) == 2  # a cohort writes folders, not one table
+    assert "give --out-dir DIR, not the table" in capsys.readouterr().err
+    assert not (tmp_path / "t.csv").exists()
 
 
 @pytest.mark.slow  # a fault test, like those of tests/reliability/test_rel_faults.py: pytest -m slow

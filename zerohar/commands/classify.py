@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from zerohar.commands import (
     add_inference_arguments,
@@ -97,6 +98,9 @@ def run_cohort(args: argparse.Namespace) -> int:
     from zerohar.inference.cohort import classify_cohort  # heavy: dask, torch, faiss
 
     out_dir = args.out_dir if args.out_dir is not None else args.out  # `--out DIR` reads naturally for a cohort
+    if args.out_dir is None and Path(args.out).suffix.lower() in (".csv", ".parquet"):
+        raise ZeroharError(f"--input {args.input} is a cohort, which writes a folder per recording; give "
+                           f"--out-dir DIR, not the table {args.out}")
     res = classify_cohort(
         args.run, args.input, out_dir, labels=args.labels, labels_file=args.labels_file, index_dir=args.index,
         describe=args.describe, llm_model=args.llm_model, base_url=args.base_url, workers=args.workers,
