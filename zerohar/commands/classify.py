@@ -95,9 +95,10 @@ def run(args: argparse.Namespace) -> int:
 
 def run_cohort(args: argparse.Namespace) -> int:
     """A folder or glob: every recording on Dask; exit 1 when some recordings failed (they are in cohort.csv)."""
-    from zerohar.inference.cohort import classify_cohort  # heavy: dask, torch, faiss
+    from zerohar.inference.cohort import classify_cohort, find_recordings  # heavy: dask, torch, faiss
 
     out_dir = args.out_dir if args.out_dir is not None else args.out  # `--out DIR` reads naturally for a cohort
+    find_recordings(args.input)  # an empty folder says so first
     if args.out_dir is None and Path(args.out).suffix.lower() in (".csv", ".parquet"):
         raise ZeroharError(f"--input {args.input} is a cohort, which writes a folder per recording; give "
                            f"--out-dir DIR, not the table {args.out}")
