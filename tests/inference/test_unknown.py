@@ -8,11 +8,10 @@ import shutil
 
 import numpy as np
 import pytest
-import torch
 from helpers import untrained_run
 
 from zerohar.errors import ZeroharError
-from zerohar.train.unknown import UNKNOWN_FRACTION, best_scores, unknown_threshold
+from zerohar.train.unknown import UNKNOWN_FRACTION, unknown_threshold
 
 LABELS = ["walking", "sitting", "lying"]
 
@@ -24,12 +23,6 @@ def test_threshold_is_a_fraction_of_the_held_out_median_best_score():
     assert got["windows"] == 4 and "0.4 x the median" in got["rule"]
     assert unknown_threshold(np.array([])) is None
     assert unknown_threshold(np.array([-0.3, -0.1]))["threshold"] == 0.0  # never negative
-
-
-def test_best_scores_are_cosines():
-    w = torch.tensor([[2.0, 0.0], [1.0, 1.0]])
-    p = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
-    np.testing.assert_allclose(best_scores(w, p), [1.0, np.sqrt(0.5)], rtol=1e-6)
 
 
 @pytest.fixture(scope="module")

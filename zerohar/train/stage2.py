@@ -34,7 +34,7 @@ from zerohar.text.labels import (
 )
 from zerohar.text.sensors import sensor_description
 from zerohar.train.base import ZeroHARTask, build_zerohar_model, load_stage1_run
-from zerohar.train.unknown import best_scores, unknown_threshold
+from zerohar.train.unknown import unknown_threshold
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class Stage2Task(ZeroHARTask):
         self.row_of_id = np.full(len(d.classes), -1)
         self.row_of_id[self.trained_ids] = np.arange(len(trained))
         self.extra_rows = list(range(len(trained), len(self.text_labels)))
+        self.val_best_scores: np.ndarray | None = None  # (n,) of the last validation, for save_model
 
     def _check_against_stage1(self, run) -> None:
         s1 = SensorLayout.from_dict(run.meta["layout"], f"{run.path}/model.json")
@@ -175,40 +176,36 @@ class Stage2Task(ZeroHARTask):
 
     @torch.no_grad()
     def validate(self, model, bf16: bool) -> dict:
-        """Held-out subjects' windows of the trained classes, classified among all their prototypes."""
+        """Held-out subjects' windows of the trained classes, classified among all their prototypes.
+
+        Each window's best score (cosine: both sides are normalised) is kept for the "none of these" threshold
+        that :meth:`save_model` stores with the model just validated."""
         model.eval()
         n = len(self.trained_ids)
         proto = model.label_prototypes(self.desc[:n], self.desc_mask[:n]).float()  # (L, E)
-        preds, ys = [], []
+        preds, best, ys = [], [], []
         for rows, x in self._val_batches():
             with autocast(bf16, self.device):
                 w = model.encode_windows(x, self.context_emb, None, kinds=self.kinds)  # (b, E)
-            preds.append((w.float() @ proto.T).argmax(-1).cpu().numpy())
+            sims = w.float() @ proto.T  # (b, L)
+            top = sims.max(-1)
+            preds.append(top.indices.cpu().numpy())
+            best.append(top.values.cpu().numpy())
             ys.append(self.y[rows])
         model.train()
+        self.val_best_scores = np.concatenate(best) if best else None
         pred = np.asarray(self.trained_ids)[np.concatenate(preds)]
         y = np.concatenate(ys)
         return {"val_acc": float((pred == y).mean()),
                 "val_macro_f1": float(f1_score(y, pred, labels=self.trained_ids, average="macro", zero_division=0))}
 
-    @torch.no_grad()
-    def unknown_calibration(self, model) -> dict | None:
-        """The "none of these" threshold of `classify` (see :mod:`zerohar.train.unknown`), from the held-out
-        seen-class windows scored among the trained classes' prototypes."""
-        was_training = model.training
-        model.eval()
-        n = len(self.trained_ids)
-        proto = model.label_prototypes(self.desc[:n], self.desc_mask[:n]).float()  # (L, E)
-        scores = [best_scores(model.encode_windows(x, self.context_emb, None, kinds=self.kinds), proto)
-                  for _, x in self._val_batches()]
-        model.train(was_training)
-        got = unknown_threshold(np.concatenate(scores)) if scores else None
+    def save_model(self, model, out, info: dict) -> None:
+        """The model, with the "none of these" threshold of `classify` (:mod:`zerohar.train.unknown`) from the
+        best scores of the validation that chose it (none without held-out windows)."""
+        got = unknown_threshold(self.val_best_scores) if self.val_best_scores is not None else None
         if got is None:
             logger.warning("no held-out windows: the run has no 'unknown' threshold, so classify names every window")
-        return got
-
-    def save_model(self, model, out, info: dict) -> None:
-        super().save_model(model, out, {**info, "unknown": self.unknown_calibration(model)})
+        super().save_model(model, out, {**info, "unknown": got})
 
     def metadata(self) -> dict:
         meta = super().metadata()

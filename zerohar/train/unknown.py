@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +47,3 @@ def unknown_threshold(best_scores: np.ndarray, fraction: float = UNKNOWN_FRACTIO
     t = max(0.0, fraction * m)
     return {"threshold": t, "fraction": fraction, "median_best_score": m, "windows": int(len(s)),
             "rule": UNKNOWN_RULE.format(f=fraction, m=m, t=t)}
-
-
-@torch.no_grad()
-def best_scores(windows: torch.Tensor, prototypes: torch.Tensor) -> np.ndarray:
-    """`(n,)` best cosine score of each window embedding `(n, E)` among the prototypes `(L, E)`."""
-    w = torch.nn.functional.normalize(windows.float(), dim=-1)
-    p = torch.nn.functional.normalize(prototypes.float(), dim=-1)
-    return (w @ p.T).max(-1).values.cpu().numpy()
