@@ -209,14 +209,6 @@ def atomic_write_json(path: str | Path, obj: Any, *, force: bool = True) -> Path
     return atomic_write_text(path, json.dumps(obj, indent=2) + "\n", force=force)
 
 
-def read_json_file(path: str | Path, what: str = "JSON file") -> Any:
-    """A JSON file zerohar wrote; unreadable or invalid JSON is a ZeroharError naming `what` and the file."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ZeroharError(f"{what} {path} cannot be read ({e.__class__.__name__}: {e})") from None
-
-
 def atomic_write_yaml(path: str | Path, obj: Any, *, force: bool = True) -> Path:
     """`obj` as YAML (keys in their order), atomically."""
     return atomic_write_text(path, yaml.safe_dump(obj, sort_keys=False), force=force)

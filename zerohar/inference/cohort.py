@@ -34,7 +34,7 @@ from zerohar.data.devices import SUFFIXES as DEVICE_SUFFIXES
 from zerohar.data.devices import recording_name
 from zerohar.data.streaming import INPUT_SUFFIXES
 from zerohar.errors import ZeroharError
-from zerohar.io import TableWriter, atomic_write_json, read_json_file
+from zerohar.io import TableWriter, atomic_write_json, check_writable, load_json
 
 logger = logging.getLogger(__name__)
 
@@ -215,13 +215,8 @@ def classify_cohort(
     run = load_run(model_dir)
     if run.model is None:
         raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; use a Stage II run")
+    check_writable(out_dir / "cohort.csv", "--out-dir")  # fail now, not after the LLM calls and an hour of work
     out_dir.mkdir(parents=True, exist_ok=True)
-    probe = out_dir / ".zerohar-write-test"
-    try:  # fail now, not after the LLM calls and an hour of work
-        probe.write_text("")
-        probe.unlink()
-    except OSError as e:
-        raise ZeroharError(f"cannot write into --out-dir {out_dir} ({e.strerror or e})") from None
 
     if index_dir is not None:
         index = LabelIndex.load(index_dir, model=run.model)
@@ -231,7 +226,7 @@ def classify_cohort(
     settings = _settings(run, index.labels, options)
     settings_path = out_dir / "cohort.json"
     if settings_path.exists() and not force:
-        before = read_json_file(settings_path, "cohort settings")
+        before = load_json(settings_path, "cohort settings")
         if {k: before.get(k) for k in settings} != settings:
             changed = [k for k in settings if before.get(k) != settings[k]]
             raise ZeroharError(f"{out_dir} holds a cohort classified with other {', '.join(changed)}; use a new "
@@ -299,7 +294,7 @@ def _collate(out_dir: Path, rows: list[dict]) -> None:
             shutil.rmtree(orphan, ignore_errors=True)
         folder = out_dir / r["recording"]
         if r["status"] in ("done", "skipped") and (folder / "info.json").is_file():
-            info = read_json_file(folder / "info.json", "recording info")
+            info = load_json(folder / "info.json", "recording info")
             r.update(wear_hours=info.get("wear_hours"), days=info.get("days"), valid_days=info.get("valid_days"))
             with open(folder / "daily.csv", newline="", encoding="utf-8") as f:
                 for d in csv.DictReader(f):
