@@ -108,3 +108,16 @@ def scripted_validation(monkeypatch, scores):
         return r
 
     monkeypatch.setattr(tasks.Stage1Task, "validate", scripted)
+
+
+def hapt_subset(shared, tmp, experiments: list[int]):
+    """A RawData/ folder with a few experiments of the real HAPT release (and its full labels.txt)."""
+    import shutil
+
+    raw = tmp / "hapt" / "RawData"
+    raw.mkdir(parents=True)
+    for p in (shared / "hapt" / "RawData").glob("*_exp*_user*.txt"):
+        if int(p.name.split("_exp")[1][:2]) in experiments:
+            shutil.copy(p, raw / p.name)
+    shutil.copy(shared / "hapt" / "RawData" / "labels.txt", raw / "labels.txt")
+    return tmp / "hapt"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import hapt_subset
 
 from zerohar.cli import main
 from zerohar.data.folds import load_folds
@@ -28,16 +29,6 @@ def _csv_dataset(root: Path, n_files: int = 2, n: int = 1000) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         (root / f"p{k}.csv").write_text("\n".join(lines) + "\n")
     return root
-
-
-def _hapt_subset(shared: Path, tmp: Path, experiments: list[int]) -> Path:
-    raw = tmp / "hapt" / "RawData"
-    raw.mkdir(parents=True)
-    for p in (shared / "hapt" / "RawData").glob("*_exp*_user*.txt"):
-        if int(p.name.split("_exp")[1][:2]) in experiments:
-            shutil.copy(p, raw / p.name)
-    shutil.copy(shared / "hapt" / "RawData" / "labels.txt", raw / "labels.txt")
-    return tmp / "hapt"
 
 
 def _cached() -> list[Path]:
@@ -166,7 +157,7 @@ def test_command_reports_bad_input_in_one_line(tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------- real files
 def test_prepare_hapt_subset_and_window_lengths(shared_data, tmp_path):
-    root = _hapt_subset(shared_data, tmp_path, [1, 2])
+    root = hapt_subset(shared_data, tmp_path, [1, 2])
     five = prepare("hapt", root, progress=False)
     ten = prepare("hapt", root, window_s=10.0, progress=False)
     assert five.X.shape[1:] == (6, 150) and ten.X.shape[1:] == (6, 300)

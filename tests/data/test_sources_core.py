@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import hapt_subset
 
 from zerohar.data.folds import load_folds
 from zerohar.data.sources import SOURCES, embedded, get_source, hapt, shoulder, spswhar
@@ -43,17 +44,6 @@ def test_core_sources_follow_the_contract(name):
 
 
 # ---------------------------------------------------------------------------------------------- hapt
-def _hapt_subset(shared: Path, tmp: Path, experiments: list[int]) -> Path:
-    """A RawData/ folder with a few experiments of the real release (and its full labels.txt)."""
-    raw = tmp / "hapt" / "RawData"
-    raw.mkdir(parents=True)
-    for p in (shared / "hapt" / "RawData").glob("*_exp*_user*.txt"):
-        if int(p.name.split("_exp")[1][:2]) in experiments:
-            shutil.copy(p, raw / p.name)
-    shutil.copy(shared / "hapt" / "RawData" / "labels.txt", raw / "labels.txt")
-    return tmp / "hapt"
-
-
 def test_hapt_reports_61_recordings_30_users_1214_segments(shared_data, caplog):
     raw = shared_data / "hapt" / "RawData"
     caplog.set_level("INFO")
@@ -68,7 +58,7 @@ def test_hapt_reports_61_recordings_30_users_1214_segments(shared_data, caplog):
 
 
 def test_hapt_segments_are_zero_based_and_inclusive(shared_data, tmp_path):
-    root = _hapt_subset(shared_data, tmp_path, [1])
+    root = hapt_subset(shared_data, tmp_path, [1])
     (rec,) = hapt.read(root, progress=False)
     segs = np.loadtxt(root / "RawData" / "labels.txt", dtype=np.int64)
     segs = segs[segs[:, 0] == 1]
@@ -85,7 +75,7 @@ def test_hapt_segments_are_zero_based_and_inclusive(shared_data, tmp_path):
 
 
 def test_hapt_bad_input(shared_data, tmp_path):
-    root = _hapt_subset(shared_data, tmp_path, [1])
+    root = hapt_subset(shared_data, tmp_path, [1])
     raw = root / "RawData"
     with pytest.raises(ZeroharError, match=f"hapt: data directory {tmp_path / 'nope'} does not exist"):
         hapt.read(tmp_path / "nope")
@@ -251,7 +241,7 @@ def test_embedded_hapt_is_small_complete_and_canonical():
 
 
 def test_embedded_matches_the_raw_files(shared_data, tmp_path):
-    root = _hapt_subset(shared_data, tmp_path, [5, 6])
+    root = hapt_subset(shared_data, tmp_path, [5, 6])
     raw = [to_canonical(r)[0] for r in hapt.read(root, progress=False)]
     emb = {r.name: r for r in embedded.read()}
     for r in raw:
