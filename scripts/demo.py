@@ -4,8 +4,8 @@
 2. Stage I on fold1's seen classes (channel embeddings <-> sensor descriptions);
 3. Stage II on fold1's seen classes (windows <-> LLM label descriptions);
 4. zero-shot evaluation on the four classes Stage II never saw, next to chance;
-5. `zerohar classify` on one recording of a subject held out from model selection, written out as the CSV a user
-   would have (time column first), with label text from the command line; a timeline of the result.
+5. `zerohar classify` on one recording of a test subject (never trained or selected on), written out as the CSV a
+   user would have (time column first), with label text from the command line; a timeline of the result.
 
 Runs go to `runs/demo/` (`--out`); a second call reuses the finished runs and takes seconds.
 """
@@ -74,6 +74,21 @@ def _true_label(rec, class_names, start: float, end: float) -> str:
     lab = rec.labels[int(start * rec.rate) : int(end * rec.rate)]
     lab = lab[lab >= 0]
     return class_names[int(np.bincount(lab).argmax())] if len(lab) else "-"
+
+
+def _example_recording(split: dict, recs: list):
+    """The recording to classify and what its subject was to the run, said truthfully: a test subject if the run
+    holds any out (never trained or selected on), else a validation subject (it chose the checkpoint), else a
+    training subject."""
+    roles = (("test", "a test subject: never trained or selected on"),
+             ("val", "a validation subject: not trained on, but it chose the checkpoint (no test subjects)"),
+             ("train", "a training subject: the run holds out no subjects"))
+    for key, role in roles:
+        mine = {str(x) for x in split.get(key, [])}
+        rec = next((r for r in recs if str(r.subject) in mine), None)
+        if rec is not None:
+            return rec, role
+    return recs[0], "a subject the run's metadata does not name"
 
 
 def _train(stage: str, cfg, where: Path, force: bool, progress: bool) -> Path:
@@ -162,14 +177,11 @@ def main(argv: list[str] | None = None) -> int:
 
         labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else unseen
         _step(5, f"zerohar classify on one recording, labels: {', '.join(labels)}")
-        run = load_run(s2, load_model=False)
-        held_out = set(run.subjects.get("val", []))
-        recs = embedded.read(progress=False)
-        rec = next((r for r in recs if r.subject in held_out), recs[0])
+        rec, role = _example_recording(load_run(s2, load_model=False).subjects, embedded.read(progress=False))
         csv_in = out / f"recording_{rec.name}.csv"
         _write_recording_csv(rec, csv_in)
-        print(f"recording {rec.name} (subject {rec.subject}, held out from training and model selection), "
-              f"{rec.n_samples / rec.rate / 60:.1f} min -> {csv_in}")
+        print(f"recording {rec.name} (subject {rec.subject}, {role}), {rec.n_samples / rec.rate / 60:.1f} min "
+              f"-> {csv_in}")
         csv_out = out / "labels.csv"
         cmd = ["classify", "--run", str(s2), "--input", str(csv_in), "--placement", "waist", "--device",
                "smartphone", "--labels", *labels, "--out", str(csv_out), "--force"]

@@ -121,3 +121,18 @@ def hapt_subset(shared, tmp, experiments: list[int]):
             shutil.copy(p, raw / p.name)
     shutil.copy(shared / "hapt" / "RawData" / "labels.txt", raw / "labels.txt")
     return tmp / "hapt"
+
+
+def fake_device_parser(monkeypatch, time_ns: np.ndarray, columns: dict, rate: float, read_errors: int = 0) -> None:
+    """Replace actipy's Java parser (:func:`zerohar.data.actipy_stream.parse`) by one that streams `columns`
+    (`x`, `y`, `z`, optionally `gyro_*`, `temperature`) with times `time_ns` (int64 ns of the device clock),
+    8,192 rows at a time as the parser does, and reports `rate`: a device file of any content, without Java."""
+    from zerohar.data import actipy_stream
+
+    def parse(path, workdir, errors):
+        for a in range(0, len(time_ns), 8192):
+            yield {"time": np.asarray(time_ns[a : a + 8192], dtype=np.int64),
+                   **{k: np.asarray(v[a : a + 8192], dtype=np.float32) for k, v in columns.items()}}
+        return {"ReadOK": 1, "ReadErrors": read_errors, "SampleRate": rate}
+
+    monkeypatch.setattr(actipy_stream, "parse", parse)

@@ -21,11 +21,11 @@ def _demo():
     return mod
 
 
-def _tiny_run(d: Path, stage: str, val_subjects: list[str]) -> Path:
+def _tiny_run(d: Path, stage: str, test_subjects: list[str]) -> Path:
     """A finished run holding a tiny random-init model: the demo must reuse it, not train. Evaluation on one
-    subject only: fast."""
-    return untrained_run(d, stage=stage, subjects=val_subjects, label_text="descriptions",
-                         split={"train": [], "val": list(val_subjects), "test": []},
+    (test) subject only: fast."""
+    return untrained_run(d, stage=stage, subjects=test_subjects, label_text="descriptions",
+                         split={"train": [], "val": ["08"], "test": list(test_subjects)},
                          metrics={"stage": stage, "finished": True, "timing": {"wall_time_s": 1.0}})
 
 
@@ -48,9 +48,10 @@ def test_demo_reuses_finished_runs_and_prints_the_results(tmp_path, capsys):
     assert f1_chance < 0.25  # uneven classes: uniform guessing scores below 1/4 in macro-F1
     assert f"macro-F1  {m['macro_f1']:.3f}   (chance {f1_chance:.3f}, uniform guessing)" in printed
     assert "labels as candidates (GZSL, calibrated stacking): seen " in printed
-    # The recording classified is one of a held-out subject, written as a CSV with the time column first.
+    # The recording classified is one of a test subject, written as a CSV with the time column first.
     (rec_csv,) = out.glob("recording_*.csv")
     assert "user07" in rec_csv.name
+    assert "(subject 07, a test subject: never trained or selected on)" in printed
     assert rec_csv.read_text().split("\n", 1)[0] == "time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z"
     with open(out / "labels.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -59,6 +60,19 @@ def test_demo_reuses_finished_runs_and_prints_the_results(tmp_path, capsys):
     first = next(line for line in printed.splitlines() if line.startswith("  00:00:00-"))
     assert rows[0]["label"] in first and "(true: " in first
     assert printed.rstrip().splitlines()[-1].startswith("Next: ")
+
+
+def test_the_example_recording_is_a_test_subjects_and_says_what_it_is():
+    from types import SimpleNamespace
+
+    demo = _demo()
+    recs = [SimpleNamespace(subject=s, name=f"r{s}") for s in ("01", "02", "03")]
+    rec, role = demo._example_recording({"train": ["01"], "val": ["02"], "test": ["03"]}, recs)
+    assert rec.subject == "03" and role.startswith("a test subject")
+    rec, role = demo._example_recording({"train": ["01"], "val": ["02"], "test": []}, recs)
+    assert rec.subject == "02" and "a validation subject" in role and "chose the checkpoint" in role
+    rec, role = demo._example_recording({"train": ["01"], "val": [], "test": []}, recs)
+    assert rec.subject == "01" and "a training subject" in role
 
 
 def test_recording_csv_round_trips_through_the_csv_reader(tmp_path):

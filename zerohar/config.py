@@ -160,6 +160,11 @@ class DataConfig:
     fold: str | None = "fold1"  # whose unseen classes are excluded from training; pretrain: None = all windows
     window_s: float = 5.0  # window length in seconds (5 for harnet5, 10 for harnet10, 30 for harnet30)
     subjects: list[str] | None = None  # restrict to these subjects (smoke tests, small studies); None = all
+    #: several datasets / window sets at once (zerohar.data.multi): a list of mappings with the keys dataset or
+    #: data, and optionally root, folds, fold, descriptions, subjects; `dataset`, `data` and `fold` above are
+    #: then null. Each source keeps its own fold (none: every class is trained on)
+    sources: list[dict | str] | None = None
+    balance: float = 0.5  # several sources: each one's share of an epoch ~ its training windows ** balance
 
 
 @dataclass
@@ -188,7 +193,10 @@ class TrainConfig:
     seed: int = 0  # initialisation, subject split, shuffling, augmentation
     precision: str = "auto"  # auto (bf16 autocast when the CPU has native bf16) | bf16 | fp32
     val_fraction: float = 0.2  # fraction of subjects held out for model selection (0 = keep the last epoch)
-    test_fraction: float = 0.3  # supervised only: fraction of subjects held out for testing
+    #: fraction of subjects every stage holds out for testing (GZSL seen accuracy, calibration, the demo's
+    #: recording, the supervised bound), never trained or selected on; one value for every stage, so the stages
+    #: of a seed share their test subjects (zerohar.data.splits). 0.2: HAPT 18 / 6 / 6 subjects
+    test_fraction: float = 0.2
     max_minutes: float | None = None  # stop (at a step boundary, then validate) after this long: "time_limit"
     max_steps_per_epoch: int | None = None  # cap on optimiser steps per epoch (smoke tests, quick looks)
     max_val_windows: int | None = None  # cap on validation windows (a fixed, seeded subset)
@@ -196,6 +204,9 @@ class TrainConfig:
     transductive: bool = False  # Stage II: unseen labels' text as extra negatives (the original paper did this)
     label_text: str = "descriptions"  # descriptions | names (the label name as its only text)
     label_sampling: str = "prototype"  # Stage II text per label: prototype (mean of descriptions) | description
+    #: Stage II negatives of each window: batch (the labels of the batch's windows; the original ZeroHAR's) |
+    #: all (every trained label at every step)
+    negatives: str = "batch"
     augment: bool = True  # random rotation + scaling of each triad during Stage I / II training
     partial_backbone: bool = False  # accept backbone weights that lack some HARNet tensors (else an error)
     #: Stage II: each sensor of a training window is dropped (masked out) with this probability, at least one
@@ -435,7 +446,9 @@ def resolve_config(
     for src in (user, overrides):
         d = src.get("data")
         if isinstance(d, dict):
-            if "dataset" in d:
+            if d.get("sources"):
+                dataset = None  # several sources: only the `default` entry applies
+            elif "dataset" in d:
                 dataset = d["dataset"]
             elif d.get("data") is not None:
                 dataset = None  # a user's own window set: only the `default` entry applies
@@ -445,6 +458,14 @@ def resolve_config(
     merged = merge_settings(merged, user, str(config_file))
     merged = merge_settings(merged, overrides, "command line")
     merged["stage"] = stage
+    md = merged.get("data")
+    if isinstance(md, dict) and md.get("sources"):
+        # Several sources name their own datasets and folds: the single-source defaults do not apply, but a
+        # fold or dataset the user gave explicitly is kept (and refused by `validate`).
+        given = [s.get("data") for s in (user, overrides) if isinstance(s.get("data"), dict)]
+        for k in ("dataset", "data", "fold"):
+            if not any(k in g and g[k] is not None for g in given):
+                md[k] = None
     # A backbone variant sets the window length it was built for, unless the window length was chosen explicitly.
     variant = (merged.get("model") or {}).get("backbone") if isinstance(merged.get("model"), dict) else None
     explicit_window = any(isinstance(s.get("data"), dict) and "window_s" in s["data"] for s in (user, overrides))
@@ -466,6 +487,7 @@ def validate(cfg: Config, source: str = "config") -> None:
         (t.label_sampling in LABEL_SAMPLING, "train.label_sampling", f"one of {', '.join(LABEL_SAMPLING)}",
          t.label_sampling),
         (t.schedule in SCHEDULES, "train.schedule", f"one of {', '.join(SCHEDULES)}", t.schedule),
+        (t.negatives in ("batch", "all"), "train.negatives", "batch or all", t.negatives),
         (t.epochs is None or t.epochs >= 1, "train.epochs", "at least 1 or null (adaptive length)", t.epochs),
         (t.max_steps is None or t.max_steps >= 1, "train.max_steps", "at least 1 or null", t.max_steps),
         (t.min_steps is None or t.min_steps >= 0, "train.min_steps", "0 or more, or null", t.min_steps),
@@ -488,7 +510,7 @@ def validate(cfg: Config, source: str = "config") -> None:
         (0 <= t.freeze_layers <= 5, "train.freeze_layers", "0 to 5 (HARNet has 5 layers)", t.freeze_layers),
         (t.backbone_lr_mult >= 0, "train.backbone_lr_mult", "0 or more", t.backbone_lr_mult),
         (d.window_s > 0, "data.window_s", "a positive number of seconds", d.window_s),
-        (d.dataset is not None or d.data is not None, "data.dataset / data.data",
+        (d.dataset is not None or d.data is not None or bool(d.sources), "data.dataset / data.data",
          "a dataset name or a window set file", f"{d.dataset!r} / {d.data!r}"),
         (all(s in ("acc", "gyro", "mag") for s in t.pretrain_sensors) and t.pretrain_sensors,
          "train.pretrain_sensors", "a non-empty list of acc, gyro, mag", t.pretrain_sensors),
@@ -509,6 +531,16 @@ def validate(cfg: Config, source: str = "config") -> None:
     for ok, key, expected, found in checks:
         if not ok:
             raise ZeroharError(f"{source}: {key} must be {expected}, found {found!r}")
+    if d.sources:
+        from zerohar.data.multi import check_sources
+
+        check_sources(d.sources, f"{source}: data.sources")
+        if d.dataset is not None or d.data is not None or d.fold is not None:
+            raise ZeroharError(f"{source}: with data.sources, data.dataset, data.data and data.fold must be null "
+                               "(each source names its own dataset and fold)")
+        if not 0 <= d.balance <= 1:
+            raise ZeroharError(f"{source}: data.balance must be between 0 and 1, found {d.balance!r}")
+        return
     if cfg.stage in ("stage1", "stage2", "supervised") and d.fold is None:
         raise ZeroharError(f"{source}: data.fold is required for {cfg.stage} (the fold's unseen classes are held out)")
 
@@ -516,5 +548,10 @@ def validate(cfg: Config, source: str = "config") -> None:
 # ---------------------------------------------------------------------------------------------- command line
 def default_out_dir(cfg: Config) -> Path:
     """`runs/<stage>/<dataset or data file stem>-<fold>` (what the scripts use without --out)."""
-    name = cfg.data.dataset or Path(cfg.data.data or "data").stem
+    if cfg.data.sources:
+        from zerohar.data.multi import source_name
+
+        name = "+".join(source_name(s) for s in cfg.data.sources)
+    else:
+        name = cfg.data.dataset or Path(cfg.data.data or "data").stem
     return Path("runs") / cfg.stage / (f"{name}-{cfg.data.fold}" if cfg.data.fold else name)

@@ -22,6 +22,8 @@ def test_split_subjects_is_disjoint_and_seeded():
     assert split_subjects(subs, 0.0, 0.0, seed=0) == (sorted(subs), [], [])
     with pytest.raises(ZeroharError, match=r"2 subject\(s\) cannot be split into training, validation"):
         split_subjects(["a", "b"], 0.5, 0.5, seed=0)
+    # test subjects come first in the permutation: another validation fraction leaves them as they are
+    assert split_subjects(subs, 0.4, 0.3, seed=0)[2] == te and split_subjects(subs, 0.0, 0.3, seed=0)[2] == te
 
 
 def test_augment_keeps_shape_and_norm_up_to_scale():
@@ -44,9 +46,9 @@ def test_stage2_data_holds_only_seen_classes_and_disjoint_subjects():
     assert set(d.seen) == set(d.classes) - set(d.unseen)
     assert set(ws.class_names[y] for y in np.unique(ws.y)) <= set(d.seen)
     assert (ws.y >= 0).all()  # no unlabelled windows in a supervised-by-text stage
-    train, val = set(ws.subject[d.train_idx]), set(ws.subject[d.val_idx])
-    assert train and val and not train & val and len(d.test_idx) == 0
-    assert sorted(train | val) == SUBJECTS
+    train, val, test = (set(ws.subject[i]) for i in (d.train_idx, d.val_idx, d.test_idx))
+    assert train and val and test and not (train & val or train & test or val & test)  # zero-shot runs test too
+    assert sorted(train | val | test) == SUBJECTS
 
 
 def test_pretraining_keeps_unlabelled_windows_but_no_unseen_class_window():
@@ -98,8 +100,8 @@ def test_pretraining_leaves_out_every_window_with_a_sample_of_an_unseen_class():
 
 @pytest.mark.parametrize("stage", ["pretrain", "stage1", "stage2", "supervised"])
 def test_no_unseen_window_in_training_or_validation_and_disjoint_subjects(stage):
-    over = {"test_fraction": 0.34} if stage == "supervised" else {}
-    d = load_stage_data(tiny_cfg(stage, data={"fold": "fold1"}, **over))
+    d = load_stage_data(tiny_cfg(stage, data={"fold": "fold1"}))
+    assert len(d.train_idx) and len(d.val_idx) and len(d.test_idx)  # three groups in every stage
     ws, unseen_ids = d.ws, [d.classes.index(c) for c in d.unseen]
     if stage != "supervised":  # the upper bound trains on every class, by definition
         for idx in (d.train_idx, d.val_idx):

@@ -112,7 +112,10 @@ def test_method_plans():
     assert [s.stage for s in ssl] == ["pretrain", "stage1", "stage2"]
     assert ssl[0].overrides["data"]["fold"] == "fold2"  # pretraining never sees the fold's unseen classes
     assert method_steps("label_names", "fold1", None)[1].overrides == {"train": {"label_text": "names"}}
-    assert method_steps("supervised", "fold1", None)[-1].stage == "supervised"
+    sup = method_steps("supervised", "fold1", "hb.mdl")
+    assert [s.stage for s in sup] == ["stage1", "supervised"]
+    # the bound's Stage I is zerohar's: same config, so it holds out the same test subjects and is trained once
+    assert sup[0] == method_steps("zerohar", "fold1", "hb.mdl")[0] and sup[1].init == "stage1"
     with pytest.raises(ZeroharError, match="unknown method 'magic'"):
         method_steps("magic", "fold1", None)
 
@@ -153,8 +156,15 @@ def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
     md = (tmp_path / "results.md").read_text()
     for m in methods:
         assert f"| {METHODS[m]} |" in md
-    # label_names reuses zerohar's Stage I run; supervised trains its own without its test subjects.
+    # label_names and supervised reuse zerohar's Stage I run, which never saw the bound's test subjects.
     assert not (tmp_path / "runs" / "label_names" / "fold1" / "seed0" / "stage1").exists()
+    assert not (tmp_path / "runs" / "supervised" / "fold1" / "seed0" / "stage1").exists()
+    per_run = list(csv.DictReader(io.StringIO((tmp_path / "runs.csv").read_text())))
+    bound = next(r for r in per_run if r["method"] == "supervised")
+    assert bound["test_subjects"] and bound["test_macro_f1"] == bound["macro_f1"]
+    assert all(r["test_subjects"] == bound["test_subjects"] for r in per_run if r["method"] != "chance")
+    assert all(r["test_macro_f1"] for r in per_run)
+    assert "the two 'test subjects' columns score every row on exactly" in md
     assert (tmp_path / "runs" / "zerohar" / "fold1" / "seed0" / "stage2" / "eval" / "metrics.json").is_file()
     models = sorted(tmp_path.glob("runs/*/fold1/seed0/*/model.safetensors"))
     stamps = [p.stat().st_mtime_ns for p in models]
@@ -165,6 +175,59 @@ def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
     assert any("reused finished run" in line for line in new_log)
     assert not any(": trained " in line or ": evaluated:" in line for line in new_log)
     assert [a["accuracy_mean"] for a in again] == [a["accuracy_mean"] for a in agg]
+
+
+def test_the_bound_test_subjects_are_every_stages_test_subjects(tmp_path):
+    """The subjects of the test-subject columns: the supervised bound's test group of the fold and seed, which is
+    also the test group of every zero-shot stage of that seed (nothing is trained to know it)."""
+    from zerohar.data.splits import load_stage_data
+    from zerohar.evaluation.benchmark import Step, _Runner
+
+    sets = {"data": {"subjects": ["01", "02", "03", "04", "05", "06"]}, "train": {"epochs": 1}}
+    r = _Runner(tmp_path, "hapt", None, sets, 0.5, None, False)  # --epochs-scale does not touch the split
+    for seed in (0, 1):
+        bound = r.bound_test_subjects("fold1", seed)
+        assert len(bound) == 1  # round(0.2 * 6)
+        for stage in ("stage1", "stage2"):
+            assert load_stage_data(r.config(Step(stage, stage), "fold1", seed, None)).subjects["test"] == bound
+    few = _Runner(tmp_path, "hapt", None, {"data": {"subjects": ["01", "02"]}, "train": {"val_fraction": 0.5}},
+                  1.0, None, False)
+    assert few.bound_test_subjects("fold1", 0) is None  # too few subjects for the bound: the columns are n/a
+
+
+def test_test_subject_columns_chance_and_notes():
+    from zerohar.data.folds import load_folds
+    from zerohar.evaluation.benchmark import TEST_SUBJECTS_NOTE, _chance_rows
+
+    folds = load_folds("hapt")
+    ref = {"run": {"fold": "fold1", "stage": "stage2"}, "class_order": ["a", "b", "c", "d"],
+           "per_class": {c: {"support": 10} for c in "abcd"}}
+    tests = {("fold1", 0): {"a": 30, "b": 10, "c": 0, "d": 0}}
+    rows = _chance_rows({"r": ref}, ["fold1"], 2, folds, "hapt", None, {}, tests)
+    assert [r["seed"] for r in rows] == [0, 1]
+    assert rows[0]["test_accuracy"] == 0.25 and rows[0]["test_macro_f1"] == pytest.approx(
+        chance_metrics(np.array([0] * 30 + [1] * 10), 4, 12)["macro_f1"])
+    assert rows[1]["test_accuracy"] is None  # no run of seed 1 measured its test subjects
+    header = {"dataset": "hapt", "folds": ["fold1"], "seeds": [0], "command": "zerohar benchmark",
+              "n_runs_per_method": 1, "date": "today", "wall_time_s": 1.0, "notes": [TEST_SUBJECTS_NOTE]}
+    md = results_markdown(aggregate(rows, ["chance"]), header)
+    assert "| unseen acc, test subjects | unseen macro-F1, test subjects |" in md and TEST_SUBJECTS_NOTE in md
+
+
+def test_an_evaluation_on_other_test_subjects_is_not_current(tmp_path):
+    import json
+
+    from zerohar.evaluation.benchmark import evaluation_is_current
+    from zerohar.evaluation.evaluate import EVAL_VERSION
+
+    model = tmp_path / "model.safetensors"
+    model.write_text("x")
+    result = tmp_path / "metrics.json"
+    result.write_text(json.dumps({"eval_version": EVAL_VERSION, "test_subjects": {"subjects": ["03", "07"]}}))
+    assert evaluation_is_current(result, model) and evaluation_is_current(result, model, ["07", "03"])
+    assert not evaluation_is_current(result, model, ["03"])
+    result.write_text(json.dumps({"eval_version": EVAL_VERSION - 1, "test_subjects": {"subjects": ["03"]}}))
+    assert not evaluation_is_current(result, model, ["03"])  # older evaluations (GZSL on validation) are redone
 
 
 def test_a_finished_run_of_other_settings_is_not_reused_silently(tmp_path):

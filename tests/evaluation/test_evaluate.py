@@ -7,17 +7,17 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import untrained_run
+from helpers import TINY_MODEL, untrained_run
 
 from zerohar.errors import ZeroharError
 
 SUBJECTS = ["01", "02", "03"]
 
 
-def _tiny_run(d, *, stage="stage2", split=None, label_text="descriptions", seed=0):
-    """A finished untrained run on 3 HAPT subjects (train 01, 02; validation 03 unless `split` says otherwise)."""
-    return untrained_run(d, stage=stage, subjects=SUBJECTS, label_text=label_text, seed=seed,
-                         split=split or {"train": ["01", "02"], "val": ["03"], "test": []})
+def _tiny_run(d, *, stage="stage2", split=None, label_text="descriptions", seed=0, model=None):
+    """A finished untrained run on 3 HAPT subjects (train 01, validation 02, test 03 unless `split` says otherwise)."""
+    return untrained_run(d, stage=stage, subjects=SUBJECTS, label_text=label_text, seed=seed, model=model,
+                         split=split or {"train": ["01"], "val": ["02"], "test": ["03"]})
 
 
 @pytest.fixture(scope="module")
@@ -74,16 +74,68 @@ def test_evaluation_agrees_with_an_independent_computation(evaluated):
 
 
 def test_gzsl_tests_held_out_subjects_of_seen_classes(evaluated):
+    from zerohar.data.prepare import load_windowset
+
     _, m = evaluated
-    assert m["run"]["gzsl_seen_subjects"] == ["03"]  # the run's validation subjects, nobody else
+    assert m["run"]["gzsl_seen_subjects"] == ["03"]  # the run's test subjects, never its validation subject 02
+    assert m["run"]["subjects"] == {"train": ["01"], "val": ["02"], "test": ["03"]}
     g = m["gzsl"]
+    ws = load_windowset("hapt")
+    seen_ids = [ws.class_names.index(c) for c in m["run"]["seen"]]
+    assert g["n_seen_windows"] == int((np.isin(ws.y, seen_ids) & (ws.subject == "03")).sum())
     assert g["n_unseen_windows"] == m["n_windows"]
     assert 0.0 <= g["harmonic_mean"] <= max(g["seen_accuracy"], g["unseen_accuracy"])
     c = m["gzsl_calibrated"]
     assert c["n_unseen_windows"] == g["n_unseen_windows"] and c["n_seen_windows"] == g["n_seen_windows"]
-    assert c["seen_keep"] == 0.9 and c["cross_fitted"] is False  # one validation subject: nothing to cross-fit
+    # one test subject with two recordings: the margin is cross-fitted between them, never from a window's own
+    assert c["seen_keep"] == 0.9 and c["cross_fitted"] is True and c["groups_by"] == "recording"
     # Lowering the seen scores can only move answers towards unseen classes.
     assert c["unseen_accuracy"] >= g["unseen_accuracy"] and c["seen_accuracy"] <= g["seen_accuracy"]
+    assert m["gzsl_note"] is None
+
+
+def test_unseen_metrics_on_the_test_subjects(evaluated):
+    """The `test_subjects` block: the zero-shot metrics on the test subjects' unseen-class windows alone."""
+    from zerohar.data.prepare import load_windowset
+
+    _, m = evaluated
+    t = m["test_subjects"]
+    ws = load_windowset("hapt")
+    unseen_ids = [ws.class_names.index(c) for c in m["class_order"]]
+    assert t["subjects"] == ["03"] and t["given"] is False
+    assert t["n_windows"] == int((np.isin(ws.y, unseen_ids) & (ws.subject == "03")).sum()) < m["n_windows"]
+    assert sum(t["support"].values()) == t["n_windows"] and list(t["support"]) == m["class_order"]
+    assert 0.0 <= t["macro_f1"] <= 1.0 and t["chance"] == m["chance"]
+    assert m["run"]["unseen_windows"] == "all subjects"
+
+
+def test_a_run_without_test_subjects_measures_no_gzsl_seen_accuracy(tmp_path, caplog):
+    """Never a silent reuse of the validation subjects: GZSL seen accuracy and calibration are not measured."""
+    from zerohar.evaluation.evaluate import evaluate_run, format_metrics
+
+    run = _tiny_run(tmp_path / "nt", split={"train": ["01", "02"], "val": ["03"], "test": []}, model=TINY_MODEL)
+    with caplog.at_level("WARNING"):
+        m = evaluate_run(run, progress=False)
+    assert m["gzsl"]["seen_accuracy"] is None and m["gzsl"]["harmonic_mean"] is None
+    assert m["gzsl_calibrated"] is None and m["test_subjects"] is None and m["run"]["gzsl_seen_subjects"] == []
+    assert "records no test subjects" in m["gzsl_note"] and "not measured" in caplog.text
+    assert m["n_windows"] > 0  # the zero-shot metrics themselves need no test subjects
+    assert "GZSL: run " in format_metrics(m)
+
+
+def test_the_test_subject_block_on_given_subjects(tmp_path):
+    """The benchmark scores every row on the bound's test subjects; a supervised run only on its own."""
+    from zerohar.evaluation.evaluate import evaluate_run
+
+    m = evaluate_run(_tiny_run(tmp_path / "zs", model=TINY_MODEL), progress=False, subjects=["02", "03"])
+    assert m["test_subjects"]["subjects"] == ["02", "03"] and m["test_subjects"]["given"] is True
+    assert m["run"]["gzsl_seen_subjects"] == ["03"]  # GZSL stays on the run's own test subjects
+    sup = _tiny_run(tmp_path / "sup", stage="supervised", model=TINY_MODEL)
+    with pytest.raises(ZeroharError, match=r"supervised run .* trained on subjects \['02'\]; it can only be scored "
+                                           r"on its test subjects \['03'\]"):
+        evaluate_run(sup, progress=False, subjects=["02", "03"])
+    s = evaluate_run(sup, tmp_path / "sup_ev", progress=False, subjects=["03"])
+    assert s["test_subjects"]["macro_f1"] == s["macro_f1"] and s["test_subjects"]["n_windows"] == s["n_windows"]
 
 
 def test_an_existing_evaluation_is_kept_without_force(evaluated):

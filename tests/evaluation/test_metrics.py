@@ -129,6 +129,19 @@ def test_calibrated_stacking_by_hand():
         calibrated_gzsl(scores, y, [0, 1], [2], np.full(6, -1))
 
 
+def test_calibration_groups_split_by_subject_then_recording_then_time():
+    from zerohar.evaluation.metrics import calibration_groups
+
+    g, by = calibration_groups(np.array(["b", "a", "c", "a", "b"]), np.zeros(5), np.arange(5.0))
+    assert by == "subject" and g.tolist() == [1, 0, 0, 0, 1]  # sorted a, b, c alternate 0, 1, 0
+    g, by = calibration_groups(np.array(["a"] * 4), np.array([7, 7, 3, 3]), np.arange(4.0))
+    assert by == "recording" and g.tolist() == [1, 1, 0, 0]
+    g, by = calibration_groups(np.array(["a"] * 5), np.zeros(5), np.array([10.0, 0.0, 5.0, 2.5, 7.5]))
+    assert by == "time" and g.tolist() == [1, 0, 1, 0, 1]  # the earlier two, the later three
+    g, by = calibration_groups(np.array(["a"]), np.zeros(1), np.zeros(1))
+    assert by == "none" and g.tolist() == [0]
+
+
 def test_confusion_figure_writes_a_png(tmp_path):
     out = confusion_figure([[3, 1], [0, 4]], ["walking", "sitting"], tmp_path / "c.png", title="fold1")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

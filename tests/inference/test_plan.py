@@ -72,3 +72,17 @@ def test_cuda_plans_autocast_or_plain(monkeypatch):
 def test_unknown_precision_is_refused():
     with pytest.raises(ZeroharError, match=r"precision 'fp16' is not known"):
         inference_plan("fp16", flags=AVX2)
+
+
+@pytest.mark.parametrize("flags", [AVX2, AVX512_BF16])
+def test_int8_runs_the_onnx_backbone_on_request_only(flags):
+    p = inference_plan("int8", flags=flags)
+    assert (p.precision, p.backbone) == ("int8", "onnx") and p.backbone_batch > 0
+    assert p.describe().startswith("backbone onnx int8")
+    for prec in ("auto", "fp32", "bf16"):  # never a default
+        assert inference_plan(prec, flags=flags).backbone != "onnx"
+
+
+def test_int8_on_a_gpu_is_refused():
+    with pytest.raises(ZeroharError, match=r"int8 inference \(ONNX Runtime\) runs on the CPU only"):
+        inference_plan("int8", device="cuda")

@@ -205,19 +205,17 @@ def test_bad_output_options_are_refused_before_any_work(tiny_run, midnight_csv, 
 
 
 def test_nonwear_windows_are_marked_and_never_classified(tiny_run, tmp_path, monkeypatch):
-    import actipy
-    import pandas as pd
+    from helpers import fake_device_parser
 
     from zerohar.inference import classify
 
-    n, rate = 10 * 60 * 30, 30.0  # ten minutes; minutes 3 to 7 not worn
+    n, rate = 10 * 60 * 30, 30.0  # ten minutes; minutes 3 to 7 not worn (NaN rows: what non-wear was to actipy)
     rng = np.random.default_rng(1)
     x = rng.normal(0, 0.2, (n, 3))
     x[:, 2] += 1.0
     x[3 * 1800 : 7 * 1800] = np.nan
-    frame = pd.DataFrame(x, columns=["x", "y", "z"],
-                         index=pd.date_range("2026-06-01 08:00", periods=n, freq=pd.Timedelta(seconds=1 / rate)))
-    monkeypatch.setattr(actipy, "read_device", lambda path, **kw: (frame.copy(), {"SampleRate": rate, "CalibOK": 0}))
+    t = np.datetime64("2026-06-01T08:00", "ns").astype(np.int64) + np.round(np.arange(n) * 1e9 / rate).astype(np.int64)
+    fake_device_parser(monkeypatch, t, {"x": x[:, 0], "y": x[:, 1], "z": x[:, 2]}, rate)
     embedded = []
     real = classify.embed_windows
 

@@ -8,8 +8,9 @@ from helpers import randomise_bn
 from torch import nn
 
 from zerohar.errors import ZeroharError
+from zerohar.model import fused as fused_mod
 from zerohar.model import precision
-from zerohar.model.fused import FusedHARNet, fused_backbone
+from zerohar.model.fused import FusedHARNet, agreement, check_windows, fused_backbone
 from zerohar.model.harnet import HARNet
 from zerohar.model.precision import resolve_precision
 
@@ -103,3 +104,44 @@ def test_fused_backbone_rejects_other_modules():
     assert fused_backbone(other, "bf16") is None
     with pytest.raises(TypeError):
         FusedHARNet(other)
+
+
+def test_check_windows_carry_gravity_and_movement():
+    x = check_windows(n=6, window=150)
+    assert x.shape == (6, 3, 150)
+    means = x.mean(-1)  # (6, 3)
+    for i in range(6):  # 1 g on one axis (a different one per window), about 0 on the others
+        assert abs(means[i, i % 3].abs().item() - 1.0) < 0.05
+        assert means[i].abs().sort().values[:2].max() < 0.05
+    assert (x.std(-1) > 0.003).all()  # movement on every axis
+    assert (means[:, :].abs().max(1).values > 0.95).all() and x.abs().max() < 3.0  # inside the +-3 g clip
+
+
+class _DropsOffset(nn.Module):
+    """A broken fast path: right on zero-mean input, wrong where a window carries an offset (gravity)."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, x):
+        return self.module(x - x.mean(-1, keepdim=True))
+
+
+def test_self_check_uses_gravity_windows(monkeypatch):
+    """The fused backbone's self-check runs on windows with a 1 g offset, which catch a path that mishandles the
+    offset; zero-mean noise, the check's earlier input, lets that path through."""
+    torch.manual_seed(0)
+    net = randomise_bn(HARNet("harnet5"), seed=10).eval()
+    broken = _DropsOffset(FusedHARNet(net, torch.float32))
+    noise = torch.randn(4, 3, 150, generator=torch.Generator().manual_seed(0))
+    assert agreement(net, broken, noise) > 0.999  # zero-mean noise: passes
+    assert agreement(net, broken) < 0.99  # the check windows: caught
+    assert agreement(net, FusedHARNet(net, torch.float32)) > 0.9999
+
+    seen = []
+    real = fused_mod.agreement
+    monkeypatch.setattr(fused_mod, "agreement", lambda n, c, x=None: seen.append(c) or real(n, c, x))
+    monkeypatch.setattr(fused_mod, "FusedHARNet", lambda n, dt: broken)
+    assert fused_backbone(net, "fp32") is None  # refused: the caller runs the plain module
+    assert seen == [broken]

@@ -46,7 +46,8 @@ def test_motif_distance_run_is_its_own_artefact(runs):
     assert j["format"] == MOTIF_FORMAT and j["config"]["attention"] == "sparsemax"
     e = j["extra"]
     assert e["pretrain_method"] == "motif-distance" and e["dataset"] == "hapt" and e["fold"] is None
-    assert set(e["subjects"]["train"]) | set(e["subjects"]["val"]) == set(SUBJECTS) and e["zerohar_version"]
+    assert set(e["subjects"]["train"]) | set(e["subjects"]["val"]) | set(e["subjects"]["test"]) == set(SUBJECTS)
+    assert e["subjects"]["test"] and e["zerohar_version"]  # pretraining holds out the test subjects too
     assert e["classes"] and e["selection_metric"] == "aug_top1"
     m = json.loads((motif / "metrics.json").read_text())
     val = m["best"]["val"]

@@ -22,9 +22,13 @@ def add_training_arguments(parser, stage: str) -> None:
     """The flags every training command shares (`zerohar pretrain|stage1|stage2`, `stage1/train.py`, ...)."""
     g = parser.add_argument_group("data")
     src = g.add_mutually_exclusive_group()
-    src.add_argument("--dataset", help="dataset name (metadata/folds/NAME.yaml); default hapt (embedded)")
-    src.add_argument("--data", metavar="FILE.npz", help="a window set written by `zerohar prepare` (your own data)")
-    g.add_argument("--root", metavar="DIR", help="folder of the raw dataset")
+    src.add_argument("--dataset", help="dataset name (metadata/folds/NAME.yaml); default hapt (embedded). Several, "
+                     "comma-separated (hapt,shoulder,spswhar,uschad), train one model on all of them at once, "
+                     "every class of each (per-dataset folds and roots: a --config YAML with data.sources)")
+    src.add_argument("--data", metavar="FILE.npz", nargs="+",
+                     help="window set(s) written by `zerohar prepare` (your own data); several train at once")
+    g.add_argument("--root", metavar="DIR", help="folder of the raw dataset (several datasets: the folder that holds "
+                   "each dataset's folder, e.g. ../shared/data)")
     g.add_argument("--folds", metavar="FILE.yaml", help="folds file (default metadata/folds/<dataset>.yaml)")
     g.add_argument("--fold", help="fold whose unseen classes are held out" + (" (optional)" if stage == "pretrain"
                                                                                 else " (default fold1)"))
@@ -87,14 +91,17 @@ def overrides_from_args(args) -> dict:
             return
         (over.setdefault(section, {}) if section else over)[key] = value
 
-    if getattr(args, "data", None) is not None:
-        put("data", "data", args.data)
-        put("data", "dataset", None)
-        over["data"]["dataset"] = getattr(args, "dataset", None)
+    sources = _sources_from_args(args)
+    if sources is not None:
+        over["data"] = {"sources": sources}
+    elif getattr(args, "data", None) is not None:
+        data = args.data[0] if isinstance(args.data, list) else args.data
+        over["data"] = {"data": data, "dataset": getattr(args, "dataset", None)}
     else:
         put("data", "dataset", getattr(args, "dataset", None))
     for key in ("root", "folds", "fold", "descriptions"):
-        put("data", key, getattr(args, key, None))
+        if sources is None:
+            put("data", key, getattr(args, key, None))
     put("model", "backbone", getattr(args, "backbone", None))
     put("train", "pretrain_method", getattr(args, "method", None))
     put("train", "relcon_distance", getattr(args, "distance", None))
@@ -105,6 +112,41 @@ def overrides_from_args(args) -> dict:
     for key in ("epochs", "batch_size", "lr", "seed", "precision"):
         put("train", key, getattr(args, key, None))
     return merge_settings(over, parse_set(getattr(args, "set", []) or []), "command line")
+
+
+def _sources_from_args(args) -> list[dict] | None:
+    """`--dataset a,b` / `--data a.npz b.npz` as `data.sources` (None for one source).
+
+    With several sources `--root DIR` is the folder holding each dataset's folder; `--fold`, `--folds` and
+    `--descriptions` are per source, so they are refused here (a --config YAML with data.sources sets them)."""
+    from zerohar.data.multi import split_sources
+    from zerohar.errors import ZeroharError
+
+    names = split_sources(getattr(args, "dataset", None))
+    files = list(getattr(args, "data", None) or [])
+    if len(names) < 2 and len(files) < 2:
+        return None
+    for flag in ("fold", "folds", "descriptions"):
+        if getattr(args, flag, None) is not None:
+            raise ZeroharError(f"--{flag} names one dataset's file or fold; with several datasets give each its own "
+                               "in a --config YAML (data.sources: [{dataset: hapt, fold: fold1}, ...])")
+    if files:
+        if getattr(args, "root", None) is not None:
+            raise ZeroharError("--root is for raw datasets; window sets (--data) need none")
+        return [{"data": f} for f in files]
+    root = getattr(args, "root", None)
+    if root is None:
+        return [{"dataset": n} for n in names]
+    from zerohar.data.sources import get_source
+
+    out = []
+    for n in names:
+        d = Path(root) / getattr(get_source(n), "DIRNAME", n)
+        if not d.is_dir():
+            raise ZeroharError(f"--root {root}: no folder {d.name} for dataset {n!r} in it (with several datasets "
+                               "--root is the folder that holds each dataset's folder)")
+        out.append({"dataset": n, "root": str(d)})
+    return out
 
 
 def config_from_args(stage: str, args) -> Config:

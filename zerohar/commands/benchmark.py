@@ -13,10 +13,17 @@ from zerohar.config import parse_set
 def add_arguments(p: argparse.ArgumentParser) -> None:
     from zerohar.evaluation.benchmark import METHODS  # heavy: torch
 
-    p.add_argument("--dataset", required=True, metavar="NAME", help="dataset (metadata/folds/NAME.yaml)")
+    p.add_argument("--protocol", choices=("within", "cross-dataset"), default="within",
+                   help="within (default): class-disjoint folds of one dataset; cross-dataset: for each dataset of "
+                   "--dataset a,b,c,..., train on the others and name its windows with all its classes unseen")
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help="dataset (metadata/folds/NAME.yaml); cross-dataset: comma-separated, e.g. "
+                   "hapt,shoulder,spswhar,uschad")
     p.add_argument("--root", metavar="DIR", help="the dataset's raw folder (default: $ZEROHAR_DATA, ../shared/data, "
-                   "or the embedded HAPT derivative)")
+                   "or the embedded HAPT derivative); cross-dataset: the folder holding each dataset's folder")
     p.add_argument("--folds", metavar="fold1,...", help="comma-separated folds (default: all)")
+    p.add_argument("--targets", metavar="NAME,...",
+                   help="cross-dataset: the datasets to test on, in this order (default: each of --dataset)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per fold (default 3)")
     p.add_argument("--methods", metavar="M,...",
                    help=f"comma-separated methods (default: all): {', '.join(METHODS)}")
@@ -35,10 +42,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zerohar.evaluation.benchmark import COLUMNS, METHODS, run_benchmark  # heavy: torch
-
     split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)  # noqa: E731
     argv = sys.argv[1:] if "benchmark" in sys.argv[1:] else ["benchmark", *sys.argv[1:]]
+    if args.targets is not None and args.protocol != "cross-dataset":
+        from zerohar.errors import ZeroharError
+
+        raise ZeroharError("--targets is for --protocol cross-dataset")
+    if args.protocol == "cross-dataset":
+        return run_cross(args, split(args.dataset), "zerohar " + " ".join(shlex.quote(a) for a in argv))
+    from zerohar.evaluation.benchmark import COLUMNS, METHODS, run_benchmark  # heavy: torch
+
     agg = run_benchmark(
         args.dataset, args.out, root=args.root, folds=split(args.folds), seeds=args.seeds, methods=split(args.methods),
         epochs_scale=args.epochs_scale, backbone_init=args.backbone_init, sets=parse_set(args.set),
@@ -50,5 +63,40 @@ def run(args: argparse.Namespace) -> int:
     for a in agg:
         cells = ["n/a" if a[f"{c}_mean"] is None else f"{a[f'{c}_mean']:.3f} ± {a[f'{c}_std']:.3f}" for c in COLUMNS]
         print(f"{METHODS[a['method']]:<{width}}  " + "  ".join(f"{c:>17}" for c in cells))
+    print(f"-> {args.out}/results.md, results.csv")
+    return 0
+
+
+def run_cross(args: argparse.Namespace, datasets: list[str], command: str) -> int:
+    split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)  # noqa: E731
+    """`--protocol cross-dataset`: :func:`zerohar.evaluation.cross.benchmark_cross`."""
+    from pathlib import Path
+
+    from zerohar.data.sources import get_source
+    from zerohar.errors import ZeroharError
+    from zerohar.evaluation.cross import CROSS_METHODS, benchmark_cross  # heavy: torch
+
+    for flag, value in (("--folds", args.folds), ("--methods", args.methods), ("--backbone-weights",
+                                                                              args.backbone_init)):
+        if value is not None:
+            raise ZeroharError(f"{flag} is for the within-dataset protocol")
+    if args.epochs_scale != 1.0:
+        raise ZeroharError("--epochs-scale is for the within-dataset protocol; set lengths with --set")
+    roots = {}
+    if args.root is not None:
+        for n in datasets:
+            d = Path(args.root) / getattr(get_source(n), "DIRNAME", n)
+            if not d.is_dir():
+                raise ZeroharError(f"--root {args.root}: no folder {d.name} for dataset {n!r} in it")
+            roots[n] = str(d)
+    agg = benchmark_cross(datasets, args.out, roots=roots, targets=split(args.targets), seeds=args.seeds,
+                          sets=parse_set(args.set),
+                          batch_size=args.batch_size, precision=args.precision, progress=not args.no_progress,
+                          command=command)
+    width = max(len(t) for t in CROSS_METHODS.values())
+    for a in agg:
+        f1 = a.get("macro_f1_mean")
+        print(f"{a['target']:<10} {CROSS_METHODS[a['method']]:<{width}}  macro-F1 "
+              f"{'n/a' if f1 is None else f'{f1:.3f}'}")
     print(f"-> {args.out}/results.md, results.csv")
     return 0

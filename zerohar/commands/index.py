@@ -8,7 +8,8 @@ from zerohar.commands import add_label_arguments, add_llm_arguments, add_progres
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    add_run_argument(p, "a finished Stage II run directory: the model whose joint space the index lives in")
+    add_run_argument(p, "a finished Stage II run directory: the model whose joint space the index lives in "
+                     "(default: the shipped general model)", required=False)
     add_label_arguments(p, dataset=True)
     p.add_argument("--describe", action="store_true", help="ask an LLM for descriptions of labels that have none")
     add_llm_arguments(p)
@@ -19,9 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from zerohar.inference.classify import build_label_index  # heavy: torch, faiss
+    from zerohar.models import resolve_model
 
     index = build_label_index(
-        args.run, args.out, labels=args.labels, labels_file=args.labels_file, dataset=args.dataset,
+        resolve_model(args.run), args.out, labels=args.labels, labels_file=args.labels_file, dataset=args.dataset,
         describe=args.describe, llm_model=args.llm_model, base_url=args.base_url, force=args.force,
         progress=not args.no_progress,
     )

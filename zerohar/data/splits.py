@@ -2,8 +2,28 @@
 
 :func:`load_stage_data` reads the window set of a config, checks the fold against it, keeps the windows the
 stage may train on (seen classes; pretraining also keeps unlabelled windows) and splits the subjects with
-:func:`split_subjects`. Validation subjects choose the checkpoint; test subjects (the supervised bound only)
-are never seen in training or selection.
+:func:`split_subjects`.
+
+The split, for every stage alike (pretrain, stage1, stage2, supervised):
+
+- **train**: the subjects a stage trains on;
+- **validation** (`train.val_fraction`): checkpoint selection and early stopping only;
+- **test** (`train.test_fraction`): never trained or selected on, by any stage; they score GZSL seen accuracy,
+  choose the calibrated-stacking margin, give the demo its example recording and score the supervised upper
+  bound (whose unseen-class windows of the training subjects were trained on).
+
+The split depends only on the data's subjects (after `data.subjects`, before any class is dropped), `train.seed`
+and the two fractions, never on the stage or the fold: test subjects come first in one seeded permutation, so
+they do not even depend on `val_fraction`. Hence a pretraining run, the Stage I run on it, the Stage II run on
+that and the supervised bound of one seed hold out the same test subjects, and the provenance check
+(:mod:`zerohar.train.provenance`) refuses an init of another seed or test fraction that trained on this run's
+test subjects.
+
+Few subjects: a group asked for gets at least one subject and training keeps at least one. When the data has too
+few subjects for all three groups (2 subjects with validation, 1 without), a zero-shot stage holds out no test
+subjects and logs a warning saying so; its evaluation then reports GZSL seen accuracy and calibration as not
+measured (it never falls back to the validation subjects). The supervised bound cannot do without test subjects:
+that is an error.
 """
 
 from __future__ import annotations
@@ -37,13 +57,28 @@ class StageData:
     source: str  # how messages name the data: the dataset or the window set file
 
 
-def split_subjects(subjects: list[str], val_fraction: float, test_fraction: float, seed: int
-                   ) -> tuple[list[str], list[str], list[str]]:
-    """Seeded subject-disjoint split into (train, val, test); val / test get at least one subject when asked."""
-    subs = sorted(set(subjects))
+def split_subjects(subjects: list[str], val_fraction: float, test_fraction: float, seed: int, *,
+                   test_optional: bool = False) -> tuple[list[str], list[str], list[str]]:
+    """Seeded subject-disjoint split into (train, val, test).
+
+    Args:
+        subjects: subject ids (repeats are fine: one per window).
+        val_fraction, test_fraction: fractions of the subjects held out for validation / test; a fraction above 0
+            gets at least one subject. Test subjects are the first of a permutation seeded by `seed` alone, so they
+            do not depend on `val_fraction`.
+        seed: the permutation's seed (`train.seed`).
+        test_optional: when the subjects are too few for three groups, hold out no test subjects instead of
+            failing (zero-shot stages; the caller logs it).
+
+    Raises:
+        ZeroharError: too few subjects for the groups asked for.
+    """
+    subs = sorted(set(map(str, subjects)))
     order = [subs[i] for i in np.random.default_rng([seed, 0x5B]).permutation(len(subs))]
     n_test = max(1, round(test_fraction * len(subs))) if test_fraction > 0 else 0
     n_val = max(1, round(val_fraction * len(subs))) if val_fraction > 0 else 0
+    if n_test + n_val >= len(subs) and test_optional and n_val < len(subs):
+        n_test = 0
     if n_test + n_val >= len(subs):
         raise ZeroharError(
             f"{len(subs)} subject(s) cannot be split into training, validation ({val_fraction:.0%}) and test "
@@ -81,11 +116,11 @@ def touches_classes(ws, class_ids: list[int]) -> np.ndarray:
 
 
 def load_stage_data(cfg: Config) -> StageData:
-    """Load the windows of `cfg`'s data, check the fold against them and split subjects.
+    """Load the windows of `cfg`'s data, check the fold against them and split subjects (module docstring).
 
     Raises:
         ZeroharError: unknown fold, unseen classes missing from the data, window length that does not fit the
-            backbone, no training windows.
+            backbone, too few subjects, no training windows.
     """
 
     d, t, stage = cfg.data, cfg.train, cfg.stage
@@ -105,6 +140,14 @@ def load_stage_data(cfg: Config) -> StageData:
         if missing:
             raise ZeroharError(f"{source}: data.subjects names subjects {missing} that are not in the data")
         ws = ws.subset(np.isin(ws.subject, keep))
+    # The split is made here, before any class is dropped: every stage of this data and seed gets the same one.
+    train_s, val_s, test_s = split_subjects(ws.subject.tolist(), t.val_fraction, t.test_fraction, t.seed,
+                                            test_optional=stage != "supervised")
+    if not test_s and t.test_fraction > 0:
+        logger.warning(
+            "%s: %d subject(s) are too few for training, validation and test subjects: this %s run holds out no "
+            "test subjects, so GZSL seen accuracy and the calibration margin of its evaluation are not measured "
+            "(the validation subjects are never reused for them)", source, len(set(ws.subject.tolist())), stage)
     classes = list(ws.class_names)
     unseen: list[str] = []
     if d.fold is not None:
@@ -146,8 +189,6 @@ def load_stage_data(cfg: Config) -> StageData:
     ws = ws.subset(mask)
     if len(ws) == 0:
         raise ZeroharError(f"{source}: no windows to train {stage} on (fold {d.fold!r})")
-    test_frac = t.test_fraction if stage == "supervised" else 0.0
-    train_s, val_s, test_s = split_subjects(ws.subject.tolist(), t.val_fraction, test_frac, t.seed)
     idx = np.arange(len(ws))
     data = StageData(
         ws=ws, dataset=dataset, classes=classes, seen=seen, unseen=unseen, fold=d.fold,
@@ -155,13 +196,18 @@ def load_stage_data(cfg: Config) -> StageData:
         test_idx=idx[np.isin(ws.subject, test_s)], subjects={"train": train_s, "val": val_s, "test": test_s},
         source=str(source),
     )
+    if len(data.train_idx) == 0:
+        raise ZeroharError(
+            f"{source}: the training subjects {train_s} have no windows to train {stage} on (fold {d.fold!r}); "
+            "use data with more subjects or another train.seed"
+        )
     if t.max_val_windows is not None and len(data.val_idx) > t.max_val_windows:
         pick = np.random.default_rng([t.seed, 0x7A1]).choice(len(data.val_idx), t.max_val_windows, replace=False)
         data.val_idx = np.sort(data.val_idx[pick])
     logger.info(
-        "%s: %d training windows (%d subjects), %d validation windows (%d subjects)%s", source,
-        len(data.train_idx), len(train_s), len(data.val_idx), len(val_s),
-        f", {len(data.test_idx)} test windows ({len(test_s)} subjects)" if test_s else "",
+        "%s: %d training windows (%d subjects), %d validation windows (%d subjects), %d test windows (subjects %s; "
+        "seed %d, never trained or selected on)", source, len(data.train_idx), len(train_s), len(data.val_idx),
+        len(val_s), len(data.test_idx), ", ".join(test_s) or "none", t.seed,
     )
     return data
 

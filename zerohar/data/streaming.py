@@ -35,12 +35,15 @@ def _sensor_phrase(s) -> str:
     return f"{SENSOR_NAMES.get(s.sensor, s.sensor)} at {s.placement} on {s.device}"
 
 
-def match_layout(model_layout: SensorLayout, layout: SensorLayout, source: str) -> tuple[list[int], SensorLayout]:
+def match_layout(model_layout: SensorLayout, layout: SensorLayout, source: str, *, several: bool = False
+                 ) -> tuple[list[int], SensorLayout]:
     """Which channels of a recording the model can use, with a warning when the layouts differ.
 
     The model takes any number of sensors, each with its text context, so a recording may lack some of the
     model's sensors or bring sensors at other placements: those are used as they are (with a warning). A
     sensor *kind* the model never saw (e.g. a magnetometer for a model trained on acc + gyro) is dropped.
+    `several`: the model was trained on several sources (`model_layout` is the union of their sensors, and no
+    recording has them all), so only sensors it never met are worth a warning.
 
     Returns:
         (channel indices to keep, in canonical order; the layout of the kept channels)
@@ -51,7 +54,7 @@ def match_layout(model_layout: SensorLayout, layout: SensorLayout, source: str) 
     have = {s.key for s in layout.sensors}
     want = {s.key for s in model_layout.sensors}
     kinds = {s.sensor for s in model_layout.sensors}
-    missing = [s for s in model_layout.sensors if s.key not in have]
+    missing = [] if several else [s for s in model_layout.sensors if s.key not in have]
     unknown_kind = [s for s in layout.sensors if s.sensor not in kinds]
     new = [s for s in layout.sensors if s.key not in want and s.sensor in kinds]
     keep = [s.key for s in layout.sensors if s.sensor in kinds]
@@ -87,7 +90,7 @@ class InputRecording:
     chunks: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
     absolute_time: bool = False  # times are seconds since the Unix epoch (a datetime column)
     nonwear: np.ndarray | None = None  # (k, 2) start, end (s, the input's time base) of non-wear runs (devices)
-    info: dict | None = None  # what a device reader found (zerohar.data.devices.DeviceRecording.info)
+    info: dict | None = None  # what a device reader found (zerohar.data.devices.DeviceStream.info)
     device_clock: bool = False  # times are a naive device clock (read as if UTC), not instants
 
     def __post_init__(self):
@@ -116,7 +119,7 @@ def open_recording(
     detect_nonwear: bool = True,
 ) -> InputRecording:
     """Open a CSV, `.npy` (`(T, C)`, needs `rate`) or `.npz` recording (the csv source's reader), or a device file
-    (`.cwa`, `.cwa.gz`, `.gt3x`, `.bin`: :func:`zerohar.data.devices.read_device`), for streaming.
+    (`.cwa`, `.cwa.gz`, `.gt3x`, `.bin`: :func:`zerohar.data.devices.open_device`), for streaming.
 
     Args:
         path: the recording.
@@ -125,18 +128,15 @@ def open_recording(
             the sensor kinds; see :mod:`zerohar.data.sources.csv`).
         rate: sampling rate in Hz of a file without times.
         chunk_rows: rows per chunk.
-        calibrate, detect_nonwear: device files only (see :func:`zerohar.data.devices.read_device`).
+        calibrate, detect_nonwear: device files only (see :func:`zerohar.data.devices.open_device`: two
+            passes of the parser, neither holding the file).
     """
     p = check_input_file(path, "input file")
     if devices.is_device_file(p):
-        dev = devices.read_device(p, calibrate=calibrate, detect_nonwear=detect_nonwear, layout=layout,
+        dev = devices.open_device(p, calibrate=calibrate, detect_nonwear=detect_nonwear, layout=layout,
                                   placement=placement, device=device)
-
-        def chunks():
-            for a in range(0, len(dev.time), chunk_rows):
-                yield dev.time[a : a + chunk_rows], dev.signals[a : a + chunk_rows], None
-
-        return InputRecording(p, dev.layout, chunks(), True, dev.nonwear_intervals(), dev.info, True)
+        chunks = ((t, x, None) for t, x, _ in dev.chunks(chunk_rows))  # the second pass starts at the first chunk
+        return InputRecording(p, dev.layout, chunks, True, dev.nonwear, dev.info, True)
     if p.suffix.lower() not in INPUT_SUFFIXES:
         raise ZeroharError(f"{p}: unknown recording type {p.suffix or '(no suffix)'!r}; expected one of "
                            f"{', '.join(INPUT_SUFFIXES + devices.SUFFIXES)}")

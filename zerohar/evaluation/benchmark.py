@@ -3,7 +3,11 @@
 `zerohar benchmark --dataset hapt --seeds 3 --out DIR` trains and evaluates each method (below) on each
 fold and seed, then writes `DIR/results.md` and `DIR/results.csv` (mean and standard deviation over folds
 and seeds of the unseen-class accuracy, macro-F1, top-2 accuracy and the GZSL harmonic mean) and
-`DIR/runs.csv` (one row per run). Runs live in `DIR/runs/<method>/<fold>/seed<k>/<step>/`; an identical step
+`DIR/runs.csv` (one row per run). Two more columns score every method on exactly the unseen-class windows of
+the supervised bound's test subjects of the same fold and seed (:meth:`_Runner.bound_test_subjects`), the only
+windows the bound can fairly be scored on, so the zero-shot rows and the bound compare. Every stage of a fold and
+seed holds out the same test subjects (`zerohar.data.splits`), so no run of the table trained or selected on them.
+Runs live in `DIR/runs/<method>/<fold>/seed<k>/<step>/`; an identical step
 of two methods (e.g. the Stage I run that `zerohar` and `label_names` share) is trained once and referenced
 by both. The benchmark is resumable: finished runs and evaluations are reused, unfinished ones resumed.
 
@@ -19,7 +23,8 @@ Methods (BENCHMARK.md, "Methods in the table"):
 - ``original_encoder``: the original ZeroHAR encoder (a transformer over time steps of all channels) in
   the same pipeline (`model.encoder: original`);
 - ``supervised``: the upper bound: the same encoder trained with every class's labels on a subject-disjoint
-  split, tested on the unseen classes of its held-out test subjects.
+  split, tested on the unseen classes of its held-out test subjects; its Stage I is zerohar's (the same config:
+  it holds out the same test subjects), trained once.
 """
 
 from __future__ import annotations
@@ -66,6 +71,8 @@ COLUMNS = {
     "top2_accuracy": "unseen top-2",
     "gzsl_h": "GZSL H",
     "gzsl_h_cal": "GZSL H (calibrated)",
+    "test_accuracy": "unseen acc, test subjects",
+    "test_macro_f1": "unseen macro-F1, test subjects",
 }
 
 
@@ -77,8 +84,6 @@ class Step:
     stage: str
     overrides: dict = field(default_factory=dict)
     init: str | None = None  # the step whose run directory is this step's `init`
-    #: train only on the training and validation subjects of this stage's split (its test subjects stay unseen)
-    subjects_of: str | None = None
 
 
 def method_steps(method: str, fold: str, backbone_init: str | None) -> list[Step]:
@@ -102,9 +107,9 @@ def method_steps(method: str, fold: str, backbone_init: str | None) -> list[Step
             Step("stage1", "stage1", {**original, "init": None}),
             Step("stage2", "stage2", original, "stage1"),
         ],
-        # The upper bound's own Stage I never sees the supervised run's test subjects (they score the bound).
-        "supervised": [Step("stage1", "stage1", {"init": backbone_init}, subjects_of="supervised"),
-                       Step("supervised", "supervised", {}, "stage1")],
+        # The bound's Stage I holds out the bound's test subjects like every stage of the fold and seed (same
+        # seed and test fraction: zerohar.data.splits), so it is zerohar's Stage I, trained once.
+        "supervised": [s1, Step("supervised", "supervised", {}, "stage1")],
     }
     if method not in steps:
         raise ZeroharError(f"unknown method {method!r}: expected one of {', '.join(METHODS)}")
@@ -239,7 +244,7 @@ def results_csv(agg: list[dict]) -> str:
 
 def runs_csv(rows: list[dict]) -> str:
     buf = io.StringIO()
-    cols = ["method", "fold", "seed", *COLUMNS, "chance", "transductive_init", "run"]
+    cols = ["method", "fold", "seed", *COLUMNS, "chance", "test_subjects", "transductive_init", "run"]
     w = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
@@ -257,8 +262,23 @@ class _Runner:
         self.sets, self.epochs_scale, self.backbone_init, self.progress = sets, epochs_scale, backbone_init, progress
         self.trained: dict[str, Path] = {}  # config key -> run directory
         self.run_seconds = 0.0  # sum of the runs' own wall times (whichever invocation trained them)
+        self._bound_test: dict[tuple[str, int], list[str] | None] = {}
 
-    def config(self, step: Step, fold: str, seed: int, init_dir: Path | None):
+    def bound_test_subjects(self, fold: str, seed: int) -> list[str] | None:
+        """The test subjects of the supervised bound of `fold` and `seed` (from its config; nothing is trained),
+        or None when its data has too few subjects for them (logged)."""
+        if (fold, seed) not in self._bound_test:
+            try:
+                cfg = self.config(Step("supervised", "supervised"), fold, seed, None, scale=False)  # the split only
+                split = load_stage_data(cfg).subjects
+                self._bound_test[fold, seed] = sorted(split["test"])
+            except ZeroharError as e:
+                logger.warning("%s %s seed %d: no test subjects of the supervised bound to compare on: %s",
+                               self.dataset, fold, seed, e)
+                self._bound_test[fold, seed] = None
+        return self._bound_test[fold, seed]
+
+    def config(self, step: Step, fold: str, seed: int, init_dir: Path | None, *, scale: bool = True):
         common = {k: v for k, v in self.sets.items() if k not in STAGES}
         over = merge_settings({"data": {"dataset": self.dataset, "fold": fold}, "train": {"seed": seed}}, common)
         if self.root is not None:
@@ -266,10 +286,7 @@ class _Runner:
         over = merge_settings(over, step.overrides)
         if step.init is not None:
             over["init"] = str(init_dir)
-        if step.subjects_of is not None:
-            split = load_stage_data(self.config(Step(step.subjects_of, step.subjects_of), fold, seed, None)).subjects
-            over = merge_settings(over, {"data": {"subjects": sorted(split["train"] + split["val"])}})
-        if self.epochs_scale != 1.0:
+        if scale and self.epochs_scale != 1.0:
             over = merge_settings(over, {"train": _scaled_length(resolve_config(step.stage, overrides=over).train,
                                                                  self.epochs_scale, step.stage)})
         # `--set stage1.train.epochs=2`: for one stage only, after --epochs-scale
@@ -427,26 +444,44 @@ def run_benchmark(
         final = runner.run_steps(method, fold, seed, log)
         eval_dir = final / "eval"
         key = str(final)
+        bound = runner.bound_test_subjects(fold, seed)
         if key in evals:
             m = evals[key]
-        elif evaluation_is_current(eval_dir / "metrics.json", final / "model.safetensors"):
+        elif evaluation_is_current(eval_dir / "metrics.json", final / "model.safetensors", bound):
             m = json.loads((eval_dir / "metrics.json").read_text())
             log(f"reused evaluation {eval_dir.relative_to(out)}")
         else:
             m = evaluate_run(final, eval_dir, batch_size=batch_size, precision=precision, progress=progress,
-                             force=True)
+                             force=True, subjects=bound)
             log(f"evaluated: unseen acc {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}")
         evals[key] = m
         leaks = read_run_meta(final).get("transductive_init") or []
         if leaks:
             log(f"transductive init (--allow-transductive-init): {leaks[0]}")
-        rows.append(_row(method, fold, seed, m, final.relative_to(out), leaks))
+        row = _row(method, fold, seed, m, final.relative_to(out), leaks)
+        own_test = ((m.get("run") or {}).get("subjects") or {}).get("test") or []
+        row["no_test_subjects"] = not own_test
+        row["other_test_subjects"] = bound is not None and bool(own_test) and sorted(own_test) != bound
+        if row["other_test_subjects"]:
+            log(f"holds out test subjects {own_test}, not the bound's {bound}")
+        rows.append(row)
         log(f"done in {time.perf_counter() - t0:.0f} s")
     if "chance" in methods:
-        rows += _chance_rows(evals, folds, seeds, all_folds, dataset, root, sets or {})
+        tests = {(r["fold"], r["seed"]): r["test_support"] for r in rows if r.get("test_support")}
+        rows += _chance_rows(evals, folds, seeds, all_folds, dataset, root, sets or {}, tests)
     rows.sort(key=lambda r: (methods.index(r["method"]), folds.index(r["fold"]), r["seed"]))
     agg = aggregate(rows, methods)
-    notes = []
+    notes = [TEST_SUBJECTS_NOTE]
+    no_test = sum(bool(r.get("no_test_subjects")) for r in rows if r["method"] != "chance")
+    if no_test:
+        notes.append(f"{no_test} runs hold out no test subjects (too few subjects for training, validation and "
+                     "test, zerohar.data.splits, or runs trained before zero-shot runs held out test subjects): "
+                     "their GZSL columns are n/a, never measured on validation subjects.")
+    other = sum(bool(r.get("other_test_subjects")) for r in rows)
+    if other:
+        notes.append(f"{other} runs held out other test subjects than the supervised bound of their fold and seed "
+                     "(another seed or test fraction was set for one stage): their test-subject columns score "
+                     "subjects they may have trained on.")
     if backbone_init is None and {"zerohar", "random_backbone"} <= set(methods):
         notes.append("zerohar's backbone is randomly initialised (no released HARNet weights given), so its runs "
                      "are the random-backbone runs.")
@@ -463,29 +498,47 @@ def run_benchmark(
     return agg
 
 
-def evaluation_is_current(result: Path, model: Path) -> bool:
-    """An evaluation exists, is newer than the model it evaluated, and comes from this evaluation code."""
+#: The first note under every results table.
+TEST_SUBJECTS_NOTE = (
+    "Unseen acc / macro-F1 / top-2 score every unseen-class window (every subject) for the zero-shot rows and the "
+    "bound's test subjects only for the supervised row; the two 'test subjects' columns score every row on exactly "
+    "the unseen-class windows of the supervised bound's test subjects of that fold and seed, so the upper bound "
+    "compares. GZSL seen accuracy and the calibration margin use those test subjects too; validation subjects "
+    "only choose checkpoints."
+)
+
+
+def evaluation_is_current(result: Path, model: Path, subjects: list[str] | None = None) -> bool:
+    """An evaluation exists, is newer than the model it evaluated, comes from this evaluation code and (when
+    `subjects` is given) has its `test_subjects` block on those subjects."""
     if not (result.is_file() and result.stat().st_mtime >= model.stat().st_mtime):
         return False
     try:
-        return json.loads(result.read_text()).get("eval_version") == EVAL_VERSION
+        m = json.loads(result.read_text())
     except (OSError, ValueError):
         return False
+    if m.get("eval_version") != EVAL_VERSION:
+        return False
+    return subjects is None or (m.get("test_subjects") or {}).get("subjects") == sorted(subjects)
 
 
 def _row(method: str, fold: str, seed: int, m: dict, run: Path, leaks: list[str] | None = None) -> dict:
-    g, gc = m.get("gzsl") or {}, m.get("gzsl_calibrated") or {}
+    g, gc, t = m.get("gzsl") or {}, m.get("gzsl_calibrated") or {}, m.get("test_subjects") or {}
     return {
         "method": method, "fold": fold, "seed": seed, "accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
         "top2_accuracy": m["top2_accuracy"], "gzsl_h": g.get("harmonic_mean"),
-        "gzsl_h_cal": gc.get("harmonic_mean"), "chance": m["chance"],
+        "gzsl_h_cal": gc.get("harmonic_mean"), "test_accuracy": t.get("accuracy"),
+        "test_macro_f1": t.get("macro_f1"), "test_subjects": " ".join(t.get("subjects") or []),
+        "test_support": t.get("support"), "chance": m["chance"],
         "transductive_init": "; ".join(leaks or []), "run": str(run),
     }
 
 
 def _chance_rows(evals: dict, folds: list[str], seeds: int, all_folds, dataset: str, root: str | None,
-                 sets: dict) -> list[dict]:
-    """Chance per fold, with the class prevalences of the fold's unseen-class windows (the same for every seed)."""
+                 sets: dict, tests: dict | None = None) -> list[dict]:
+    """Chance per fold, with the class prevalences of the fold's unseen-class windows (the same for every seed);
+    the test-subject columns with those of the test subjects' windows of each seed (`tests`: (fold, seed) ->
+    {class: windows}), when a run of that fold and seed measured them."""
     out = []
     n_classes = len(all_folds.classes)
     ws = None
@@ -504,5 +557,12 @@ def _chance_rows(evals: dict, folds: list[str], seeds: int, all_folds, dataset: 
             counts = [int((ws.y == ws.class_names.index(c)).sum()) for c in unseen]
         y = np.repeat(np.arange(len(counts)), counts)
         c = chance_metrics(y, len(unseen), n_classes)
-        out += [{"method": "chance", "fold": fold, "seed": s, **c, "run": ""} for s in range(seeds)]
+        for s in range(seeds):
+            t = {"test_accuracy": None, "test_macro_f1": None}
+            support = (tests or {}).get((fold, s))
+            if support:
+                n = list(support.values())
+                ct = chance_metrics(np.repeat(np.arange(len(n)), n), len(unseen), n_classes)
+                t = {"test_accuracy": ct["accuracy"], "test_macro_f1": ct["macro_f1"]}
+            out.append({"method": "chance", "fold": fold, "seed": s, **c, **t, "run": ""})
     return out

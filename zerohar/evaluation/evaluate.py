@@ -1,8 +1,14 @@
 """Zero-shot evaluation of one trained run (`zerohar eval`, `eval/zeroshot.py`), by the protocol of BENCHMARK.md.
 
 - Zero-shot: every window of the fold's unseen classes, candidates = the unseen classes.
-- Generalised zero-shot (GZSL): candidates = every class; test = the windows of the seen classes from the
-  subjects the trainer held out for model selection (read from the run's metadata) + every unseen window.
+- Generalised zero-shot (GZSL): candidates = every class; test = the windows of the seen classes from the run's
+  *test* subjects (read from its metadata: never trained or selected on, `zerohar.data.splits`) + every unseen
+  window. The calibrated-stacking margin is chosen on those test seen-class windows, cross-fitted between two
+  groups of them (:func:`zerohar.evaluation.metrics.calibration_groups`), never on an unseen-class window. A run
+  without test subjects (too few subjects) reports both as not measured; validation subjects, which chose the
+  checkpoint, are never used instead.
+- `test_subjects`: the zero-shot metrics again, on the unseen-class windows of the test subjects only (or of the
+  subjects given), the windows a supervised upper bound is scored on, so the two compare.
 - A supervised upper-bound run (trained on every class) is tested on its held-out *test* subjects only.
 
 Every id is in the dataset's class ordering (its folds file), for targets and predictions alike. The label
@@ -19,7 +25,14 @@ import numpy as np
 
 from zerohar.data.prepare import load_windowset
 from zerohar.errors import ZeroharError
-from zerohar.evaluation.metrics import calibrated_gzsl, confusion_figure, gzsl_report, ids_of, zero_shot_report
+from zerohar.evaluation.metrics import (
+    calibrated_gzsl,
+    calibration_groups,
+    confusion_figure,
+    gzsl_report,
+    ids_of,
+    zero_shot_report,
+)
 from zerohar.inference.embed import embed_windows
 from zerohar.inference.index import LabelIndex
 from zerohar.io import atomic_write_json, check_writable
@@ -32,7 +45,9 @@ logger = logging.getLogger(__name__)
 HEADLINE = ("accuracy", "macro_f1", "top2_accuracy", "chance")
 #: Written into metrics.json; bumped when the evaluation changes, so `zerohar benchmark` re-evaluates older ones.
 #: 2: `gzsl_calibrated` (calibrated stacking). 3: fp32 by default; `precision`, `run.transductive_init` recorded.
-EVAL_VERSION = 3
+#: 4: GZSL seen accuracy and the calibration margin on the test subjects (no longer the validation subjects);
+#: the `test_subjects` block; `run.unseen_windows` (was `run.test_subjects`) and `run.subjects`.
+EVAL_VERSION = 4
 
 
 def load_eval_windows(run, *, root: str | None = None, data: str | None = None):
@@ -70,6 +85,7 @@ def evaluate_run(
     force: bool = False,
     progress: bool = True,
     run=None,
+    subjects: list[str] | None = None,
 ) -> dict:
     """Evaluate a finished Stage II (or supervised) run and write `metrics.json` + `confusion.png`.
 
@@ -82,6 +98,9 @@ def evaluate_run(
         force: overwrite an existing evaluation.
         progress: progress bars.
         run: an already loaded :class:`zerohar.train.runs.Run`.
+        subjects: the subjects of the `test_subjects` block (default: the run's test subjects); the benchmark
+            gives every method the supervised bound's test subjects. A supervised run can only be scored on its
+            own test subjects.
 
     Returns:
         The metrics dict written to `metrics.json`.
@@ -103,20 +122,25 @@ def evaluate_run(
     classes = list(ws.class_names)
     unseen, seen = run.unseen, [c for c in classes if c not in set(run.unseen)]
     unseen_ids, seen_ids = ids_of(unseen, classes), ids_of(seen, classes)
-    subjects = run.subjects
+    split = run.subjects
+    test_subjects = sorted(str(x) for x in split.get("test", []))
     supervised = run.stage == "supervised"
+    in_test = np.isin(ws.subject, test_subjects)
     if supervised:
         # The upper bound saw every class in training: only its held-out test subjects are fair test data.
-        test_subjects = [str(s) for s in subjects.get("test", [])]
         if not test_subjects:
             raise ZeroharError(f"supervised run {run.path} records no held-out test subjects in its model.json")
-        in_test = np.isin(ws.subject, test_subjects)
         zs_mask = in_test & np.isin(ws.y, unseen_ids)
-        gz_seen_mask = in_test & np.isin(ws.y, seen_ids)
     else:
         zs_mask = np.isin(ws.y, unseen_ids)
-        val_subjects = [str(s) for s in subjects.get("val", [])]
-        gz_seen_mask = np.isin(ws.subject, val_subjects) & np.isin(ws.y, seen_ids)
+    # GZSL's seen side and the calibration margin: test subjects only (validation subjects chose the checkpoint).
+    gz_seen_mask = in_test & np.isin(ws.y, seen_ids)
+    report_subjects = test_subjects if subjects is None else sorted({str(x) for x in subjects})
+    if supervised and set(report_subjects) - set(test_subjects):
+        raise ZeroharError(
+            f"supervised run {run.path} trained on subjects {sorted(set(report_subjects) - set(test_subjects))}; "
+            f"it can only be scored on its test subjects {test_subjects}"
+        )
     if not zs_mask.any():
         raise ZeroharError(f"the data of run {run.path} has no windows of its unseen classes {unseen}")
     need = zs_mask | gz_seen_mask
@@ -135,32 +159,50 @@ def evaluate_run(
     zi = pos[np.flatnonzero(zs_mask)]
     _, top = index.search(emb[zi], k=min(3, len(unseen)), candidates=unseen)
     report = zero_shot_report(ws.y[zs_mask], top, unseen, classes)
+    on_subjects = None
+    mine = np.isin(ws.subject[zs_mask], report_subjects)  # rows of `top`
+    if mine.any():
+        r = zero_shot_report(ws.y[zs_mask][mine], top[mine], unseen, classes)
+        on_subjects = {"subjects": report_subjects, "given": subjects is not None,
+                       **{k: r[k] for k in (*HEADLINE, "n_windows")},
+                       "support": {c: r["per_class"][c]["support"] for c in r["class_order"]}}
     # Generalised zero-shot: every class is a candidate.
     gi = pos[np.flatnonzero(need)]
     s_all, top_all = index.search(emb[gi], k=len(classes), candidates=classes)
     top_ids = ids_of(top_all, classes)  # (n, C), best first
     gz = gzsl_report(ws.y[need], top_ids[:, 0], seen_ids, unseen_ids)
-    gz_cal = None
+    gz_cal, note = None, None
     if gz_seen_mask.any():
         scores = np.empty(top_ids.shape, np.float32)  # (n, C) in the class ordering
         np.put_along_axis(scores, top_ids, s_all, axis=1)
-        # Calibration groups: the held-out seen-class windows, split by subject into two alternating groups.
-        subj = ws.subject[need]
-        groups = {s: i % 2 for i, s in enumerate(sorted(set(ws.subject[gz_seen_mask].tolist())))}
-        group = np.where(gz_seen_mask[need], [groups.get(s, -1) for s in subj], -1)
+        # Calibration windows: the test subjects' seen-class windows, in two cross-fitting groups (by subject).
+        calib = gz_seen_mask[need]
+        groups, groups_by = calibration_groups(ws.subject[need][calib], ws.recording[need][calib],
+                                               ws.start[need][calib])
+        group = np.full(int(need.sum()), -1)
+        group[calib] = groups
         gz_cal = calibrated_gzsl(scores, ws.y[need], seen_ids, unseen_ids, group)
+        gz_cal["groups_by"] = groups_by
     else:
-        logger.warning("run %s holds out no subjects of the seen classes: GZSL seen accuracy is undefined", run.path)
+        note = (f"run {run.path} records no test subjects (too few subjects for three groups, or trained before "
+                "zero-shot runs held out test subjects)" if not test_subjects
+                else f"the test subjects {test_subjects} of run {run.path} have no windows of the seen classes")
+        note += ": GZSL seen accuracy and the calibration margin are not measured"
+        logger.warning("%s", note)
         gz.update(seen_accuracy=None, harmonic_mean=None)
 
     metrics = {k: report[k] for k in HEADLINE}
     metrics.update({k: v for k, v in report.items() if k not in HEADLINE})
     metrics["gzsl"] = gz
     metrics["gzsl_calibrated"] = gz_cal
+    metrics["gzsl_note"] = note
+    metrics["test_subjects"] = on_subjects
     metrics["run"] = {
         "path": str(run.path), "stage": run.stage, "dataset": run.dataset, "fold": run.fold,
         "unseen": unseen, "seen": seen, "label_text": run.config.train.label_text,
-        "test_subjects": "held-out test subjects" if supervised else "all subjects",
+        # whose unseen-class windows the headline metrics score
+        "unseen_windows": "test subjects" if supervised else "all subjects",
+        "subjects": {k: sorted(map(str, split.get(k, []))) for k in ("train", "val", "test")},
         "gzsl_seen_subjects": sorted(set(ws.subject[gz_seen_mask].tolist())),
         # what --allow-transductive-init let in (the init saw unseen classes or test subjects); [] for none
         "transductive_init": list(run.meta.get("transductive_init") or []),
@@ -197,4 +239,10 @@ def format_metrics(m: dict) -> str:
     if c:
         lines.append(f"GZSL, calibrated stacking (gamma {c['gamma']:.3f}): seen {f(c['seen_accuracy'])}  "
                      f"unseen {f(c['unseen_accuracy'])}  harmonic mean {f(c['harmonic_mean'])}")
+    if m.get("gzsl_note"):
+        lines.append(f"GZSL: {m['gzsl_note']}")
+    t = m.get("test_subjects")
+    if t:
+        lines.append(f"test subjects {', '.join(t['subjects'])} only ({t['n_windows']} unseen-class windows): "
+                     f"accuracy {f(t['accuracy'])}  macro-F1 {f(t['macro_f1'])}")
     return "\n".join(lines)

@@ -148,6 +148,33 @@ def gzsl_report(y_true: np.ndarray, y_pred: np.ndarray, seen: Sequence[int], uns
 CALIBRATION_SEEN_KEEP = 0.9
 
 
+def calibration_groups(subject: np.ndarray, recording: np.ndarray, start: np.ndarray) -> tuple[np.ndarray, str]:
+    """Two cross-fitting groups (0 and 1) of calibration windows, for :func:`calibrated_gzsl`.
+
+    By subject when there are two or more (sorted subjects alternate between the groups), so a window is scored
+    with a margin of other people; with one subject, by recording (alternating); with one recording, its
+    earlier and later half (split at the median start time). One window, or windows that all start at the same
+    time, make one group (0).
+
+    Args:
+        subject, recording, start: `(N,)` of the calibration windows.
+
+    Returns:
+        (`(N,)` group of each window, what split them: "subject", "recording", "time" or "none").
+    """
+    subject, recording, start = np.asarray(subject), np.asarray(recording), np.asarray(start, dtype=float)
+    for key, name in ((subject, "subject"), (recording, "recording")):
+        values = sorted(set(key.tolist()))
+        if len(values) >= 2:
+            rank = {v: i % 2 for i, v in enumerate(values)}
+            return np.fromiter((rank[v] for v in key.tolist()), dtype=np.int64, count=len(key)), name
+    if len(start) >= 2:
+        group = np.zeros(len(start), np.int64)
+        group[np.argsort(start, kind="stable")[len(start) // 2 :]] = 1
+        return group, "time"
+    return np.zeros(len(start), np.int64), "none"
+
+
 def calibrated_gzsl(
     scores: np.ndarray,
     y_true: np.ndarray,

@@ -17,6 +17,13 @@ figure of each part next to each other, and fails when a default path is slower 
   `backbone_batch` caps the triads per backbone call (a batch of 512 windows of 2 sensors is 1,024 triads):
   activations of a few hundred triads stay in the caches. harnet5 on that CPU, triads/s at 256 vs 1,024 per
   call: plain 537 vs 339, fused 610 vs 431; harnet10 at 128 vs 256: plain 134 vs 181, fused 106 vs 197.
+- **less work per window, on request** (`precision="int8"`, never a default): the backbone in int8 on ONNX
+  Runtime (:mod:`zerohar.model.onnx_backend`, the optional `onnx` extra; weights per channel, activations
+  calibrated on training windows). Same on every CPU kind. On the AVX2 CPU: harnet5 about 2x the fused fp32
+  backbone per core, 98.7-99.3% of the labels of fp32 on all labelled HAPT windows (two trained models,
+  README). ONNX Runtime in fp32 gave the same labels as fp32 but only 1.06x the fused backbone per core (1.5x
+  on 2 threads of a heavily loaded machine): too little to put an optional package on the default path, so
+  the fp32 rule stays the fused backbone.
 - **sensor transformer and heads**: always the plain fp32 modules. In eval mode under `inference_mode` PyTorch
   already runs `nn.TransformerEncoder` on its fused fast path, and the whole head costs about 1% of the
   backbone's FLOPs (2 tokens per window: ~6 MFLOP vs 468): nothing to gain from another implementation.
@@ -34,6 +41,7 @@ from dataclasses import dataclass
 
 import torch
 
+from zerohar.errors import ZeroharError
 from zerohar.model import precision as _precision
 
 #: `(CPU kind, precision) -> (backbone, triads per backbone call)`; see the module docstring for the kinds.
@@ -45,6 +53,8 @@ BACKBONE_RULES: dict[tuple[str, str], tuple[str, int]] = {
     ("avx2", "fp32"): ("fused", 256),  # 1.14x plain (harnet5), 1.09x (harnet10); a bf16 request runs this
     ("other", "fp32"): ("plain", 256),  # a bf16 request runs this too
 }
+#: Triads per call of the int8 backbone (precision "int8", every CPU kind).
+INT8_BATCH = 256
 #: CPU kinds where oneDNN has no bf16 convolution: a bf16 request runs the fp32 rule (see the module docstring).
 NO_BF16_KINDS = ("avx2", "other")
 
@@ -54,9 +64,9 @@ class InferencePlan:
     """What the default inference path runs, part by part (see the module docstring).
 
     Attributes:
-        precision: the precision the backbone computes in, "bf16" or "fp32" (a bf16 request can run in fp32
-            where the CPU has no bf16 convolutions; `reason` says so).
-        backbone: "fused", "plain" or "autocast".
+        precision: the precision the backbone computes in, "bf16", "fp32" or "int8" (a bf16 request can run in
+            fp32 where the CPU has no bf16 convolutions; `reason` says so).
+        backbone: "fused", "plain", "autocast" or "onnx" (int8 on ONNX Runtime).
         backbone_batch: at most this many triads per backbone call (0: all of a batch at once).
         cpu: the CPU kind the rule was chosen for ("native-bf16", "avx512", "avx2", "other", or "cuda").
         reason: one line for logs and speed notes.
@@ -98,13 +108,19 @@ def inference_plan(precision: str = "auto", device: torch.device | str | None = 
     """The plan of the default inference path for `precision` on `device` (default: this CPU).
 
     Args:
-        precision: "auto", "bf16" or "fp32" (see :func:`zerohar.model.precision.resolve_precision`).
+        precision: "auto", "bf16" or "fp32" (see :func:`zerohar.model.precision.resolve_precision`), or "int8":
+            the int8 backbone on ONNX Runtime (:mod:`zerohar.model.onnx_backend`), on request only.
         device: where the model is; on CUDA the backbone is the plain module (under bf16 autocast for bf16).
         flags: CPU flags to plan for (default: this machine's); tests pass another CPU's.
 
     Raises:
-        ZeroharError: `precision` is not known.
+        ZeroharError: `precision` is not known, or int8 is asked for on a GPU.
     """
+    if precision == "int8":
+        if device is not None and torch.device(device).type != "cpu":
+            raise ZeroharError("int8 inference (ONNX Runtime) runs on the CPU only; use --precision bf16 on a GPU")
+        kind = cpu_kind(flags)
+        return InferencePlan("int8", "onnx", INT8_BATCH, kind, f"{kind} CPU, int8 backbone on ONNX Runtime")
     if device is not None and torch.device(device).type == "cuda":
         prec = _precision.resolve_precision(precision, device)
         return InferencePlan(prec, "autocast" if prec == "bf16" else "plain", 0, "cuda", "CUDA")

@@ -21,7 +21,7 @@ from zerohar import __version__
 from zerohar.config import Config, ModelConfig
 from zerohar.data.augment import augment
 from zerohar.data.layout import SENSOR_KINDS
-from zerohar.data.splits import load_stage_data
+from zerohar.data.multi import MultiData, load_data
 from zerohar.errors import ZeroharError
 from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
@@ -99,7 +99,9 @@ class BaseTask:
 
     def __init__(self, cfg: Config, dist):
         self.cfg, self.dist = cfg, dist
-        self.data = load_stage_data(cfg)
+        self.data = load_data(cfg)
+        #: several sources (zerohar.data.multi): `(N, S)` bool, the sensors each window has; None for one source
+        self.present = self.data.present if isinstance(self.data, MultiData) else None
         self.saw, self.transductive_init = self._check_provenance()
         self.X = self.data.ws.X  # (N, C, T) float32
         self.y = self.data.ws.y
@@ -118,12 +120,15 @@ class BaseTask:
         return sources
 
     def _check_provenance(self):
-        d = self.data
-        key = data_key(d.dataset, self.cfg.data.data)
-        unseen = [] if self.cfg.stage == "supervised" else d.unseen  # the upper bound trains on every class
-        inits, leaks = check_inits(self.init_sources(), key, unseen, d.subjects.get("test", []),
-                                   self.cfg.allow_transductive_init)
-        own = {key: {"classes": list(d.seen), "subjects": list(d.subjects["train"]) + list(d.subjects["val"])}}
+        parts = ([(p.key, p.data) for p in self.data.parts] if isinstance(self.data, MultiData)
+                 else [(data_key(self.data.dataset, self.cfg.data.data), self.data)])
+        own, inits, leaks = {}, None, []
+        for key, d in parts:
+            unseen = [] if self.cfg.stage == "supervised" else d.unseen  # the upper bound trains on every class
+            inits, found = check_inits(self.init_sources(), key, unseen, d.subjects.get("test", []),
+                                       self.cfg.allow_transductive_init)
+            leaks += found
+            own[key] = {"classes": list(d.seen), "subjects": list(d.subjects["train"]) + list(d.subjects["val"])}
         return merge_saw(own, inits), leaks
 
     @property
@@ -144,7 +149,25 @@ class BaseTask:
         if self.cfg.train.augment and (self.aug_deg or self.aug_scale):
             x = augment(x, rng, self.aug_deg, self.aug_scale)
         lo, hi = lo_hi
-        return {"x": torch.from_numpy(np.ascontiguousarray(x[lo:hi])).to(device), "rows": rows}
+        batch = {"x": torch.from_numpy(np.ascontiguousarray(x[lo:hi])).to(device), "rows": rows}
+        if self.present is not None:
+            batch["sensor_mask"] = torch.from_numpy(self.present[rows][lo:hi]).to(device)  # (b, S)
+        return batch
+
+    def epoch_order(self, seed: int, epoch: int, n: int) -> np.ndarray:
+        """Positions in the training set for epoch `epoch`: a permutation, or the balanced draws of several
+        sources (:meth:`zerohar.data.multi.MultiData.epoch_order`)."""
+        from zerohar.train.loop import epoch_permutation
+
+        if isinstance(self.data, MultiData):
+            return self.data.epoch_order(seed, epoch, n)
+        return epoch_permutation(seed, epoch, n)
+
+    def val_mask(self, rows: np.ndarray) -> torch.Tensor | None:
+        """The sensor mask of validation windows `rows` (None for one source: every sensor present)."""
+        if self.present is None:
+            return None
+        return torch.from_numpy(self.present[rows]).to(self.device)
 
     def after_step(self, model) -> None:
         """Hook after each optimiser step (nothing by default)."""
@@ -152,7 +175,15 @@ class BaseTask:
     def metadata(self) -> dict:
         """The run metadata written into model.json ("extra"): what eval / classify need to use the run."""
         d, c = self.data, self.cfg
-        return {
+        multi = {}
+        if isinstance(d, MultiData):
+            multi = {"sources": [
+                {"name": p.name, "key": p.key, "dataset": p.data.dataset, "fold": p.data.fold,
+                 "classes": p.data.classes, "unseen": p.data.unseen, "layout": p.data.ws.layout.to_dict(),
+                 "subjects": p.data.subjects, "descriptions": p.descriptions,
+                 "train_windows": int(np.isin(d.train_idx, p.rows).sum())}
+                for p in d.parts], "balance": d.balance}
+        return {**multi,
             "stage": c.stage,
             "dataset": d.dataset,
             "data": c.data.data,

@@ -396,7 +396,7 @@ class _Trainer:
 
     def _order(self, epoch: int) -> np.ndarray:
         if epoch not in self._orders:
-            self._orders = {epoch: epoch_permutation(self.cfg.train.seed, epoch, self.n_train)}
+            self._orders = {epoch: self.task.epoch_order(self.cfg.train.seed, epoch, self.n_train)}
         return self._orders[epoch]
 
     def _train_segment(self, start: float, pool, bar) -> bool:

@@ -5,6 +5,12 @@ The supervised upper bound is the same task on every class with a subject-disjoi
 Sensor dropout (`train.sensor_dropout`, layouts of 2 or more sensors): each training window hides each of its
 sensors with that probability through the model's sensor mask, at least one kept.
 
+Negatives (`train.negatives`): "batch" (default) contrasts each window with the labels of the batch's windows
+only, as the original ZeroHAR did: a label absent from the batch is not pushed away at that step, which with
+many classes and a batch of 64 means a rare class meets few of its confusers. "all" contrasts with every trained
+label at every step (the prototypes of every trained label are computed anyway for validation; the cost is
+one projection of every description per step). Which one is better is measured, not assumed (issue notes).
+
 Label text per step (`train.label_sampling`): "prototype" (default) uses, for each label, the normalised mean
 of its projected descriptions, exactly what zero-shot inference compares windows with; "description" draws one
 of the label's descriptions per label and step (text-side augmentation). Unseen labels' text never enters
@@ -22,6 +28,7 @@ from sklearn.metrics import f1_score
 
 from zerohar.config import Config
 from zerohar.data.layout import SensorLayout
+from zerohar.data.multi import SEP, class_text
 from zerohar.errors import ZeroharError
 from zerohar.model.precision import autocast
 from zerohar.text.label_rule import label_texts
@@ -39,19 +46,30 @@ from zerohar.train.unknown import unknown_threshold
 logger = logging.getLogger(__name__)
 
 
-def sensor_dropout_mask(n: int, n_sensors: int, rate: float, rng: np.random.Generator) -> np.ndarray | None:
+def sensor_dropout_mask(n: int, n_sensors: int, rate: float, rng: np.random.Generator,
+                        present: np.ndarray | None = None) -> np.ndarray | None:
     """`(n, n_sensors)` bool, True for the sensors a training window keeps: each is dropped with probability
     `rate`, and a window that would lose all of them keeps one, drawn at random. None when nothing is dropped
-    (`rate` 0, or a layout of one sensor).
+    (`rate` 0, or a layout of one sensor). With `present` (`(n, n_sensors)`, several sources) only present
+    sensors can be kept, and a window keeps one of its own; the result is then never None.
 
     At inference a recording may lack sensors the model was trained with (a phone without a gyroscope): the
     sensor transformer then sees a mask, so it meets masks in training too.
     """
-    if rate <= 0 or n_sensors < 2:
+    if present is None and (rate <= 0 or n_sensors < 2):
         return None
-    keep = rng.random((n, n_sensors)) >= rate
-    none = ~keep.any(axis=1)
-    keep[np.flatnonzero(none), rng.integers(0, n_sensors, size=int(none.sum()))] = True
+    draw = rng.random((n, n_sensors))
+    if present is None:
+        keep = draw >= rate
+        none = ~keep.any(axis=1)
+        keep[np.flatnonzero(none), rng.integers(0, n_sensors, size=int(none.sum()))] = True
+        return keep
+    present = np.asarray(present, bool)
+    keep = (draw >= rate) & present
+    none = np.flatnonzero(~keep.any(axis=1))
+    # one present sensor of each window that lost them all: the present one with the highest draw
+    pick = np.where(present[none], draw[none], -1.0).argmax(axis=1)
+    keep[none, pick] = True
     return keep
 
 
@@ -77,10 +95,12 @@ class Stage2Task(ZeroHARTask):
                            f"the backbone {cfg.backbone_init}" if cfg.backbone_init else "random weights")
             self.model = build_zerohar_model(cfg, cfg.backbone_init)
         self.context_emb = self.embed([sensor_description(s) for s in self.layout.sensors])  # (S, d_text)
-        # Label texts: the trained classes, then (transductive only) the unseen ones as extra negatives.
+        # Label texts: the trained classes, then (transductive only) the unseen ones as extra negatives. With
+        # several sources a class is `source/label` and its text is the label's: equal labels share one row.
         trained = list(d.seen)
         extra = list(d.unseen) if t.transductive and cfg.stage != "supervised" else []
         texts = self._label_texts(trained + extra)
+        text_of = {c: self._text_key(c) for c in trained + extra}
         self.text_labels = list(texts)  # row j of `desc` is the label text_labels[j]
         k = max(len(v) for v in texts.values())
         emb = self.embed([s for c in self.text_labels for s in texts[c]])  # (sum K, d_text)
@@ -92,10 +112,11 @@ class Stage2Task(ZeroHARTask):
             self.desc[j, :n], self.desc_mask[j, :n] = emb[i : i + n], True
             i += n
         self.n_desc = self.desc_mask.sum(1).cpu().numpy()  # (L,)
-        self.trained_ids = [d.classes.index(c) for c in trained]  # class ids, in the order of rows 0..len-1
+        self.trained_ids = [d.classes.index(c) for c in trained]  # class ids of the trained classes
         self.row_of_id = np.full(len(d.classes), -1)
-        self.row_of_id[self.trained_ids] = np.arange(len(trained))
-        self.extra_rows = list(range(len(trained), len(self.text_labels)))
+        self.row_of_id[self.trained_ids] = [self.text_labels.index(text_of[c]) for c in trained]
+        self.n_trained_rows = len({text_of[c] for c in trained})  # rows 0..n-1: trained texts; then extra
+        self.extra_rows = list(range(self.n_trained_rows, len(self.text_labels)))
         self.val_best_scores: np.ndarray | None = None  # (n,) of the last validation, for save_model
 
     def _check_against_stage1(self, run) -> None:
@@ -118,26 +139,45 @@ class Stage2Task(ZeroHARTask):
                 f"uses {self.text.name!r}"
             )
 
+    def _text_key(self, cls: str) -> str:
+        """The label text row a class trains with: its name, or for several sources the label after `source/`."""
+        return class_text(cls) if self.present is not None else cls
+
     def _label_texts(self, labels: list[str]) -> dict[str, list[str]]:
+        """Texts per label row. With several sources each source's classes get their texts by that source's rule
+        (its descriptions file and dataset), and two sources' equal labels become one row whose descriptions
+        are the union of theirs."""
+        if self.present is None:
+            return self._source_label_texts(labels, self.cfg.data.descriptions, self.data.dataset)
+        out: dict[str, list[str]] = {}
+        for part in self.data.parts:
+            mine = [c for c in labels if c.startswith(part.name + SEP)]
+            if not mine:
+                continue
+            got = self._source_label_texts([class_text(c) for c in mine], part.descriptions, part.data.dataset)
+            for lab, txt in got.items():
+                out[lab] = list(dict.fromkeys(out.get(lab, []) + list(txt)))
+        return {k: out[k] for k in dict.fromkeys(self._text_key(c) for c in labels)}
+
+    def _source_label_texts(self, labels: list[str], descriptions, dataset) -> dict[str, list[str]]:
         """The texts of the trained labels. With `train.label_text: descriptions` every one of them must have
         descriptions (in the run's descriptions file if one is given, else in a shipped file): training on name
         templates instead would be a silent substitute, so a class without any is an error."""
         c = self.cfg
-        if c.data.descriptions and c.train.label_text != "names":
-            written = {k.casefold() for k in load_label_descriptions(c.data.descriptions)}
+        if descriptions and c.train.label_text != "names":
+            written = {k.casefold() for k in load_label_descriptions(descriptions)}
             missing = [lab for lab in labels if normalize_label(lab).casefold() not in written]
             if missing:
                 raise ZeroharError(
-                    f"label description file {c.data.descriptions} has no descriptions for {len(missing)} of the "
+                    f"label description file {descriptions} has no descriptions for {len(missing)} of the "
                     f"classes this run trains on ({', '.join(map(repr, missing[:8]))}); add them (`zerohar "
                     "describe --update`) or leave --descriptions out"
                 )
-        texts = label_texts(labels, label_text=c.train.label_text, descriptions=c.data.descriptions,
-                            dataset=self.data.dataset)
+        texts = label_texts(labels, label_text=c.train.label_text, descriptions=descriptions, dataset=dataset)
         templated = [lab for lab in labels
                      if c.train.label_text != "names" and texts[lab] == template_descriptions(lab)]
         if templated:
-            shipped = labels_dir() / f"{self.data.dataset}.json" if self.data.dataset in known_datasets() else None
+            shipped = labels_dir() / f"{dataset}.json" if dataset in known_datasets() else None
             more = f" (nor do {len(templated) - 1} more classes)" if len(templated) > 1 else ""
             raise ZeroharError(
                 f"class {templated[0]!r} has no descriptions in {shipped or 'any shipped descriptions file'}{more}: "
@@ -149,14 +189,19 @@ class Stage2Task(ZeroHARTask):
     def make_batch(self, idx, lo_hi, rng, device) -> dict:
         batch = super().make_batch(idx, lo_hi, rng, device)
         y_rows = self.row_of_id[self.y[batch["rows"]]]  # (B,) text row of each window of the global batch
-        rows = sorted(set(y_rows.tolist())) + self.extra_rows  # the batch's labels (+ transductive negatives)
+        if self.cfg.train.negatives == "all":  # every trained label at every step
+            rows = list(range(self.n_trained_rows)) + self.extra_rows
+        else:  # the batch's labels (+ transductive negatives)
+            rows = sorted(set(y_rows.tolist())) + self.extra_rows
         pos = {r: i for i, r in enumerate(rows)}
         batch["text_rows"] = torch.tensor(rows, device=device)
         batch["targets"] = torch.tensor([pos[r] for r in y_rows], device=device)  # (B,) for the global batch
         if self.cfg.train.label_sampling == "description":
             pick = np.floor(rng.random(len(rows)) * self.n_desc[rows]).astype(np.int64)
             batch["desc_pick"] = torch.from_numpy(pick).to(device)
-        keep = sensor_dropout_mask(len(y_rows), len(self.layout.sensors), self.cfg.train.sensor_dropout, rng)
+        present = None if self.present is None else self.present[batch["rows"]]
+        keep = sensor_dropout_mask(len(y_rows), len(self.layout.sensors), self.cfg.train.sensor_dropout, rng,
+                                   present=present)
         if keep is not None:
             lo, hi = lo_hi
             batch["sensor_mask"] = torch.from_numpy(keep[lo:hi]).to(device)  # (b, S)
@@ -181,23 +226,42 @@ class Stage2Task(ZeroHARTask):
         Each window's best score (cosine: both sides are normalised) is kept for the "none of these" threshold
         that :meth:`save_model` stores with the model just validated."""
         model.eval()
-        n = len(self.trained_ids)
+        n = self.n_trained_rows
         proto = model.label_prototypes(self.desc[:n], self.desc_mask[:n]).float()  # (L, E)
-        preds, best, ys = [], [], []
+        sims, ys, all_rows = [], [], []
         for rows, x in self._val_batches():
             with autocast(bf16, self.device):
-                w = model.encode_windows(x, self.context_emb, None, kinds=self.kinds)  # (b, E)
-            sims = w.float() @ proto.T  # (b, L)
-            top = sims.max(-1)
-            preds.append(top.indices.cpu().numpy())
-            best.append(top.values.cpu().numpy())
+                w = model.encode_windows(x, self.context_emb, self.val_mask(rows), kinds=self.kinds)  # (b, E)
+            sims.append((w.float() @ proto.T).cpu().numpy())  # (b, L)
             ys.append(self.y[rows])
+            all_rows.append(rows)
         model.train()
-        self.val_best_scores = np.concatenate(best) if best else None
-        pred = np.asarray(self.trained_ids)[np.concatenate(preds)]
-        y = np.concatenate(ys)
-        return {"val_acc": float((pred == y).mean()),
-                "val_macro_f1": float(f1_score(y, pred, labels=self.trained_ids, average="macro", zero_division=0))}
+        if not sims:
+            self.val_best_scores = None
+            return {"val_acc": float("nan"), "val_macro_f1": float("nan")}
+        sims, y, rows = np.concatenate(sims), np.concatenate(ys), np.concatenate(all_rows)
+        if self.present is None:
+            groups = [(np.arange(len(y)), self.trained_ids)]
+        else:  # each source's windows among its own trained classes; every source counts the same
+            part = self.data.part_of[rows]
+            groups = [(np.flatnonzero(part == i), [c for c in self.trained_ids if self.data.classes[c].startswith(
+                p.name + SEP)]) for i, p in enumerate(self.data.parts)]
+        out, accs, f1s, best = {}, [], [], np.full(len(y), np.nan, np.float32)
+        for (idx, ids), name in zip(groups, [None] if self.present is None else [p.name for p in self.data.parts]):
+            if not len(idx) or not ids:
+                continue
+            cand = self.row_of_id[ids]  # text rows of this group's classes
+            s = sims[np.ix_(idx, cand)]
+            pred = np.asarray(ids)[s.argmax(1)]
+            best[idx] = s.max(1)
+            acc = float((pred == y[idx]).mean())
+            f1 = float(f1_score(y[idx], pred, labels=ids, average="macro", zero_division=0))
+            accs.append(acc)
+            f1s.append(f1)
+            if name is not None:
+                out[f"val_acc/{name}"], out[f"val_macro_f1/{name}"] = acc, f1
+        self.val_best_scores = best[np.isfinite(best)]
+        return {"val_acc": float(np.mean(accs)), "val_macro_f1": float(np.mean(f1s)), **out}
 
     def save_model(self, model, out, info: dict) -> None:
         """The model, with the "none of these" threshold of `classify` (:mod:`zerohar.train.unknown`) from the

@@ -38,6 +38,7 @@ from zerohar.paths import metadata_dir
 logger = logging.getLogger(__name__)
 
 NAME = "uschad"
+DIRNAME = "usc-had"  # its folder in ../shared/data (the archive unpacks to USC-HAD/ inside it)
 URL = "https://sipi.usc.edu/had/USC-HAD.zip"
 DEFAULT_LAYOUT = metadata_dir() / "sensors" / "uschad.yaml"
 RATE = 100.0
