@@ -25,3 +25,12 @@ def shared_data():
     if d is None:
         pytest.skip("needs ../shared/data beside the checkout (present in CI; not part of a user's clone)")
     return d
+
+
+@pytest.fixture(scope="session")
+def device_dir(shared_data):
+    """`../shared/data/devices`: the real device files (.cwa, .gt3x, .bin) of its README."""
+    d = shared_data / "devices"
+    if not d.is_dir():
+        pytest.skip(f"needs {d}")
+    return d

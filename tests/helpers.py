@@ -136,3 +136,18 @@ def fake_device_parser(monkeypatch, time_ns: np.ndarray, columns: dict, rate: fl
         return {"ReadOK": 1, "ReadErrors": read_errors, "SampleRate": rate}
 
     monkeypatch.setattr(actipy_stream, "parse", parse)
+
+
+def hapt_recording_csv(path, seconds: float, t0: float = 0.0):
+    """The first `seconds` of the first embedded (real) HAPT recording as a user's CSV: `time` (seconds from
+    `t0`), then acc_x ... gyro_z at the waist."""
+    import numpy as np
+
+    from zerohar.data.sources import embedded
+
+    rec = embedded.read(progress=False)[0]
+    n = int(seconds * rec.rate)
+    t = t0 + np.arange(n) / rec.rate
+    rows = "\n".join(",".join(f"{v:.5f}" for v in (ti, *xi)) for ti, xi in zip(t, rec.signals[:n].astype(float)))
+    path.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n" + rows + "\n")
+    return path

@@ -16,14 +16,6 @@ pytest.importorskip("actipy")
 CORRUPT = "ax3_testfile_corrupt_blocks_0_13_14_142_143_144.cwa"
 
 
-@pytest.fixture(scope="module")
-def device_dir(shared_data):
-    d = shared_data / "devices"
-    if not d.is_dir():
-        pytest.skip(f"needs {d}")
-    return d
-
-
 def test_neo_gt3x_reads_the_samples_of_the_vendors_csv_export(device_dir):
     rec = read_device(device_dir / "neo.gt3x", calibrate=False, detect_nonwear=False)
     ref = np.loadtxt(device_dir / "neo.csv", delimiter=",", skiprows=11)  # 10 header lines + column names

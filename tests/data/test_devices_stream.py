@@ -126,14 +126,6 @@ def test_labels_and_minute_tables_do_not_depend_on_chunking(tiny_run, monkeypatc
     assert tables[1] == tables[0] and tables[2] == tables[0]
 
 
-@pytest.fixture(scope="module")
-def device_dir(shared_data):
-    d = shared_data / "devices"
-    if not d.is_dir():
-        pytest.skip(f"needs {d}")
-    return d
-
-
 @pytest.mark.parametrize("name", ["ax3_testfile.cwa", "ax6_testfile.cwa", "neo.gt3x", "GENEActiv_testfile.bin"])
 def test_real_files_read_as_actipy_reads_them_whole(device_dir, name):
     import actipy

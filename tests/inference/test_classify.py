@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 import pytest
-from helpers import layout_of, signal_of, untrained_run
+from helpers import hapt_recording_csv, layout_of, signal_of, untrained_run
 
 from zerohar.errors import ZeroharError
 
@@ -22,15 +22,7 @@ def tiny_run(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hapt_csv(tmp_path_factory):
     """40 s of an embedded HAPT recording as a user would have it: a CSV with a time column first."""
-    from zerohar.data.sources import embedded
-
-    rec = embedded.read(progress=False)[0]
-    n = int(40 * rec.rate)
-    t = 100.0 + np.arange(n) / rec.rate
-    p = tmp_path_factory.mktemp("rec") / "rec.csv"
-    rows = "\n".join(",".join(f"{v:.5f}" for v in (ti, *xi)) for ti, xi in zip(t, rec.signals[:n].astype(float)))
-    p.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n" + rows + "\n")
-    return p
+    return hapt_recording_csv(tmp_path_factory.mktemp("rec") / "rec.csv", 40, t0=100.0)
 
 
 def _read_csv(p):

@@ -46,3 +46,21 @@ def test_stage2_batches_carry_the_mask_into_the_model(monkeypatch):
     assert torch.equal(seen["mask"], mask)
     off = make_task(tiny_cfg("stage2", sensor_dropout=0.0), Dist())
     assert "sensor_mask" not in off.make_batch(idx, (0, 8), np.random.default_rng(0), torch.device("cpu"))
+
+
+def test_negatives_all_contrasts_every_trained_label_at_every_step():
+    from zerohar.train.distributed import Dist
+    from zerohar.train.registry import make_task
+
+    idx = np.arange(4)
+    batch_only = make_task(tiny_cfg("stage2"), Dist())
+    every = make_task(tiny_cfg("stage2", negatives="all"), Dist())
+    b = batch_only.make_batch(idx, (0, 4), np.random.default_rng(0), torch.device("cpu"))
+    a = every.make_batch(idx, (0, 4), np.random.default_rng(0), torch.device("cpu"))
+    labels = set(batch_only.y[batch_only.train_idx[idx]].tolist())
+    assert len(b["text_rows"]) == len(labels) < every.n_trained_rows  # 4 windows cannot hold every label
+    assert a["text_rows"].tolist() == list(range(every.n_trained_rows))
+    # the targets point at each window's own label in either case
+    for batch, task in ((a, every), (b, batch_only)):
+        rows = batch["text_rows"][batch["targets"]].numpy()
+        assert (rows == task.row_of_id[task.y[task.train_idx[idx]]]).all()

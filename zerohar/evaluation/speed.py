@@ -18,11 +18,15 @@ Figures (names as in BENCHMARK.md):
 - `harnet5_inference`, `harnet10_inference`: the backbone alone, batches of 256 triads:
   :func:`zerohar.inference.embed.embed_backbone` (the default path: the :mod:`~zerohar.inference.plan` of this
   CPU) vs `backbone(x)` in fp32 under `torch.no_grad()`; the note gives the alternatives timed in the same
-  rounds (fused fp32, and on native-bf16 CPUs fused bf16 and bf16 autocast).
+  rounds (fused fp32, on native-bf16 CPUs fused bf16 and bf16 autocast, and with the `onnx` extra the ONNX
+  Runtime backbone in fp32 and int8).
 - `model_inference`: a ZeroHAR model on 2-sensor windows (accelerometer + gyroscope, as HAPT), all sensors of a
   window + label search in a 12-label index: :func:`zerohar.inference.embed.embed_windows` vs
   `model.encode_windows` in fp32, both followed by the same search. The default backbone path alone on the
   same triads gives the backbone-bound limit (its triads/s / 2 sensors) and the share of it reached.
+- `model_inference_int8` (not in BENCHMARK.md; needs the `onnx` extra): the same with `precision="int8"`, the
+  "less work per window" option (the backbone in int8 on ONNX Runtime, calibrated on 256 of the figure's
+  triads: the weights are random, so speed is what it measures, not agreement) vs the same plain fp32 run.
 - `classify_7day`: `zerohar classify` as a separate process on a synthetic 7-day 30 Hz wrist recording
   (:mod:`zerohar.data.synthetic`, 18,144,000 rows of CSV), end to end including reading the file and loading the
   model and text encoder; the baseline is the same command with `--precision fp32`. Each command runs twice
@@ -30,7 +34,8 @@ Figures (names as in BENCHMARK.md):
   shared machine disturb less than wall time. The recording and a random-weight Stage II run directory are
   written once under `cache_dir()/speed` (about 640 MB; never part of the repository). Model weights are
   random: speed does not depend on them. `classify_7day_step5` (not in BENCHMARK.md) is the same with
-  `--step 5`: windows that do not overlap, half the windows of the default 2.5 s step.
+  `--step 5`: windows that do not overlap, half the windows of the default 2.5 s step; `classify_7day_int8` (not in
+  BENCHMARK.md; the `onnx` extra) the same with `--precision int8` (calibrated on the recording's own windows).
 - `stage1_train`, `stage2_train`: optimiser steps per second x batch size (64 windows) of the Stage I / Stage
   II objective (forward, contrastive loss, backward, gradient clipping, AdamW) with bf16 autocast vs fp32.
   Only the model step: data loading is not included. Without native bf16 the fast path is the plain one,
@@ -77,9 +82,10 @@ from zerohar.inference.plan import inference_plan
 from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
-from zerohar.model.fused import FusedHARNet
+from zerohar.model.fused import FusedHARNet, check_windows
 from zerohar.model.harnet import CircularConv1d, Downsample, HARNet
 from zerohar.model.motif import MotifDistance
+from zerohar.model.onnx_backend import onnx_available, onnx_backbone
 from zerohar.model.precision import SPEED_FLAGS, cpu_flags, resolve_precision
 from zerohar.model.pretrained import load_backbone
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
@@ -93,8 +99,8 @@ from zerohar.train.runs import load_run
 logger = logging.getLogger(__name__)
 
 FIGURES = (
-    "harnet5_inference", "harnet10_inference", "model_inference", "classify_7day", "classify_7day_step5",
-    "classify_7day_csv",
+    "harnet5_inference", "harnet10_inference", "model_inference", "model_inference_int8", "classify_7day",
+    "classify_7day_step5", "classify_7day_int8", "classify_7day_csv",
     "stage1_train", "stage2_train", "index_10", "index_1000", "index_100000",
     "pretrain_ssl_train", "motif_distance_train", "relcon_ranking", "relcon_train",
 )
@@ -103,18 +109,25 @@ FIGURES = (
 MIN_RATIO = 0.97
 #: The figures read against the matmul ceiling: backbone variant and triads per window of each.
 CEILING_FIGURES = {"harnet5_inference": ("harnet5", 1), "harnet10_inference": ("harnet10", 1),
-                   "model_inference": ("harnet5", 2)}
+                   "model_inference": ("harnet5", 2), "model_inference_int8": ("harnet5", 2)}
+#: Figures of the optional ONNX Runtime backbone (the `onnx` extra), left out unless it is installed: precision of
+#: each.
+ONNX_FIGURES = {"model_inference_int8": "int8", "classify_7day_int8": "int8"}
 #: Figures that `--quick` leaves out unless named.
-SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "classify_7day_csv", "relcon_train")
+SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "classify_7day_int8", "classify_7day_csv", "relcon_train")
 #: Pretraining figures: `train.pretrain_method` of each.
 PRETRAIN_FIGURES = {"pretrain_ssl_train": "ssl", "motif_distance_train": "motif-distance",
                     "relcon_ranking": "relcon", "relcon_train": "relcon"}
 #: `--step` of the classify figures (None = classify's default, half a window).
-CLASSIFY_STEPS = {"classify_7day": None, "classify_7day_step5": 5.0, "classify_7day_csv": None}
+CLASSIFY_STEPS = {"classify_7day": None, "classify_7day_step5": 5.0, "classify_7day_int8": None,
+                  "classify_7day_csv": None}
 #: The input of the classify figures: the week as a device file (GENEActiv .bin through actipy: calibration,
 #: non-wear detection) into `--out-dir` study outputs, or as a CSV into a window table (the figure before the
 #: device path existed).
-CLASSIFY_INPUT = {"classify_7day": "device", "classify_7day_step5": "device", "classify_7day_csv": "csv"}
+CLASSIFY_INPUT = {"classify_7day": "device", "classify_7day_step5": "device", "classify_7day_int8": "device",
+                  "classify_7day_csv": "csv"}
+#: `--precision` of the fast command of the classify figures (default "auto"; the baseline is always fp32).
+CLASSIFY_PRECISION = {"classify_7day_int8": "int8"}
 CLASSIFY_LABELS = ("sleeping", "sitting", "standing", "walking", "running", "cycling", "household chores",
                    "lying down")
 PLACEMENT, DEVICE = "left wrist", "smartwatch"
@@ -184,6 +197,10 @@ def _backbone_figure(variant: str, quick: bool) -> dict:
         others[f"fused {prec}"] = lambda fused=fused: _no_grad(fused, x)
     if plan.precision == "bf16":
         others["plain under bf16 autocast"] = autocast
+    if onnx_available():  # the optional ONNX Runtime backbone (the `onnx` extra), fp32 and int8
+        for prec in ("fp32", "int8"):
+            run = onnx_backbone(net, prec, check_windows(256, net.window).numpy() if prec == "int8" else None)
+            others[f"onnx {prec}"] = lambda run=run: _no_grad(run, x)
     fast, base, other = compare(lambda: embed_backbone(net, xn, batch_size=256), plain, 256, quick, others)
     note = f"default: {plan.describe()} ({plan.reason}); " + ", ".join(f"{k} {v:.0f}/s" for k, v in other.items())
     return _result(fast, base, note)
@@ -202,9 +219,12 @@ def _hapt_like(model_cfg=None):
     return model, ctx, ["acc", "gyro"]
 
 
-def _model_figure(quick: bool) -> dict:
+def _model_figure(quick: bool, precision: str = "auto") -> dict:
     """The default path (:func:`embed_windows` + label search) vs `encode_windows` in fp32 + the same search; the
-    default backbone path alone on the same triads gives the backbone-bound limit (its windows/s / 2 sensors)."""
+    default backbone path alone on the same triads gives the backbone-bound limit (its windows/s / 2 sensors).
+    With `precision="int8"` the "fast" path is the int8 option instead (`model_inference_int8`)."""
+    if precision == "int8" and not onnx_available():
+        raise ZeroharError("model_inference_int8 needs onnxruntime: pip install 'zerohar[onnx]'")
     model, ctx, kinds = _hapt_like()
     model.eval()
     rng = np.random.default_rng(0)
@@ -215,10 +235,11 @@ def _model_figure(quick: bool) -> dict:
     X = rng.normal(size=(n, 3 * sensors, model.cfg.window)).astype(np.float32)  # (n, C, T)
     xt = torch.from_numpy(X)
     ctx_np = ctx.numpy()
-    plan = inference_plan("auto")
-    backbone, autocast = plan_backbone(model.backbone, plan, torch.device("cpu"))
+    plan = inference_plan(precision)
     with torch.no_grad():
         triads = model._triads(xt, kinds).reshape(n * sensors, 3, -1)  # (n S, 3, T): the backbone's input
+    cal = triads[:256].numpy() if precision == "int8" else None  # random weights: speed does not need real data
+    backbone, autocast = plan_backbone(model.backbone, plan, torch.device("cpu"), cal)
 
     def plain():
         with torch.no_grad():
@@ -226,7 +247,7 @@ def _model_figure(quick: bool) -> dict:
         return index.search(z.numpy(), k=3)
 
     def fast():
-        return index.search(embed_windows(model, X, ctx_np, kinds=kinds, batch_size=512), k=3)
+        return index.search(embed_windows(model, X, ctx_np, kinds=kinds, batch_size=512, precision=precision), k=3)
 
     def backbone_only():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
@@ -234,9 +255,10 @@ def _model_figure(quick: bool) -> dict:
 
     f, b, other = compare(fast, plain, n, quick, {"backbone": backbone_only})
     bound = other["backbone"]  # windows/s the backbone alone allows: one call is the n * S triads of n windows
-    res = _result(f, b, f"default: {plan.describe()} ({plan.reason}); {n} windows of {sensors} sensors (acc + "
+    what = "default" if precision == "auto" else f"--precision {precision}"
+    res = _result(f, b, f"{what}: {plan.describe()} ({plan.reason}); {n} windows of {sensors} sensors (acc + "
                         f"gyro) per call, then the top 3 of 12 labels; backbone-bound limit {bound:.0f} windows/s "
-                        f"(default backbone {bound * sensors:.0f} triads/s / {sensors} sensors): fast at "
+                        f"({what} backbone {bound * sensors:.0f} triads/s / {sensors} sensors): fast at "
                         f"{f / bound:.0%}, plain at {b / bound:.0%}")
     res["backbone_bound_windows_per_s"] = round(bound, 1)
     res["share_of_bound"] = round(f / bound, 3)
@@ -481,6 +503,8 @@ def run_figure(name: str, quick: bool = False) -> dict:
         return _backbone_figure("harnet10", quick)
     if name == "model_inference":
         return _model_figure(quick)
+    if name == "model_inference_int8":
+        return _model_figure(quick, "int8")
     if name in ("stage1_train", "stage2_train"):
         return _train_figure(name.split("_")[0], quick)
     if name.startswith("index_"):
@@ -597,7 +621,7 @@ def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
 
 
 def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step: float | None = None,
-                    kind: str = "device") -> dict:
+                    kind: str = "device", fast: str = "auto") -> dict:
     """`classify_7day`: the classify command end to end, fast path vs `--precision fp32` (each run once in
     quick mode, twice otherwise; best of each). Where `auto` is fp32 (no native bf16) the two are one command,
     run once per round and reported as both.
@@ -606,11 +630,16 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
         kind: "device": the week as a GENEActiv `.bin` into `--out-dir` (reading through actipy, calibration,
             non-wear detection, inference, the minute and day tables, info.json and the timeline figure);
             "csv": the week as CSV into a window table.
+        fast: `--precision` of the fast command ("auto", or "int8": `classify_7day_int8`, which calibrates on
+            the recording's own first windows, included in its time).
     """
     rec_path = synthetic_recording(days, progress=progress, kind=kind)
     run_dir = random_run()
     rounds = 1 if quick else 2
-    precisions = ("fp32",) if resolve_precision("auto") == "fp32" else ("fp32", "auto")
+    if fast == "int8" and not onnx_available():
+        raise ZeroharError("classify_7day_int8 needs onnxruntime: pip install 'zerohar[onnx]'")
+    same = fast == "auto" and resolve_precision("auto") == "fp32"
+    precisions = ("fp32",) if same else ("fp32", fast)
     best: dict[str, tuple] = {}
     with tempfile.TemporaryDirectory(dir=speed_dir()) as tmp:
         for _ in range(rounds):
@@ -621,12 +650,13 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
                             got[0], got[1], got[3], got[2])
                 if prec not in best or got[1] < best[prec][1]:
                     best[prec] = got
-    best.setdefault("auto", best["fp32"])
-    (n, wall, rss, cpu), (_, wall0, rss0, cpu0) = best["auto"], best["fp32"]
+    best.setdefault(fast, best["fp32"])
+    (n, wall, rss, cpu), (_, wall0, rss0, cpu0) = best[fast], best["fp32"]
     what = (f"{days:g}-day GENEActiv .bin ({os.path.getsize(rec_path) / 1e6:.0f} MB) into --out-dir"
             if kind == "device" else f"{days:g}-day CSV ({os.path.getsize(rec_path) / 1e6:.0f} MB) into --out")
     res = _result(n / wall, n / wall0,
-                  f"{what}, {n} windows (step {'2.5' if step is None else f'{step:g}'} s); wall {wall:.1f} s, "
+                  f"{what}, {n} windows (step {'2.5' if step is None else f'{step:g}'} s, --precision {fast}); "
+                  f"wall {wall:.1f} s, "
                   f"CPU {cpu:.0f} s (fp32: wall {wall0:.1f} s, CPU {cpu0:.0f} s, peak {rss0:.0f} MB); includes "
                   "process start, reading, model and text encoder loading"
                   + ("; auto is fp32 on this CPU: one command, timed once a round" if len(precisions) == 1 else ""))
@@ -640,7 +670,8 @@ def run_speed(
     figures: Sequence[str] | None = None, *, quick: bool = False, days: float = 7.0, progress: bool = False,
     repeats: int = 1, min_ratio: float = MIN_RATIO,
 ) -> dict[str, dict]:
-    """Measure `figures` (default: all; with `quick`, all but `classify_7day`), each in its own process.
+    """Measure `figures` (default: all; with `quick`, all but the slow ones; :data:`ONNX_FIGURES` only where
+    onnxruntime is installed), each in its own process.
 
     A figure whose default path measures slower than plain (ratio below `min_ratio`) is measured again, up to
     `repeats` times in all, and the try with the best ratio is kept: one disturbed round on a shared machine
@@ -656,13 +687,15 @@ def run_speed(
             raise ZeroharError(f"unknown speed figures {unknown}: expected some of {', '.join(FIGURES)}")
         names = list(figures)
     else:
-        names = [f for f in FIGURES if not (quick and f in SLOW_FIGURES)]
+        names = [f for f in FIGURES
+                 if not (quick and f in SLOW_FIGURES) and (f not in ONNX_FIGURES or onnx_available())]
     results: dict[str, dict] = {}
     for name in names:
         for attempt in range(1, max(1, repeats) + 1):
             logger.info("measuring %s%s", name, f" (try {attempt} of {repeats})" if attempt > 1 else "")
             try:
-                got = (classify_figure(quick, days, progress, step=CLASSIFY_STEPS[name], kind=CLASSIFY_INPUT[name])
+                got = (classify_figure(quick, days, progress, step=CLASSIFY_STEPS[name], kind=CLASSIFY_INPUT[name],
+                                       fast=CLASSIFY_PRECISION.get(name, "auto"))
                        if name in CLASSIFY_STEPS else _worker(name, quick))
             except ZeroharError as e:
                 logger.error("%s", e)
@@ -675,7 +708,7 @@ def run_speed(
             if not slow_default_paths({name: results[name]}, min_ratio):
                 break
         results[name]["cpu_flags"] = cpu_flags()  # every figure says what it ran on
-        results[name]["precision"] = resolve_precision("auto")
+        results[name]["precision"] = ONNX_FIGURES.get(name) or resolve_precision("auto")
     return results
 
 

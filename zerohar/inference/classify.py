@@ -12,9 +12,10 @@ file and renamed into place at the end: an interrupted run leaves no half-writte
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from zerohar.data.layout import SensorLayout
 from zerohar.data.streaming import CHUNK_ROWS, match_layout, open_recording, stream_windows
 from zerohar.data.transforms import canonical_stream
 from zerohar.errors import ZeroharError
-from zerohar.inference.embed import embed_windows, sensor_context
+from zerohar.inference.embed import calibration_windows, embed_windows, sensor_context
 from zerohar.inference.index import LabelIndex
 from zerohar.inference.plan import inference_plan
 from zerohar.inference.summaries import (
@@ -43,6 +44,7 @@ from zerohar.inference.summaries import (
     timeline_figure,
 )
 from zerohar.io import TableWriter, atomic_directory, atomic_write_json, check_output, check_writable
+from zerohar.model.onnx_backend import require_onnxruntime
 from zerohar.text.encoder import get_text_encoder
 from zerohar.text.labels import clean_labels, load_label_descriptions, read_labels_file
 from zerohar.train.runs import load_run
@@ -50,6 +52,44 @@ from zerohar.train.runs import load_run
 logger = logging.getLogger(__name__)
 
 RATE = 30.0
+#: `precision="int8"`: the activation ranges are calibrated on windows spread over the recording's first this many
+#: windows (about 85 min at the 2.5 s step; 2,048 windows of a wrist accelerometer hold 3.7 MB), the worn ones
+#: where a device flagged non-wear. Read ahead and then classified as usual: the stream stays a stream.
+CALIBRATION_SPAN = 2048
+
+
+def int8_calibration(batches: Iterable[tuple[np.ndarray, np.ndarray]], *, window_s: float, nonwear=None,
+                     span: int = CALIBRATION_SPAN) -> tuple[np.ndarray | None, Iterator]:
+    """The int8 calibration windows of a window stream, taken from the stream itself (no labels, no training data).
+
+    Args:
+        batches: `(X (n, C, T), starts (n,))` batches, as :func:`zerohar.data.streaming.stream_windows` yields.
+        window_s: the window length (for the non-wear rule).
+        nonwear: `(k, 2)` non-wear intervals of a device file, or None.
+        span: windows read ahead.
+
+    Returns:
+        `(calibration, batches)`: :func:`~zerohar.inference.embed.calibration_windows` of the worn windows among the
+        first `span` (of all of them if none is worn; None for an empty stream), and the whole stream again from
+        its first batch.
+    """
+    it = iter(batches)
+    held: list[tuple[np.ndarray, np.ndarray]] = []
+    n = 0
+    while n < span:
+        nxt = next(it, None)
+        if nxt is None:
+            break
+        held.append(nxt)
+        n += len(nxt[0])
+    if not held:
+        return None, iter(())
+    X = np.concatenate([x for x, _ in held])[:span]  # (<= span, C, T)
+    starts = np.concatenate([t for _, t in held])[:span]
+    if nonwear is not None:
+        worn = ~nonwear_windows(starts, window_s, nonwear)
+        X = X[worn] if worn.any() else X
+    return calibration_windows(X), itertools.chain(held, it)
 
 
 # ---------------------------------------------------------------------------------------------- label index
@@ -147,7 +187,9 @@ def classify_recording(
         top_k: labels per window in the output.
         step_s: seconds between window starts, at most one window (default: half a window, as in BENCHMARK.md;
             a whole window halves the work on long recordings).
-        batch_size, precision: the inference path (`zerohar.inference.embed.embed_windows`).
+        batch_size, precision: the inference path (`zerohar.inference.embed.embed_windows`); "int8" (the
+            `onnx` extra) calibrates its activation ranges on windows of the recording's first
+            :data:`CALIBRATION_SPAN` (:func:`int8_calibration`; no labels).
         force: overwrite an existing output.
         progress: show a progress bar.
         run: an already loaded :class:`zerohar.train.runs.Run` (skips loading `model_dir`).
@@ -185,6 +227,8 @@ def classify_recording(
         if timezone_name is not None:
             raise ZeroharError("--timezone sets the days of the --out-dir summaries; give --out-dir DIR with it")
     tz = resolve_timezone(timezone_name)
+    if precision == "int8":
+        require_onnxruntime("--precision int8")  # before the model, the labels and the recording
     given = [x is not None for x in (labels, labels_file, index_dir)]
     if sum(given) != 1:
         raise ZeroharError("give the candidate labels one way: --labels, --labels-file or --index")
@@ -219,7 +263,8 @@ def classify_recording(
     if folder is not None and not rec.absolute_time:
         raise ZeroharError(f"{rec.path} has no real timestamps (datetimes), which minutes and days need; "
                            "give a device file or a CSV with a datetime column, or write the window table with --out")
-    keep, used_layout = match_layout(run.layout, rec.layout.canonical(), str(rec.path))
+    keep, used_layout = match_layout(run.layout, rec.layout.canonical(), str(rec.path),
+                                     several=bool(run.meta.get("sources")))
     context = sensor_context(model, used_layout)  # (S, d_text): embedded once, not per chunk
     pieces = canonical_stream(rec.chunks, rec.layout, RATE, max_gap_s=window_s, source=str(rec.path))
 
@@ -237,7 +282,11 @@ def classify_recording(
         last_label = None
         bar = tqdm(desc="classifying", unit="window", disable=not progress)
         try:
-            for X, starts in stream_windows(pieces, length, step, keep):
+            batches = stream_windows(pieces, length, step, keep)
+            calibration = None
+            if precision == "int8":  # the recording's own first windows calibrate the int8 ranges
+                calibration, batches = int8_calibration(batches, window_s=window_s, nonwear=nonwear)
+            for X, starts in batches:
                 off = nonwear_windows(starts, window_s, nonwear) if nonwear is not None else np.zeros(len(X), bool)
                 top = np.full((len(X), k), "", dtype=object)
                 top[off, 0] = NONWEAR
@@ -245,7 +294,7 @@ def classify_recording(
                 worn = np.flatnonzero(~off)
                 if len(worn):  # non-wear windows are never classified
                     emb = embed_windows(model, X[worn], context, kinds=used_layout, batch_size=batch_size,
-                                        precision=precision)  # (n, E)
+                                        precision=precision, calibration=calibration)  # (n, E)
                     scores[worn], top[worn] = index.search(np.asarray(emb, dtype=np.float32), k, candidates=candidates)
                     if threshold is not None:  # "none of these": the candidates move one place down
                         low = worn[scores[worn, 0] < threshold]

@@ -200,7 +200,11 @@ def classify_cohort(
 
     from zerohar.inference.classify import label_index_for_run  # same floor, heavy (torch, faiss)
     from zerohar.inference.index import LabelIndex
+    from zerohar.model.onnx_backend import require_onnxruntime  # heavy (torch)
     from zerohar.train.runs import load_run
+
+    if options.get("precision") == "int8":  # on the client, before the cluster and the labels
+        require_onnxruntime("--precision int8")
 
     out_dir = Path(out_dir).absolute()  # the workers may run elsewhere: they get absolute paths
     if isinstance(options.get("layout"), (str, Path)):

@@ -37,10 +37,16 @@ from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
 from zerohar.inference.plan import InferencePlan, inference_plan
 from zerohar.model.fused import fused_backbone
+from zerohar.model.onnx_backend import onnx_backbone
 from zerohar.text.encoder import get_text_encoder
 from zerohar.text.sensors import sensor_description
 
 logger = logging.getLogger(__name__)
+
+#: Windows whose triads calibrate the int8 backbone's activation ranges (`precision="int8"`): the triads of 256
+#: windows of one sensor quantize in about 5 s on one core of the AVX2 EPYC.
+CALIBRATION_WINDOWS = 256
+
 
 # ---------------------------------------------------------------------------------------------- batching
 def _chunks(X) -> Iterator[np.ndarray]:
@@ -86,15 +92,20 @@ class MicroBatched(nn.Module):
         return torch.cat([self.module(x[a : a + self.size]) for a in range(0, len(x), self.size)])
 
 
-def plan_backbone(backbone: nn.Module, plan: InferencePlan, device: torch.device) -> tuple[nn.Module, bool]:
+def plan_backbone(backbone: nn.Module, plan: InferencePlan, device: torch.device,
+                  calibration: np.ndarray | None = None) -> tuple[nn.Module, bool]:
     """The backbone module the plan runs, and whether it runs under bf16 autocast.
 
     `"fused"` builds (once, cached) the :class:`FusedHARNet` of `backbone`; where that cannot be built the
-    plain module runs, under bf16 autocast for bf16. The plan's `backbone_batch` wraps the result in
-    :class:`MicroBatched`.
+    plain module runs, under bf16 autocast for bf16. `"onnx"` (int8) builds the ONNX Runtime backbone
+    (:func:`~zerohar.model.onnx_backend.onnx_backbone`), calibrated on the triads `calibration` (N, 3, T) or
+    the int8 model cached for these weights; it fails with a ZeroharError rather than fall back, as int8 was
+    asked for. The plan's `backbone_batch` wraps the result in :class:`MicroBatched`.
     """
     run = None
-    if plan.backbone == "fused" and device.type == "cpu":
+    if plan.backbone == "onnx":
+        run = onnx_backbone(backbone, plan.precision, calibration)
+    elif plan.backbone == "fused" and device.type == "cpu":
         run = fused_backbone(backbone, plan.precision)
     autocast = run is None and plan.precision == "bf16"
     run = backbone if run is None else run
@@ -114,6 +125,17 @@ def _with_backbone(model: nn.Module, fast: nn.Module | None) -> nn.Module:
 
 
 # ---------------------------------------------------------------------------------------------- public API
+def calibration_windows(X: np.ndarray, n: int = CALIBRATION_WINDOWS) -> np.ndarray:
+    """`n` windows of `X (N, C, T)` spread evenly over it (all of them when N <= n): the int8 calibration set.
+
+    No labels are used: the int8 ranges only need windows like the ones to be named, and spreading them over the
+    input keeps a still start (a device on a table) from setting ranges too narrow for the movement after it.
+    """
+    if len(X) <= n:
+        return np.asarray(X)
+    return np.asarray(X[np.unique(np.linspace(0, len(X) - 1, n).round().astype(np.int64))])
+
+
 def sensor_context(model, layout: SensorLayout, text_encoder=None) -> np.ndarray:
     """Sentence embeddings `(S, d_text)` of the sensor descriptions of `layout` (the Stage II context).
 
@@ -137,6 +159,7 @@ def embed_windows(
     sensor_mask: np.ndarray | None = None,
     kinds=None,
     text_encoder=None,
+    calibration: np.ndarray | None = None,
 ) -> np.ndarray:
     """Window embeddings `(N, E)` float32 (L2-normalised) of a ZeroHARModel, on the fast path.
 
@@ -148,12 +171,18 @@ def embed_windows(
             encoder, and it gives the sensor kinds for clipping / scaling), or sentence embeddings of the sensor
             descriptions `(S, d_text)`.
         batch_size: windows per forward pass (all their sensors go through the backbone at once).
-        precision: "auto" (bf16 on CPUs with native bf16, else fp32), "bf16" or "fp32"; the implementation of
-            each part is the plan's (:func:`zerohar.inference.plan.inference_plan`).
+        precision: "auto" (bf16 on CPUs with native bf16, else fp32), "bf16", "fp32", or "int8" (the backbone
+            on ONNX Runtime, optional extra `onnx`); the implementation of each part is the plan's
+            (:func:`zerohar.inference.plan.inference_plan`).
         progress: show a progress bar.
         sensor_mask: `(N, S)` bool, True where a sensor is present (None = all present); only with an array X.
         kinds: sensor kinds when `context` is an array (see ZeroHARModel); taken from the layout otherwise.
         text_encoder: a TextEncoder or name for the sensor descriptions (default: the model's).
+        calibration: `precision="int8"` only: unlabelled windows `(M, C, T)` (same channels as `X`; a few
+            hundred) whose triads calibrate the int8 backbone's activation ranges. None: with an array `X`, its
+            own :func:`calibration_windows` (what `zerohar eval --precision int8` does); with a stream, the int8
+            model calibrated last for these weights (see :func:`zerohar.model.onnx_backend.onnx_backbone`;
+            `classify` passes the recording's own windows).
 
     Returns:
         `(N, E)` float32.
@@ -172,8 +201,17 @@ def embed_windows(
 
     backbone = getattr(model, "backbone", None) if getattr(model.cfg, "encoder", "harnet") == "harnet" else None
     if backbone is not None:
-        run, autocast = plan_backbone(backbone, plan, device)
+        cal = None
+        if calibration is None and plan.backbone == "onnx" and _n_windows(X):
+            calibration = calibration_windows(X)
+        if calibration is not None and plan.backbone == "onnx":
+            with torch.no_grad():  # the backbone's own input: clipped / scaled triads of every sensor
+                cw = torch.as_tensor(np.asarray(calibration, dtype=np.float32))
+                cal = model._triads(cw, kinds).reshape(-1, 3, cw.shape[-1]).numpy()  # (M S, 3, T)
+        run, autocast = plan_backbone(backbone, plan, device, cal)
         runner = _with_backbone(model, run)
+    elif plan.backbone == "onnx":
+        raise ZeroharError("int8 inference runs the HARNet backbone on ONNX Runtime; this model's encoder has none")
     else:  # the original encoder: the module itself, under bf16 autocast for bf16
         runner, autocast = model, plan.precision == "bf16"
     done = 0
@@ -214,16 +252,18 @@ def _run(module: nn.Module, step, X, batch_size: int, device: torch.device, auto
 
 
 def embed_backbone(
-    backbone: nn.Module, X, *, batch_size: int = 256, precision: str = "auto", progress: bool = False
+    backbone: nn.Module, X, *, batch_size: int = 256, precision: str = "auto", progress: bool = False,
+    calibration: np.ndarray | None = None,
 ) -> np.ndarray:
     """Backbone features `(N, D)` float32 of triads `(N, 3, T)` (numpy / torch, or an iterable of chunks).
 
     The implementation is the plan's for `precision` (:func:`zerohar.inference.plan.inference_plan`): the
-    plain module, the fused backbone (:class:`FusedHARNet`), or the module under bf16 autocast where a fused
-    bf16 backbone cannot be built.
+    plain module, the fused backbone (:class:`FusedHARNet`), the module under bf16 autocast where a fused
+    bf16 backbone cannot be built, or for "int8" the ONNX Runtime backbone calibrated on the triads
+    `calibration` `(M, 3, T)`.
     """
     _check_batch_size(batch_size)
     device = _device(backbone)
-    run, autocast = plan_backbone(backbone, inference_plan(precision, device), device)
+    run, autocast = plan_backbone(backbone, inference_plan(precision, device), device, calibration)
     out = _run(backbone, run, X, batch_size, device, autocast, progress, "backbone")
     return out if out is not None else np.zeros((0, int(getattr(backbone, "out_dim", 0))), dtype=np.float32)

@@ -19,7 +19,8 @@ figure of each part next to each other, and fails when a default path is slower 
   call: plain 537 vs 339, fused 610 vs 431; harnet10 at 128 vs 256: plain 134 vs 181, fused 106 vs 197.
 - **less work per window, on request** (`precision="int8"`, never a default): the backbone in int8 on ONNX
   Runtime (:mod:`zerohar.model.onnx_backend`, the optional `onnx` extra; weights per channel, activations
-  calibrated on training windows). Same on every CPU kind. On the AVX2 CPU: harnet5 about 2x the fused fp32
+  calibrated on unlabelled windows: `classify` takes 256 of the recording's own). Same on every CPU kind.
+  On the AVX2 CPU: harnet5 about 2x the fused fp32
   backbone per core, 98.7-99.3% of the labels of fp32 on all labelled HAPT windows (two trained models,
   README). ONNX Runtime in fp32 gave the same labels as fp32 but only 1.06x the fused backbone per core (1.5x
   on 2 threads of a heavily loaded machine): too little to put an optional package on the default path, so
