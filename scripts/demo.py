@@ -1,5 +1,7 @@
 """The zerohar demo (`make demo`, `make demo LABELS="walking,lying,cycling"`): offline, from the embedded HAPT data.
 
+0. the shipped general model (no training) names the activities of one embedded HAPT recording with label text
+   of your choice (`LABELS=...`), and says how long each took;
 1. data: the embedded HAPT derivative (30 users, 12 activities, 30 Hz) cut into 5 s windows;
 2. Stage I on fold1's seen classes (channel embeddings <-> sensor descriptions);
 3. Stage II on fold1's seen classes (windows <-> LLM label descriptions);
@@ -45,6 +47,45 @@ def _parse(argv):
 
 def _step(i: int, title: str) -> None:
     print(f"\n[{i}/5] {title}", flush=True)
+
+
+#: The general model's default labels in the demo: text it never trained on (HAPT says "walking upstairs",
+#: "lying", "sitting"), for activities it did see.
+GENERAL_LABELS = ["strolling", "climbing stairs", "going down stairs", "lying in bed", "sitting on a chair",
+                  "standing still"]
+
+
+def _general_model_step(out: Path, labels, progress: bool) -> int:
+    """Step 0: the shipped general model on one recording of a subject it never trained on, with new labels."""
+    from zerohar.cli import main as zerohar
+    from zerohar.data.sources import embedded
+    from zerohar.errors import ZeroharError
+    from zerohar.models import general_model_dir
+    from zerohar.train.runs import load_run
+
+    print("\n[0/5] The general model (shipped, no training): one recording, label text of your choice", flush=True)
+    try:
+        run = load_run(general_model_dir(), load_model=False)
+    except ZeroharError as e:
+        print(f"skipped: {e}")
+        return 0
+    hapt = next((s for s in run.meta.get("sources", []) if s.get("name") == "hapt"), {})
+    test = {str(x) for x in (hapt.get("subjects") or {}).get("test", [])}
+    recs = embedded.read(progress=False)
+    rec = next((r for r in recs if str(r.subject) in test), None)
+    if rec is None:
+        print("skipped: the general model records no HAPT test subject")
+        return 0
+    csv_in = out / f"general_recording_{rec.name}.csv"
+    out.mkdir(parents=True, exist_ok=True)
+    _write_recording_csv(rec, csv_in)
+    print(f"trained on HAPT, shoulder exercises, sp-sw-har and USC-HAD (every class), but never on subject "
+          f"{rec.subject} of HAPT: recording {rec.name}, {rec.n_samples / rec.rate / 60:.1f} min")
+    labels = labels or GENERAL_LABELS
+    cmd = ["classify", "--input", str(csv_in), "--placement", "waist", "--device", "smartphone", "--labels",
+           *labels, "--out", str(out / "general_labels.csv"), "--force"]
+    print("$ zerohar " + " ".join(f'"{a}"' if " " in a else a for a in cmd))
+    return zerohar(cmd + ([] if progress else ["--no-progress"]))
 
 
 def _hms(seconds: float) -> str:
@@ -137,7 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     progress = not args.no_progress
     folds = load_folds(DATASET)
     unseen = folds.unseen(FOLD)
+    user_labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else None
     try:
+        code = _general_model_step(out, user_labels, progress)
+        if code:
+            return code
         _step(1, "Data: the embedded HAPT derivative (UCI HAPT, CC BY 4.0), 5 s windows at 30 Hz")
         ws = load_windowset(DATASET, progress=progress)
         print(class_table(ws))
@@ -175,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"unseen {gz['unseen_accuracy']:.3f}, harmonic mean {gz['harmonic_mean']:.3f}")
         print(f"  -> {eval_dir / 'metrics.json'}, {eval_dir / 'confusion.png'}")
 
-        labels = [x.strip() for x in args.labels.split(",") if x.strip()] if args.labels else unseen
+        labels = user_labels or unseen
         _step(5, f"zerohar classify on one recording, labels: {', '.join(labels)}")
         rec, role = _example_recording(load_run(s2, load_model=False).subjects, embedded.read(progress=False))
         csv_in = out / f"recording_{rec.name}.csv"

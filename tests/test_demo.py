@@ -57,6 +57,10 @@ def test_demo_reuses_finished_runs_and_prints_the_results(tmp_path, capsys):
         rows = list(csv.DictReader(f))
     assert {r["label"] for r in rows} <= {"walking", "lying", "standing"}
     assert "timeline (" in printed
+    # Step 0: the shipped general model, on a HAPT test subject of its own, with the same label text
+    assert "[0/5] The general model (shipped, no training)" in printed
+    with open(out / "general_labels.csv", newline="") as f:
+        assert {r["label"] for r in csv.DictReader(f)} <= {"walking", "lying", "standing", "unknown"}
     first = next(line for line in printed.splitlines() if line.startswith("  00:00:00-"))
     assert rows[0]["label"] in first and "(true: " in first
     assert printed.rstrip().splitlines()[-1].startswith("Next: ")

@@ -52,3 +52,5 @@ def test_wheel_ships_metadata_and_embedded_data(tmp_path):
         assert in_repo and in_repo <= shipped, f"metadata/{sub} missing from the wheel: {in_repo - shipped}"
     assert "zerohar/_metadata/hyperparameters.yaml" in names
     assert any(n.startswith("zerohar/data/embedded/") and n.endswith(".npz") for n in names)
+    for f in ("model.safetensors", "model.json", "config.yaml", "metrics.json", "MODEL_CARD.md"):
+        assert f"zerohar/models/general/{f}" in names, f"the general model's {f} is missing from the wheel"
