@@ -232,6 +232,9 @@ def onnx_backbone(net: nn.Module, precision: str = "fp32", calibration: np.ndarr
     _require()
     sig = _signature(net)
     cal = None if calibration is None or precision == "fp32" else np.ascontiguousarray(calibration, np.float32)
+    window = int(getattr(net, "window", 150))
+    if cal is not None and (cal.ndim != 3 or cal.shape[1] != 3 or cal.shape[2] != window or not len(cal)):
+        raise ZeroharError(f"calibration needs triads shaped (N, 3, T); got {tuple(cal.shape)} (T = {window})")
     cal_key = None if cal is None else hashlib.sha256(cal.tobytes()).hexdigest()[:12]
     cached = _ONNX.get(net, {}).get(precision)
     if cached is not None and cached[0] == sig and cal_key in (None, cached[1]):
@@ -251,7 +254,6 @@ def onnx_backbone(net: nn.Module, precision: str = "fp32", calibration: np.ndarr
         else:
             model = export_onnx(net)
             atomic_write_bytes(fp32_path, model)
-    window = int(getattr(net, "window", 150))
     check = check_windows(CHECK_WINDOWS, window)  # (n, 3, T)
     if cal is not None:  # quantized again for every calibration (a few seconds): one file per weights on disk
         logger.info("quantizing the backbone to int8 on %d calibration triads", len(cal))
