@@ -384,6 +384,48 @@ def parse_set(items: list[str] | tuple[str, ...]) -> dict:
     return out
 
 
+# ---------------------------------------------------------------------------------------------- data sources
+#: The keys a `data.sources` entry may have (the single-source `data` settings that differ per source).
+SOURCE_KEYS = ("dataset", "data", "root", "folds", "fold", "descriptions", "subjects")
+
+
+def source_name(entry: dict) -> str:
+    """How a source is named in classes, subjects and messages: its dataset, else its window-set file's stem."""
+    return str(entry.get("dataset") or Path(str(entry.get("data") or "data")).stem)
+
+
+def split_sources(value: str | list | None) -> list[str]:
+    """`"hapt,shoulder"` or `["hapt", "shoulder"]` -> `["hapt", "shoulder"]` (empty items dropped)."""
+    if value is None:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [str(x).strip() for x in items if str(x).strip()]
+
+
+def check_sources(sources: list, where: str = "data.sources") -> list[dict]:
+    """Strict checks of a `data.sources` list: mappings of known keys, each with a dataset or a window set,
+    no source twice."""
+    out, names = [], []
+    if not isinstance(sources, list) or not sources:
+        raise ZeroharError(f"{where} must be a non-empty list of sources (dataset or data, root, fold, ...)")
+    for i, s in enumerate(sources):
+        if isinstance(s, str):
+            s = {"dataset": s}
+        if not isinstance(s, dict):
+            raise ZeroharError(f"{where}[{i}] must be a dataset name or a mapping, found {type(s).__name__}")
+        bad = sorted(set(s) - set(SOURCE_KEYS))
+        if bad:
+            raise ZeroharError(f"{where}[{i}] has unknown keys {bad}; known: {', '.join(SOURCE_KEYS)}")
+        if (s.get("dataset") is None) == (s.get("data") is None):
+            raise ZeroharError(f"{where}[{i}] needs exactly one of 'dataset' (a name) and 'data' (a .npz window set)")
+        names.append(source_name(s))
+        out.append(dict(s))
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ZeroharError(f"{where} names {', '.join(twice)} more than once")
+    return out
+
+
 def hyperparameters_file() -> Path:
     return metadata_dir() / "hyperparameters.yaml"
 
@@ -532,8 +574,6 @@ def validate(cfg: Config, source: str = "config") -> None:
         if not ok:
             raise ZeroharError(f"{source}: {key} must be {expected}, found {found!r}")
     if d.sources:
-        from zerohar.data.multi import check_sources
-
         check_sources(d.sources, f"{source}: data.sources")
         if d.dataset is not None or d.data is not None or d.fold is not None:
             raise ZeroharError(f"{source}: with data.sources, data.dataset, data.data and data.fold must be null "
@@ -549,8 +589,6 @@ def validate(cfg: Config, source: str = "config") -> None:
 def default_out_dir(cfg: Config) -> Path:
     """`runs/<stage>/<dataset or data file stem>-<fold>` (what the scripts use without --out)."""
     if cfg.data.sources:
-        from zerohar.data.multi import source_name
-
         name = "+".join(source_name(s) for s in cfg.data.sources)
     else:
         name = cfg.data.dataset or Path(cfg.data.data or "data").stem

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from zerohar.cli import main
-from zerohar.config import resolve_config
+from zerohar.config import resolve_config, split_sources
 from zerohar.data.layout import Sensor, SensorLayout
-from zerohar.data.multi import class_text, load_data, split_sources
+from zerohar.data.multi import class_text, load_data
 from zerohar.data.windows import WindowSet
 from zerohar.errors import ZeroharError
 from zerohar.train.stage2 import sensor_dropout_mask

@@ -15,8 +15,9 @@ import torch
 from helpers import SUBJECTS, tiny_cfg
 
 from zerohar.errors import ZeroharError
+from zerohar.train.base import epoch_permutation, step_rng
 from zerohar.train.budget import lr_factor
-from zerohar.train.loop import epoch_permutation, step_rng, train_stage
+from zerohar.train.loop import train_stage
 
 
 @pytest.fixture(scope="module")

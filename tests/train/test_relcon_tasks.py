@@ -13,8 +13,9 @@ from zerohar.config import resolve_config
 from zerohar.errors import ZeroharError
 from zerohar.model.motif import MOTIF_FORMAT
 from zerohar.model.pretrained import BACKBONE_FORMAT, load_backbone
+from zerohar.train.base import step_rng
 from zerohar.train.distributed import Dist
-from zerohar.train.loop import step_rng, train_stage
+from zerohar.train.loop import train_stage
 from zerohar.train.registry import make_task
 from zerohar.train.relcon import RelConTask, WithinCandidates, candidate_index
 

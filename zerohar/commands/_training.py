@@ -15,7 +15,9 @@ from zerohar.config import (
     merge_settings,
     parse_set,
     resolve_config,
+    split_sources,
 )
+from zerohar.errors import ZeroharError
 
 
 def add_training_arguments(parser, stage: str) -> None:
@@ -119,9 +121,6 @@ def _sources_from_args(args) -> list[dict] | None:
 
     With several sources `--root DIR` is the folder holding each dataset's folder; `--fold`, `--folds` and
     `--descriptions` are per source, so they are refused here (a --config YAML with data.sources sets them)."""
-    from zerohar.data.multi import split_sources
-    from zerohar.errors import ZeroharError
-
     names = split_sources(getattr(args, "dataset", None))
     files = list(getattr(args, "data", None) or [])
     if len(names) < 2 and len(files) < 2:
@@ -137,16 +136,9 @@ def _sources_from_args(args) -> list[dict] | None:
     root = getattr(args, "root", None)
     if root is None:
         return [{"dataset": n} for n in names]
-    from zerohar.data.sources import get_source
+    from zerohar.data.sources import dataset_roots  # the source registry: only for --root with several datasets
 
-    out = []
-    for n in names:
-        d = Path(root) / getattr(get_source(n), "DIRNAME", n)
-        if not d.is_dir():
-            raise ZeroharError(f"--root {root}: no folder {d.name} for dataset {n!r} in it (with several datasets "
-                               "--root is the folder that holds each dataset's folder)")
-        out.append({"dataset": n, "root": str(d)})
-    return out
+    return [{"dataset": n, "root": d} for n, d in dataset_roots(names, root).items()]
 
 
 def config_from_args(stage: str, args) -> Config:

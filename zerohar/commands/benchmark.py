@@ -7,7 +7,8 @@ import shlex
 import sys
 
 from zerohar.commands import add_inference_arguments, add_progress_argument, deprecated_alias
-from zerohar.config import parse_set
+from zerohar.config import parse_set, split_sources
+from zerohar.errors import ZeroharError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,19 +42,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_progress_argument(p)
 
 
+def _split(value: str | None) -> list[str] | None:
+    return split_sources(value) or None
+
+
 def run(args: argparse.Namespace) -> int:
-    split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)  # noqa: E731
     argv = sys.argv[1:] if "benchmark" in sys.argv[1:] else ["benchmark", *sys.argv[1:]]
     if args.targets is not None and args.protocol != "cross-dataset":
-        from zerohar.errors import ZeroharError
-
         raise ZeroharError("--targets is for --protocol cross-dataset")
     if args.protocol == "cross-dataset":
-        return run_cross(args, split(args.dataset), "zerohar " + " ".join(shlex.quote(a) for a in argv))
+        return run_cross(args, _split(args.dataset), "zerohar " + " ".join(shlex.quote(a) for a in argv))
     from zerohar.evaluation.benchmark import COLUMNS, METHODS, run_benchmark  # heavy: torch
 
     agg = run_benchmark(
-        args.dataset, args.out, root=args.root, folds=split(args.folds), seeds=args.seeds, methods=split(args.methods),
+        args.dataset, args.out, root=args.root, folds=_split(args.folds), seeds=args.seeds,
+        methods=_split(args.methods),
         epochs_scale=args.epochs_scale, backbone_init=args.backbone_init, sets=parse_set(args.set),
         batch_size=args.batch_size, precision=args.precision, progress=not args.no_progress,
         command="zerohar " + " ".join(shlex.quote(a) for a in argv),
@@ -68,12 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_cross(args: argparse.Namespace, datasets: list[str], command: str) -> int:
-    split = (lambda s: [x.strip() for x in s.split(",") if x.strip()] if s else None)  # noqa: E731
     """`--protocol cross-dataset`: :func:`zerohar.evaluation.cross.benchmark_cross`."""
-    from pathlib import Path
-
-    from zerohar.data.sources import get_source
-    from zerohar.errors import ZeroharError
+    from zerohar.data.sources import dataset_roots
     from zerohar.evaluation.cross import CROSS_METHODS, benchmark_cross  # heavy: torch
 
     for flag, value in (("--folds", args.folds), ("--methods", args.methods), ("--backbone-weights",
@@ -82,14 +81,8 @@ def run_cross(args: argparse.Namespace, datasets: list[str], command: str) -> in
             raise ZeroharError(f"{flag} is for the within-dataset protocol")
     if args.epochs_scale != 1.0:
         raise ZeroharError("--epochs-scale is for the within-dataset protocol; set lengths with --set")
-    roots = {}
-    if args.root is not None:
-        for n in datasets:
-            d = Path(args.root) / getattr(get_source(n), "DIRNAME", n)
-            if not d.is_dir():
-                raise ZeroharError(f"--root {args.root}: no folder {d.name} for dataset {n!r} in it")
-            roots[n] = str(d)
-    agg = benchmark_cross(datasets, args.out, roots=roots, targets=split(args.targets), seeds=args.seeds,
+    roots = dataset_roots(datasets, args.root) if args.root is not None else {}
+    agg = benchmark_cross(datasets, args.out, roots=roots, targets=_split(args.targets), seeds=args.seeds,
                           sets=parse_set(args.set),
                           batch_size=args.batch_size, precision=args.precision, progress=not args.no_progress,
                           command=command)

@@ -14,6 +14,7 @@ from zerohar.commands import (
     check_precision,
 )
 from zerohar.errors import ZeroharError
+from zerohar.models import resolve_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -84,7 +85,6 @@ def run(args: argparse.Namespace) -> int:
     if args.workers is not None or args.scheduler is not None:
         raise ZeroharError("--workers and --scheduler are for a cohort: give --input a folder or a glob")
     from zerohar.inference.classify import classify_recording  # heavy: torch, faiss
-    from zerohar.models import resolve_model
 
     res = classify_recording(
         resolve_model(args.run), args.input, args.out, labels=args.labels, labels_file=args.labels_file,
@@ -109,7 +109,6 @@ def run_cohort(args: argparse.Namespace) -> int:
     if args.out_dir is None and Path(args.out).suffix.lower() in (".csv", ".parquet"):
         raise ZeroharError(f"--input {args.input} is a cohort, which writes a folder per recording; give "
                            f"--out-dir DIR, not the table {args.out}")
-    from zerohar.models import resolve_model
 
     res = classify_cohort(
         str(resolve_model(args.run)), args.input, out_dir, labels=args.labels, labels_file=args.labels_file,

@@ -6,6 +6,8 @@ import argparse
 from pathlib import Path
 
 from zerohar.commands import add_inference_arguments, add_progress_argument, add_run_argument, check_precision
+from zerohar.errors import ZeroharError
+from zerohar.models import resolve_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -29,12 +31,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zerohar.errors import ZeroharError
-
     check_precision(args.precision)
     if args.candidates == "all":
         from zerohar.evaluation.cross import evaluate_cross, format_cross  # heavy: torch
-        from zerohar.models import resolve_model
 
         m = evaluate_cross(
             resolve_model(args.run), args.out, dataset=args.dataset, data=args.data, root=args.root,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from zerohar.commands import add_label_arguments, add_llm_arguments, add_progress_argument, add_run_argument
+from zerohar.models import resolve_model
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +21,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from zerohar.inference.classify import build_label_index  # heavy: torch, faiss
-    from zerohar.models import resolve_model
 
     index = build_label_index(
         resolve_model(args.run), args.out, labels=args.labels, labels_file=args.labels_file, dataset=args.dataset,

@@ -25,11 +25,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from zerohar.config import Config
+from zerohar.config import Config, check_sources, source_name
 from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.data.splits import StageData, load_stage_data
 from zerohar.data.windows import WindowSet
@@ -37,8 +36,6 @@ from zerohar.errors import ZeroharError
 
 logger = logging.getLogger(__name__)
 
-#: The keys a `data.sources` entry may have (the single-source `data` settings that differ per source).
-SOURCE_KEYS = ("dataset", "data", "root", "folds", "fold", "descriptions", "subjects")
 SEP = "/"
 
 
@@ -47,46 +44,9 @@ def class_text(name: str) -> str:
     return name.split(SEP, 1)[1] if SEP in name else name
 
 
-def source_name(entry: dict) -> str:
-    """How a source is named in classes, subjects and messages: its dataset, else its window-set file's stem."""
-    return str(entry.get("dataset") or Path(str(entry.get("data") or "data")).stem)
-
-
-def split_sources(value: str | list | None) -> list[str]:
-    """`"hapt,shoulder"` or `["hapt", "shoulder"]` -> `["hapt", "shoulder"]` (empty items dropped)."""
-    if value is None:
-        return []
-    items = value.split(",") if isinstance(value, str) else list(value)
-    return [str(x).strip() for x in items if str(x).strip()]
-
-
 def is_multi(cfg: Config) -> bool:
     """Whether `cfg` trains through `data.sources` (a list of one source is the same path, with one part)."""
     return bool(cfg.data.sources)
-
-
-def check_sources(sources: list, where: str = "data.sources") -> list[dict]:
-    """Strict checks of a `data.sources` list: mappings of known keys, each with a dataset or a window set,
-    no source twice."""
-    out, names = [], []
-    if not isinstance(sources, list) or not sources:
-        raise ZeroharError(f"{where} must be a non-empty list of sources (dataset or data, root, fold, ...)")
-    for i, s in enumerate(sources):
-        if isinstance(s, str):
-            s = {"dataset": s}
-        if not isinstance(s, dict):
-            raise ZeroharError(f"{where}[{i}] must be a dataset name or a mapping, found {type(s).__name__}")
-        bad = sorted(set(s) - set(SOURCE_KEYS))
-        if bad:
-            raise ZeroharError(f"{where}[{i}] has unknown keys {bad}; known: {', '.join(SOURCE_KEYS)}")
-        if (s.get("dataset") is None) == (s.get("data") is None):
-            raise ZeroharError(f"{where}[{i}] needs exactly one of 'dataset' (a name) and 'data' (a .npz window set)")
-        names.append(source_name(s))
-        out.append(dict(s))
-    twice = sorted({n for n in names if names.count(n) > 1})
-    if twice:
-        raise ZeroharError(f"{where} names {', '.join(twice)} more than once")
-    return out
 
 
 @dataclass

@@ -10,23 +10,29 @@ cross-dataset.
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import logging
 import time
 from pathlib import Path
 
 import numpy as np
 
+from zerohar.config import STAGES, merge_settings, resolve_config
 from zerohar.data.prepare import load_windowset
 from zerohar.data.streaming import match_layout
 from zerohar.errors import ZeroharError
+from zerohar.evaluation.benchmark import chance_metrics
 from zerohar.evaluation.metrics import confusion_figure, zero_shot_report
 from zerohar.inference.embed import embed_windows
 from zerohar.inference.index import LabelIndex
-from zerohar.io import atomic_write_json, check_writable
+from zerohar.io import atomic_write_json, atomic_write_text, check_writable
 from zerohar.text.encoder import get_text_encoder
 from zerohar.text.label_rule import label_texts
+from zerohar.train.loop import train_stage
 from zerohar.train.provenance import data_key
-from zerohar.train.runs import load_run
+from zerohar.train.runs import is_finished, load_run
 
 logger = logging.getLogger(__name__)
 
@@ -168,8 +174,6 @@ def _target(name: str) -> str:
 
 def _within_rows(results_dir: Path, dataset: str) -> dict[str, dict]:
     """The within-dataset figures of `eval/results/<dataset>/results.csv` (zerohar and supervised), if any."""
-    import csv
-
     f = results_dir / dataset / "results.csv"
     out: dict[str, dict] = {}
     if not f.is_file():
@@ -218,14 +222,6 @@ def benchmark_cross(
         progress: progress bars.
         command: the command line, recorded in results.md.
     """
-    import json
-
-    from zerohar.config import STAGES, merge_settings, resolve_config
-    from zerohar.evaluation.benchmark import chance_metrics
-    from zerohar.io import atomic_write_text
-    from zerohar.train.loop import train_stage
-    from zerohar.train.runs import is_finished
-
     if len(datasets) < 2:
         raise ZeroharError("the cross-dataset protocol needs at least two datasets (train on the others, test on one)")
     targets = list(datasets) if targets is None else list(targets)
@@ -317,9 +313,6 @@ def benchmark_cross(
 
 
 def _csv(rows: list[dict], cols: list[str]) -> str:
-    import csv
-    import io
-
     buf = io.StringIO()
     w = csv.DictWriter(buf, cols, extrasaction="ignore", lineterminator="\n")
     w.writeheader()

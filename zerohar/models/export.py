@@ -14,9 +14,13 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+from safetensors.torch import load_file, save_file
 
 from zerohar.errors import ZeroharError
+from zerohar.inference.embed import embed_windows
 from zerohar.io import atomic_write, atomic_write_json, atomic_write_text
+from zerohar.model.zerohar import MODEL_FORMAT, file_identity
+from zerohar.train.runs import load_run
 
 logger = logging.getLogger(__name__)
 
@@ -39,10 +43,6 @@ def export_release(run_dir: str | Path, out: str | Path, *, card: str, fp16: boo
     Returns:
         `out`.
     """
-    from safetensors.torch import load_file, save_file
-
-    from zerohar.model.zerohar import MODEL_FORMAT, file_identity
-    from zerohar.train.runs import load_run
 
     run_dir, out = Path(run_dir), Path(out)
     if (out / "model.safetensors").exists() and not force:
@@ -68,8 +68,6 @@ def export_release(run_dir: str | Path, out: str | Path, *, card: str, fp16: boo
     atomic_write_text(out / "MODEL_CARD.md", card.replace("{identity}", meta["identity"])
                       .replace("{size_mb}", f"{size_mb:.1f}"))
     if check_windows is not None:
-        from zerohar.inference.embed import embed_windows
-
         released = load_run(out)
         a = embed_windows(run.model, check_windows, check_layout, precision="fp32")
         b = embed_windows(released.model, check_windows, check_layout, precision="fp32")

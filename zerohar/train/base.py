@@ -89,6 +89,16 @@ def resolve_init(cfg: Config) -> Config:
     return dataclasses.replace(cfg, model=saved)
 
 
+def step_rng(seed: int, *keys: int) -> np.random.Generator:
+    """A generator determined by the seed and integer keys (epoch, step, ...): the same on every process."""
+    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(int(k) for k in keys)])
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order in which epoch `epoch` visits `n` training windows (independent of world size and resume)."""
+    return step_rng(seed, epoch, 0x5EED).permutation(n)
+
+
 class BaseTask:
     """Shared parts: data, batches, metadata."""
 
@@ -157,8 +167,6 @@ class BaseTask:
     def epoch_order(self, seed: int, epoch: int, n: int) -> np.ndarray:
         """Positions in the training set for epoch `epoch`: a permutation, or the balanced draws of several
         sources (:meth:`zerohar.data.multi.MultiData.epoch_order`)."""
-        from zerohar.train.loop import epoch_permutation
-
         if isinstance(self.data, MultiData):
             return self.data.epoch_order(seed, epoch, n)
         return epoch_permutation(seed, epoch, n)

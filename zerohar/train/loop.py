@@ -48,7 +48,7 @@ from zerohar.errors import ZeroharError
 from zerohar.io import AtomicLog, atomic_torch_save, atomic_write_json, load_yaml
 from zerohar.model.precision import autocast, resolve_precision
 from zerohar.model.pretrained import export_released, load_backbone
-from zerohar.train.base import resolve_init
+from zerohar.train.base import resolve_init, step_rng
 from zerohar.train.budget import Progress, plan_budget
 from zerohar.train.distributed import Dist, all_gather_with_grad, barrier, broadcast_object, setup_distributed
 from zerohar.train.provenance import PROVENANCE_KEYS, provenance_file
@@ -59,16 +59,6 @@ logger = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------- schedule & seeds
-def step_rng(seed: int, *keys: int) -> np.random.Generator:
-    """A generator determined by the seed and integer keys (epoch, step, ...): the same on every process."""
-    return np.random.default_rng([int(seed) & 0xFFFFFFFF, *(int(k) for k in keys)])
-
-
-def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-    """The order in which epoch `epoch` visits `n` training windows (independent of world size and resume)."""
-    return step_rng(seed, epoch, 0x5EED).permutation(n)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed & 0xFFFFFFFF)

@@ -88,6 +88,22 @@ def default_root(name: str) -> Path | None:
     return None
 
 
+def dataset_roots(names: list[str], root: str | Path) -> dict[str, str]:
+    """Each dataset's folder inside `root` (`root/<DIRNAME>`): how `--root` reads with several datasets.
+
+    Raises:
+        ZeroharError: a dataset has no folder in `root`.
+    """
+    out = {}
+    for n in names:
+        d = Path(root) / getattr(get_source(n), "DIRNAME", n)
+        if not d.is_dir():
+            raise ZeroharError(f"--root {root}: no folder {d.name} for dataset {n!r} in it (with several datasets "
+                               "--root is the folder that holds each dataset's folder)")
+        out[n] = str(d)
+    return out
+
+
 def find_dir(root: str | Path, name: str, dataset: str) -> Path:
     """`root/name`, `root` itself when it is called `name`, or `root/*/name` (an unpacked archive's top folder)."""
     root = Path(root)
