@@ -40,6 +40,7 @@ LABEL_SAMPLING = ("prototype", "description")
 SCHEDULES = ("auto", "wsd", "cosine", "constant")
 PRETRAIN_METHODS = ("ssl", "motif-distance", "relcon")
 MOTIF_ATTENTIONS = ("sparsemax", "released")
+RELCON_BATCHING = ("grouped", "separate")
 
 
 #: Window length in samples (30 Hz) of every HARNet variant.
@@ -165,6 +166,9 @@ class DataConfig:
     #: then null. Each source keeps its own fold (none: every class is trained on)
     sources: list[dict | str] | None = None
     balance: float = 0.5  # several sources: each one's share of an epoch ~ its training windows ** balance
+    #: several sources: a YAML file mapping namespaced classes to a shared label text
+    #: (`uschad/walking forward: walking`); classes of one text are one label, positives of each other
+    label_map: str | None = None
 
 
 @dataclass
@@ -215,10 +219,19 @@ class TrainConfig:
     pretrain_sensors: list[str] = field(default_factory=lambda: ["acc"])  # SSL pretext triads (gyro optional)
     pretrain_method: str = "ssl"  # pretrain: ssl (pretext tasks) | motif-distance | relcon (RelCon, ICLR 2025)
     relcon_distance: str | None = None  # relcon: the run directory of a finished motif-distance pretrain run
-    relcon_within_cands: int = 20  # relcon: within-subject candidates per anchor (same recording, nearby time)
+    #: relcon: grouped = a batch is groups of `relcon_group` non-overlapping windows of one recording, nearby in
+    #: time, and every window's candidates are the rest of the batch (its group: within-subject; the others:
+    #: between-subject), one encoder pass; separate = RelCon's own: `relcon_within_cands` extra windows per
+    #: anchor in a second pass (about 4x the cost per anchor on a CPU)
+    relcon_batching: str = "grouped"
+    relcon_group: int = 8  # relcon grouped: windows per group (so group - 1 within-subject candidates)
+    relcon_within_cands: int = 20  # relcon separate: within-subject candidates per anchor (same recording, nearby)
     relcon_within_s: float = 1800.0  # relcon: they start at most this many seconds before / after the anchor
     relcon_temperature: float = 0.1  # relcon: temperature of the cosine similarity in the relative loss
-    motif_attention: str = "sparsemax"  # motif-distance: sparsemax | released (softmax when computing distances)
+    #: motif-distance: released (RelCon's code: sparsemax in training, softmax for the distances RelCon ranks
+    #: with; the published results used it, and it ranks 1.6x faster on a CPU) | sparsemax (the paper's formula,
+    #: both places)
+    motif_attention: str = "released"
     motif_embed_dim: int = 64  # motif-distance: width of the query / key / value conv encoders
     motif_kernel: int = 15  # motif-distance: kernel size (samples) of the dilated convolutions
 
@@ -426,6 +439,38 @@ def check_sources(sources: list, where: str = "data.sources") -> list[dict]:
     return out
 
 
+def check_label_map(path: str | Path, names: list[str]) -> dict[str, str]:
+    """The mapping of a `data.label_map` file, checked against the run's source names `names` (the classes
+    themselves are checked when the sources are loaded: :func:`zerohar.data.multi.load_multi_stage_data`).
+
+    The file maps namespaced classes (`source/label`, as the run names them) to a label text; classes that end
+    on the same text, by the map or by equal label names, are one label. Bare label names are refused: the same
+    name may mean different activities in two datasets, so the map says which dataset's class it means.
+
+    Raises:
+        ZeroharError: the file is missing or not a mapping, a key is not `source/label` of one of `names`, or a
+            value is not a non-empty string (one sentence naming the file and the key).
+    """
+    raw = load_yaml(path, "label map file", mapping=True)
+    out = {}
+    for key, value in raw.items():
+        src = key.split("/", 1)[0] if isinstance(key, str) and "/" in key else None
+        if src is None or not key.split("/", 1)[1].strip():
+            raise ZeroharError(f"label map file {path}: key {key!r} is not a namespaced class; write "
+                               "source/label, such as 'uschad/walking forward: walking'")
+        if src not in names:
+            raise ZeroharError(f"label map file {path}: key {key!r} names the source {src!r}, which this run does "
+                               f"not train on (its sources: {', '.join(names)})")
+        if not isinstance(value, str) or not value.strip():
+            raise ZeroharError(f"label map file {path}: key {key!r} maps to {value!r}, expected a label text "
+                               "(a non-empty string such as 'walking')")
+        if "/" in value and value.split("/", 1)[0] in names:
+            raise ZeroharError(f"label map file {path}: key {key!r} maps to the class {value!r}; write its label "
+                               f"text {value.split('/', 1)[1]!r} instead")
+        out[key] = value.strip()
+    return out
+
+
 def hyperparameters_file() -> Path:
     return metadata_dir() / "hyperparameters.yaml"
 
@@ -559,6 +604,10 @@ def validate(cfg: Config, source: str = "config") -> None:
         (t.pretrain_method in PRETRAIN_METHODS, "train.pretrain_method", f"one of {', '.join(PRETRAIN_METHODS)}",
          t.pretrain_method),
         (t.relcon_within_cands >= 1, "train.relcon_within_cands", "at least 1", t.relcon_within_cands),
+        (t.relcon_batching in RELCON_BATCHING, "train.relcon_batching", f"one of {', '.join(RELCON_BATCHING)}",
+         t.relcon_batching),
+        (t.relcon_group >= 2, "train.relcon_group", "at least 2 (a window and a within-subject candidate)",
+         t.relcon_group),
         (t.relcon_within_s > 0, "train.relcon_within_s", "a positive number of seconds", t.relcon_within_s),
         (t.relcon_temperature > 0, "train.relcon_temperature", "a positive number", t.relcon_temperature),
         (t.motif_attention in MOTIF_ATTENTIONS, "train.motif_attention", f"one of {', '.join(MOTIF_ATTENTIONS)}",
@@ -573,8 +622,13 @@ def validate(cfg: Config, source: str = "config") -> None:
     for ok, key, expected, found in checks:
         if not ok:
             raise ZeroharError(f"{source}: {key} must be {expected}, found {found!r}")
+    if d.label_map is not None and not d.sources:
+        raise ZeroharError(f"{source}: data.label_map merges classes of several sources, so it needs data.sources "
+                           f"(found {d.label_map!r} with one dataset)")
     if d.sources:
-        check_sources(d.sources, f"{source}: data.sources")
+        entries = check_sources(d.sources, f"{source}: data.sources")
+        if d.label_map is not None:
+            check_label_map(d.label_map, [source_name(e) for e in entries])
         if d.dataset is not None or d.data is not None or d.fold is not None:
             raise ZeroharError(f"{source}: with data.sources, data.dataset, data.data and data.fold must be null "
                                "(each source names its own dataset and fold)")

@@ -48,12 +48,16 @@ def test_pretraining_figures_run_on_tiny_batches():
     """The pretraining figures (SSL, motif distance, RelCon ranking and step) in quick mode, batch 4, K = 2."""
     from zerohar.evaluation.speed import FIGURES, PRETRAIN_FIGURES, SLOW_FIGURES, _pretrain_figure
 
-    assert set(PRETRAIN_FIGURES) <= set(FIGURES) and "relcon_train" in SLOW_FIGURES
+    assert set(PRETRAIN_FIGURES) <= set(FIGURES) and "relcon_train_separate" in SLOW_FIGURES
+    notes = {}
     for name in PRETRAIN_FIGURES:
         r = _pretrain_figure(name, quick=True, batch=4, within=2)
         assert set(r) >= {"windows_per_s", "baseline_windows_per_s", "ratio", "peak_rss_mb", "note"}
         assert r["windows_per_s"] > 0 and r["baseline_windows_per_s"] > 0 and "batch 4" in r["note"]
-    assert r["note"].count("2 within-subject + 3 other anchors") == 1
+        notes[name] = r["note"]
+    assert notes["relcon_train_separate"].count("2 within-subject + 3 other anchors") == 1
+    assert "grouped batching: ranking of every window against the other 3" in notes["relcon_train"]
+    assert "= 12 pairs per step" in notes["relcon_ranking"]
 
 
 # ---------------------------------------------------------------------------------------------- ceiling and the gate

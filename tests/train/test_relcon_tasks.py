@@ -44,7 +44,7 @@ def runs(tmp_path_factory):
 def test_motif_distance_run_is_its_own_artefact(runs):
     motif, _ = runs
     j = json.loads((motif / "model.json").read_text())
-    assert j["format"] == MOTIF_FORMAT and j["config"]["attention"] == "sparsemax"
+    assert j["format"] == MOTIF_FORMAT and j["config"]["attention"] == "released"  # the default
     e = j["extra"]
     assert e["pretrain_method"] == "motif-distance" and e["dataset"] == "hapt" and e["fold"] is None
     assert set(e["subjects"]["train"]) | set(e["subjects"]["val"]) | set(e["subjects"]["test"]) == set(SUBJECTS)
@@ -76,7 +76,7 @@ def test_relcon_run_gives_a_loadable_backbone(runs):
 
 def test_batch_distances_line_up_with_candidates(runs):
     motif, _ = runs
-    task = make_task(tiny_cfg("relcon", relcon_distance=str(motif)), Dist())
+    task = make_task(tiny_cfg("relcon", relcon_distance=str(motif), relcon_batching="separate"), Dist())
     assert isinstance(task, RelConTask)
     b = task.make_batch(np.arange(5), (0, 5), step_rng(0, 0, 0), torch.device("cpu"))
     x, xw, d = b["x"], b["x_within"].reshape(5, K, 3, 150), b["dist"]
@@ -94,6 +94,56 @@ def test_batch_distances_line_up_with_candidates(runs):
     loss.backward()
     assert torch.isfinite(loss) and task.model.backbone.layer1[0].weight.grad is not None
     assert not any(p.grad is not None for p in task.motif.parameters())  # the distance is frozen
+
+
+def test_grouped_batches_are_groups_of_one_recording_and_distances_line_up(runs):
+    motif, _ = runs
+    task = make_task(tiny_cfg("relcon", relcon_distance=str(motif), relcon_group=4), Dist())
+    assert task.grouped and task.k == 3
+    n = 10  # 3 groups of 4, the last cut to 2
+    seeds = task._seeds(np.arange(n))
+    assert len(seeds) == 3
+    it = task._items_grouped(seeds, n, step_rng(0, 0, 0))
+    rows, x, d = it["rows"], it["x"], it["dist"]
+    ws = task.data.ws
+    assert len(rows) == n and x.shape == (n, 3, 150) and d.shape == (n, n - 1)
+    assert rows[0] == seeds[0] and rows[4] == seeds[1] and rows[8] == seeds[2]
+    for g in range(3):
+        grp = rows[4 * g : 4 * g + 4]
+        assert (ws.recording[grp] == ws.recording[grp[0]]).all()
+        st = np.sort(ws.start[grp])
+        assert (np.diff(st) >= 5.0 - 1e-9).all()  # no two windows of a group share a sample
+        assert (np.abs(ws.start[grp] - ws.start[grp[0]]) <= task.cfg.train.relcon_within_s).all()
+    others = candidate_index(n, 0)
+    with torch.no_grad():
+        for i in (0, 5, 9):
+            for j in (0, 3, 8):
+                want = task.motif.pair_distance(x[i : i + 1], x[others[i, j]][None])
+                torch.testing.assert_close(d[i, j], want[0], rtol=1e-4, atol=1e-3)
+    b = task.make_batch(np.arange(n), (0, n), step_rng(0, 0, 0), torch.device("cpu"))
+    assert "x_within" not in b
+    loss = task.loss(task.forward(task.model, b), b)
+    loss.backward()
+    assert torch.isfinite(loss) and task.model.backbone.layer1[0].weight.grad is not None
+    # the same windows as a separate computation of the relative loss over the batch
+    z = task.model(b["x"])
+    from zerohar.losses.relcon import relative_contrastive_loss
+    torch.testing.assert_close(loss, relative_contrastive_loss(z, z[others], b["dist"], 0.1))
+
+
+def test_group_draw_never_overlaps_and_counts_the_groups_it_could_not_separate():
+    start = np.arange(12) * 2.5  # one recording, windows of 5 s every 2.5 s
+    w = WithinCandidates(np.zeros(12, int), np.array(["s"] * 12), start, radius=100.0, window_s=5.0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        got, short = w.sample_group(np.array([0]), 3, rng, start, 5.0)
+        st = np.sort(np.concatenate([[0.0], start[got[0]]]))
+        assert short == 0 and (np.diff(st) >= 5.0).all()
+    # 3 windows, none overlapping the seed but two overlapping each other: one group must overlap
+    start2 = np.array([0.0, 5.0, 7.5, 10.0])
+    w2 = WithinCandidates(np.zeros(4, int), np.array(["s"] * 4), start2, radius=100.0, window_s=5.0)
+    got, short = w2.sample_group(np.array([0]), 3, rng, start2, 5.0)
+    assert short == 1 and sorted(got[0].tolist()) == [1, 2, 3]
 
 
 def test_within_candidates_same_recording_nearby_not_overlapping():
@@ -129,7 +179,12 @@ def test_bad_settings_are_one_clear_error(runs, tmp_path):
     with pytest.raises(ZeroharError, match="does not exist"):
         make_task(tiny_cfg("relcon", relcon_distance=str(tmp_path / "nowhere")), Dist())
     with pytest.raises(ZeroharError, match="no training window has 1000"):
-        make_task(tiny_cfg("relcon", relcon_distance=str(motif), relcon_within_cands=1000), Dist())
+        make_task(tiny_cfg("relcon", relcon_distance=str(motif), relcon_within_cands=1000,
+                           relcon_batching="separate"), Dist())
+    with pytest.raises(ZeroharError, match="no training window has 1998 .*relcon_group"):
+        make_task(tiny_cfg("relcon", relcon_distance=str(motif), relcon_group=1000), Dist())
+    with pytest.raises(ZeroharError, match="relcon_batching"):
+        tiny_cfg("relcon", relcon_distance=str(motif), relcon_batching="mixed")
     cfg = tiny_cfg("motif-distance")
     cfg.init = str(relcon)
     with pytest.raises(ZeroharError, match="motif-distance trains a new"):

@@ -36,6 +36,9 @@ def add_training_arguments(parser, stage: str) -> None:
                                                                                 else " (default fold1)"))
     if stage != "pretrain":
         g.add_argument("--descriptions", metavar="FILE.json", help="label descriptions (default: the dataset's)")
+    if stage == "stage2":
+        g.add_argument("--label-map", metavar="FILE.yaml", help="several datasets: classes that are one label "
+                       "(`uschad/walking forward: walking`; metadata/label_map.example.yaml)")
     g = parser.add_argument_group("model")
     if stage in ("pretrain", "stage1"):
         g.add_argument("--backbone", choices=tuple(VARIANTS), help="HARNet variant (default harnet5: 5 s windows)")
@@ -104,6 +107,7 @@ def overrides_from_args(args) -> dict:
     for key in ("root", "folds", "fold", "descriptions"):
         if sources is None:
             put("data", key, getattr(args, key, None))
+    put("data", "label_map", getattr(args, "label_map", None))
     put("model", "backbone", getattr(args, "backbone", None))
     put("train", "pretrain_method", getattr(args, "method", None))
     put("train", "relcon_distance", getattr(args, "distance", None))

@@ -12,7 +12,8 @@ sources are merged:
 - **Classes** are namespaced (`hapt/walking`), so two datasets' classes are never the same class, but each
   class keeps its label text (:func:`class_text`): two datasets' "walking" are one label text, so Stage II
   treats them as positives of each other and never as negatives. Near-synonyms ("walking forward") stay
-  distinct.
+  distinct unless a label map (`data.label_map`, :func:`load_label_map`) gives them one text: its classes are then
+  one label exactly as equal names are (:meth:`MultiData.class_text`), and the run records the map.
 - **Subjects** are namespaced too (`hapt/3`).
 - **Sampling** (:meth:`MultiData.epoch_order`): an epoch draws from each source in proportion to its training
   windows to the power `data.balance` (0.5 by default: temperature sampling, as multilingual language models
@@ -28,10 +29,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from zerohar.config import Config, check_sources, source_name
+from zerohar.config import Config, check_label_map, check_sources, source_name
 from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.data.splits import StageData, load_stage_data
-from zerohar.data.windows import WindowSet
+from zerohar.data.windows import WindowSet, pack_classes, unpack_classes
 from zerohar.errors import ZeroharError
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,19 @@ class MultiData:
     fold: str | None = None
     source: str = ""
     part_of: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # (N,) part index of each row
+    label_map: dict[str, str] = field(default_factory=dict)  # data.label_map's entries: class -> label text
+    label_map_file: str | None = None
+
+    def class_text(self, name: str) -> str:
+        """The label text class `name` trains with: its label map entry, else its label (:func:`class_text`)."""
+        return self.label_map.get(name) or class_text(name)
+
+    def text_rows(self, classes: list[str] | None = None) -> tuple[list[str], np.ndarray]:
+        """The label texts of `classes` (default: every class) in order of first appearance, and the text row of
+        each class: two classes of one row are positives of each other in Stage II, never negatives."""
+        classes = self.classes if classes is None else classes
+        texts = list(dict.fromkeys(self.class_text(c) for c in classes))
+        return texts, np.array([texts.index(self.class_text(c)) for c in classes], np.int64)
 
     def epoch_order(self, seed: int, epoch: int, n: int) -> np.ndarray:
         """Positions in `train_idx` for one epoch of `n` draws, balanced by :attr:`balance` (module docstring)."""
@@ -147,6 +161,9 @@ def load_multi_stage_data(cfg: Config) -> MultiData:
     train, val, test = [], [], []
     subjects = {"train": [], "val": [], "test": []}
     part_of = np.zeros(n, np.int64)
+    n_classes = sum(len(sd.ws.class_names) for _, sd in loaded)
+    # per-sample classes, in the namespaced class ids; only when every source records them
+    held = np.zeros((n, n_classes), bool) if all(sd.ws.sample_classes is not None for _, sd in loaded) else None
     row = rec_offset = 0
     for i, (e, sd) in enumerate(loaded):
         name = source_name(e)
@@ -162,6 +179,8 @@ def load_multi_stage_data(cfg: Config) -> MultiData:
         seen += [f"{name}{SEP}{c}" for c in sd.seen]
         unseen += [f"{name}{SEP}{c}" for c in sd.unseen]
         y[rows] = np.where(ws.y >= 0, ws.y + offset, -1)
+        if held is not None:
+            held[rows, offset : offset + len(ws.class_names)] = unpack_classes(ws.sample_classes, len(ws.class_names))
         subject[rows] = [f"{name}{SEP}{s}" for s in ws.subject]
         recording[rows] = ws.recording + rec_offset
         rec_offset += int(ws.recording.max()) + 1 if m else 0
@@ -176,15 +195,65 @@ def load_multi_stage_data(cfg: Config) -> MultiData:
         row += m
         sd.ws = _shell(ws)  # the part's windows now live in X; keep its metadata only
     merged = WindowSet(X, y, subject.astype(str), classes, layout, float(next(iter(rates))), recording, start,
-                       meta={"sources": [p.name for p in parts]})
+                       meta={"sources": [p.name for p in parts]},
+                       sample_classes=None if held is None else pack_classes(held))
+    names = [p.name for p in parts]
+    label_map = {} if cfg.data.label_map is None else load_label_map(cfg.data.label_map, classes, names)
+    if label_map:
+        merged.meta["label_map"] = dict(label_map)
     logger.info("%d sources, %d windows, %d sensor slots (%s); sampling balance %.2f", len(parts), n,
                 len(sensors), ", ".join(f"{p.name}: {len(p.rows)}" for p in parts), cfg.data.balance)
-    return MultiData(
+    out = MultiData(
         ws=merged, present=present, parts=parts, classes=classes, seen=seen, unseen=unseen,
         train_idx=np.concatenate(train), val_idx=np.concatenate(val), test_idx=np.concatenate(test),
         subjects=subjects, balance=cfg.data.balance, dataset=layout.name, fold=None,
-        source=" + ".join(p.name for p in parts), part_of=part_of,
+        source=" + ".join(p.name for p in parts), part_of=part_of, label_map=label_map,
+        label_map_file=cfg.data.label_map,
     )
+    if cfg.stage == "stage2":
+        _warn_shared_unseen(out)
+    return out
+
+
+def load_label_map(path: str, classes: list[str], names: list[str]) -> dict[str, str]:
+    """The entries of label map file `path` (:func:`zerohar.config.check_label_map`), checked against the run's
+    namespaced `classes` of the sources `names`.
+
+    Raises:
+        ZeroharError: a key is not a class of its source, or the map gives two classes of one source the same
+            text (a source's own classes stay distinct labels: its validation tells them apart).
+    """
+    mapping = check_label_map(path, names)
+    known = set(classes)
+    for key in mapping:
+        if key not in known:
+            src = key.split(SEP, 1)[0]
+            theirs = [class_text(c) for c in classes if c.startswith(src + SEP)]
+            raise ZeroharError(f"label map file {path}: key {key!r} is not a class of {src} (its classes: "
+                               f"{', '.join(theirs)})")
+    for name in names:
+        first: dict[str, str] = {}
+        for c in (c for c in classes if c.startswith(name + SEP)):
+            text = mapping.get(c) or class_text(c)
+            if text in first:
+                key = c if c in mapping else first[text]
+                raise ZeroharError(f"label map file {path}: key {key!r} gives {first[text]!r} and {c!r} the same "
+                                   f"text {text!r}, but one source's classes must stay distinct labels")
+            first[text] = c
+    renamed = [c for c in mapping if mapping[c] != class_text(c)]
+    if renamed:
+        logger.info("label map %s: %s", path, ", ".join(f"{c} -> {mapping[c]}" for c in renamed))
+    return mapping
+
+
+def _warn_shared_unseen(d: MultiData) -> None:
+    """A label text trained through one source but unseen in another's fold is not zero-shot for that one."""
+    seen = {d.class_text(c) for c in d.seen}
+    shared = sorted(c for c in d.unseen if d.class_text(c) in seen)
+    if shared:
+        logger.warning("unseen classes %s share their label text with a trained class of another source, so their "
+                       "zero-shot accuracy is not zero-shot (give those sources folds that hold the text out in "
+                       "both, or no fold)", ", ".join(shared))
 
 
 def _triads_only(sd: StageData, kinds: list[str], name: str) -> StageData:
@@ -206,7 +275,8 @@ def _triads_only(sd: StageData, kinds: list[str], name: str) -> StageData:
     rep = len(slots)
     new = WindowSet(X, np.tile(ws.y, rep), np.tile(ws.subject, rep), list(ws.class_names), layout, ws.rate,
                     np.concatenate([ws.recording + j * n_rec for j in range(rep)]), np.tile(ws.start, rep),
-                    meta=dict(ws.meta))
+                    meta=dict(ws.meta),
+                    sample_classes=None if ws.sample_classes is None else np.tile(ws.sample_classes, (rep, 1)))
     n = len(ws)
 
     def spread(idx: np.ndarray) -> np.ndarray:

@@ -30,7 +30,7 @@ from zerohar.paths import cache_dir
 logger = logging.getLogger(__name__)
 
 #: Bump when transforms or sources change what a prepared set holds: old cache entries are then never read.
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: window sets record per-window sample classes (sample_classes)
 
 
 def _fingerprint(path: Path) -> str:

@@ -89,9 +89,10 @@ def split_subjects(subjects: list[str], val_fraction: float, test_fraction: floa
 
 
 def touches_classes(ws, class_ids: list[int]) -> np.ndarray:
-    """`(N,)` bool: windows that may hold a sample of one of `class_ids`.
+    """`(N,)` bool: windows that may hold a sample of one of `class_ids`, from window labels only.
 
-    A window set keeps one label per window (the class covering more than half of it), not per sample; what it
+    The fallback of :func:`holds_classes` for window sets without `sample_classes` (saved before it existed).
+    Such a set keeps one label per window (the class covering more than half of it), not per sample; what it
     keeps besides is each window's recording and start time. So a window is marked when it is labelled one of
     `class_ids`, or when it shares a sample with such a window (same recording, starts less than one window
     length apart): with overlapping sliding windows this catches every window at the edge of a segment of those
@@ -113,6 +114,23 @@ def touches_classes(ws, class_ids: list[int]) -> np.ndarray:
         right = np.abs(bad[np.clip(j, 0, len(bad) - 1)] - st)
         out[mine] |= np.minimum(left, right) < length
     return out
+
+
+def holds_classes(ws, class_ids: list[int], source: str = "") -> np.ndarray:
+    """`(N,)` bool: windows holding at least one sample of one of `class_ids`.
+
+    Exact when the window set records its windows' per-sample classes (`WindowSet.sample_classes`); a set saved
+    before that falls back to :func:`touches_classes` (logged once per call, at info level).
+    """
+    held = ws.holds_samples_of(class_ids)
+    if held is not None:
+        return held
+    if class_ids:
+        logger.info("%s: the window set records no per-sample classes (prepared by an older zerohar); windows "
+                    "holding samples of the unseen classes are found from the window labels and their "
+                    "neighbours (misses segments shorter than half a window; prepare it again for the exact "
+                    "filter)", source or "data")
+    return touches_classes(ws, class_ids)
 
 
 def load_stage_data(cfg: Config) -> StageData:
@@ -173,7 +191,7 @@ def load_stage_data(cfg: Config) -> StageData:
             )
     if stage == "pretrain":
         # Unlabelled windows are welcome; no sample of an unseen class is.
-        touching = touches_classes(ws, [classes.index(c) for c in unseen])
+        touching = holds_classes(ws, [classes.index(c) for c in unseen], str(source))
         mask = ~touching
         if unseen:
             logger.info("%s: pretraining leaves out %d windows that hold samples of the unseen classes (%d of them "

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import signal as sps
 
 from zerohar.data.layout import SENSOR_NAMES, UNITS, SensorLayout
-from zerohar.data.windows import Recording, WindowSet
+from zerohar.data.windows import Recording, WindowSet, window_class_sets
 from zerohar.errors import ZeroharError
 
 logger = logging.getLogger(__name__)
@@ -579,7 +579,8 @@ def make_windows(
 
     Returns:
         A WindowSet; a window takes the label covering more than half of its samples, else y = -1
-        (kept for self-supervised use; labelled consumers filter `y >= 0`). Recordings shorter than one
+        (kept for self-supervised use; labelled consumers filter `y >= 0`), and records in `sample_classes`
+        which classes occur in any of its samples (see :mod:`zerohar.data.windows`). Recordings shorter than one
         window are skipped (and logged) in sliding mode, edge-padded to one window otherwise.
     """
     mode = {False: "sliding", True: "trial", "segment": "segment"}.get(per_trial)
@@ -593,7 +594,7 @@ def make_windows(
         raise ZeroharError(f"window length {length_s} s is shorter than one sample at {rate:g} Hz")
     layout = recs[0].layout
     n_classes = len(class_names)
-    Xs, ys, subj, rec_idx, starts_s = [], [], [], [], []
+    Xs, ys, subj, rec_idx, starts_s, held = [], [], [], [], [], []
     skipped = 0
     for r, rec in enumerate(recs):
         if rec.rate is None or abs(rec.rate - rate) > 1e-6 * rate:
@@ -633,6 +634,7 @@ def make_windows(
         if mode != "segment":
             y = window_labels(lab, st, length, n_classes)
         win = np.lib.stride_tricks.sliding_window_view(sig, length, axis=0)[st]  # (N, C, T)
+        held.append(window_class_sets(lab, st, length, n_classes))
         st = st - shift
         Xs.append(np.ascontiguousarray(win, dtype=np.float32))
         ys.append(y)
@@ -664,4 +666,5 @@ def make_windows(
         start=np.concatenate(starts_s).astype(np.float64),
         recording_names=[r.name for r in recs],
         meta={"window_s": length_s, "step_s": step_s, "per_trial": per_trial},
+        sample_classes=np.concatenate(held),
     )

@@ -7,6 +7,13 @@ indexing the dataset's class names, and a subject id.
 A :class:`WindowSet` is the canonical, windowed form: `X (N, C, T) float32`, `y (N,)` (-1 = no label),
 `subject (N,)`, `recording (N,)` index, `start (N,)` window start in seconds from the recording start,
 class names and the layout. It is saved as `.npz` (arrays + a JSON header; never pickle).
+
+Besides its one label, a window cut from per-sample labels records which classes occur in *any* of its samples:
+`sample_classes`, `(N, ceil(C / 8)) uint8`, the `(N, C)` bool "window holds a sample of class c" packed with
+``np.packbits(..., axis=1, bitorder="little")`` (class c is bit `c % 8` of byte `c // 8`; npz key
+``sample_classes``). It is what the pretraining filter uses to leave out every window holding a sample of an
+unseen class (:meth:`WindowSet.holds_samples_of`). It is None where it was never recorded: window sets saved
+before it existed, and sets built without per-sample labels.
 """
 
 from __future__ import annotations
@@ -56,6 +63,38 @@ class Recording:
         return np.arange(self.n_samples, dtype=np.float64) / float(self.rate)
 
 
+def window_class_sets(labels: np.ndarray, starts: np.ndarray, length: int, n_classes: int) -> np.ndarray:
+    """Which classes occur in each window `labels[s : s + length]`, packed (module docstring).
+
+    Args:
+        labels: `(T,)` per-sample class ids, -1 = unlabelled.
+        starts: `(N,)` window starts in samples.
+        length: window length in samples.
+        n_classes: number of classes the labels index.
+
+    Returns:
+        `(N, ceil(n_classes / 8)) uint8`: bit `c % 8` of byte `c // 8` is set when the window holds a sample of c.
+    """
+    labels = np.asarray(labels)
+    starts = np.asarray(starts, dtype=np.int64)
+    held = np.zeros((len(starts), n_classes), dtype=bool)
+    for c in np.unique(labels[labels >= 0]):
+        cum = np.concatenate([[0], np.cumsum(labels == c, dtype=np.int64)])  # one class at a time: O(T) memory
+        held[:, c] = cum[starts + length] > cum[starts]
+    return pack_classes(held)
+
+
+def pack_classes(held: np.ndarray) -> np.ndarray:
+    """`(N, C)` bool -> `(N, ceil(C / 8)) uint8` (the `sample_classes` packing)."""
+    held = np.asarray(held, dtype=bool)
+    return np.packbits(held, axis=1, bitorder="little").reshape(len(held), -(-held.shape[1] // 8))
+
+
+def unpack_classes(packed: np.ndarray, n_classes: int) -> np.ndarray:
+    """`(N, ceil(C / 8)) uint8` -> `(N, C)` bool (inverse of :func:`pack_classes`)."""
+    return np.unpackbits(packed, axis=1, count=n_classes, bitorder="little").astype(bool)
+
+
 @dataclass
 class WindowSet:
     X: np.ndarray  # (N, C, T) float32, canonical units
@@ -68,6 +107,7 @@ class WindowSet:
     start: np.ndarray | None = None  # (N,) float64 seconds
     recording_names: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    sample_classes: np.ndarray | None = None  # (N, ceil(C/8)) uint8, classes in any sample; None = not recorded
 
     def __post_init__(self):
         n = len(self.X)
@@ -82,6 +122,11 @@ class WindowSet:
                 raise ValueError(f"WindowSet.{name} has length {len(getattr(self, name))}, expected {n}")
         if self.X.ndim != 3 or self.X.shape[1] != self.layout.n_channels:
             raise ValueError(f"WindowSet.X has shape {self.X.shape}, expected (N, {self.layout.n_channels}, T)")
+        if self.sample_classes is not None:
+            self.sample_classes = np.asarray(self.sample_classes, dtype=np.uint8)
+            want = (n, -(-len(self.class_names) // 8))
+            if self.sample_classes.shape != want:
+                raise ValueError(f"WindowSet.sample_classes has shape {self.sample_classes.shape}, expected {want}")
 
     def __len__(self) -> int:
         return len(self.X)
@@ -95,7 +140,16 @@ class WindowSet:
         return WindowSet(
             self.X[mask], self.y[mask], self.subject[mask], list(self.class_names), self.layout, self.rate,
             self.recording[mask], self.start[mask], list(self.recording_names), dict(self.meta),
+            None if self.sample_classes is None else self.sample_classes[mask],
         )
+
+    def holds_samples_of(self, class_ids: list[int]) -> np.ndarray | None:
+        """`(N,)` bool: windows with at least one sample of one of `class_ids`; None when not recorded."""
+        if self.sample_classes is None:
+            return None
+        want = np.zeros((1, len(self.class_names)), dtype=bool)
+        want[0, list(class_ids)] = True
+        return (self.sample_classes & pack_classes(want)).any(axis=1)
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.y[self.y >= 0], minlength=len(self.class_names))
@@ -120,9 +174,10 @@ class WindowSet:
             "recording_names": list(self.recording_names),
             "meta": self.meta,
         }
+        extra = {} if self.sample_classes is None else {"sample_classes": self.sample_classes}
         return atomic_savez(
             path, X=self.X.astype(np.float32, copy=False), y=self.y, subject=self.subject.astype(str),
-            recording=self.recording, start=self.start, header=np.array(json.dumps(header)),
+            recording=self.recording, start=self.start, header=np.array(json.dumps(header)), **extra,
         )
 
     @classmethod
@@ -140,6 +195,7 @@ class WindowSet:
                     layout=SensorLayout.from_dict(header["layout"], str(path)), rate=header["rate"],
                     recording=z["recording"], start=z["start"], recording_names=header["recording_names"],
                     meta=header.get("meta", {}),
+                    sample_classes=z["sample_classes"] if "sample_classes" in z.files else None,  # older: absent
                 )
         except ZeroharError:
             raise

@@ -44,16 +44,19 @@ Figures (names as in BENCHMARK.md):
   faiss search for 1,000 windows vs the same search in numpy (normalised queries, matrix product, the k best
   labels best first, their names), windows/s = 1,000 / query time; the note gives the build time. (A baseline
   without the normalisation and the ordering would time less work than the search does.)
-- `pretrain_ssl_train`, `motif_distance_train`, `relcon_train` (pretraining, `zerohar pretrain --method ssl |
-  motif-distance | relcon`): windows/s of one optimiser step (the training loop's: forward under bf16 autocast
-  or fp32, loss, backward, gradient clipping at 1, AdamW) on a batch of 64 random windows of one accelerometer
-  triad each, through the tasks' own `forward` / `loss` and models (random weights). The pretext transforms and
-  the motif-distance augmentations are drawn once, outside the timing (data preparation); RelCon's step
-  includes its ranking (:func:`zerohar.train.relcon.rank_candidates`, as `make_batch` does it), with
-  `train.relcon_within_cands` within-subject candidates per anchor plus the batch's other 63 anchors, and the
-  encoder pass over the anchors and their 64 x K within-subject windows. `relcon_ranking` is the ranking
-  alone, in motif-distance pairs/s (anchor x candidate). Where the fast path is the plain fp32 one (no native
-  bf16; RelCon's ranking always runs in fp32, outside autocast), it is timed once and reported as both.
+- `pretrain_ssl_train`, `motif_distance_train`, `relcon_train`, `relcon_train_separate` (pretraining,
+  `zerohar pretrain --method ssl | motif-distance | relcon`): windows/s of one optimiser step (the training
+  loop's: forward under bf16 autocast or fp32, loss, backward, gradient clipping at 1, AdamW) on a batch of 64
+  random windows of one accelerometer triad each, through the tasks' own `forward` / `loss` and models (random
+  weights). The pretext transforms and the motif-distance augmentations are drawn once, outside the timing
+  (data preparation). RelCon's step includes its ranking, as `make_batch` does it. `relcon_train` is the
+  default `train.relcon_batching: grouped` (every window an anchor, its candidates the other 63 windows of the
+  batch, one encoder pass); `relcon_train_separate` is RelCon's own batching
+  (:func:`zerohar.train.relcon.rank_candidates`: `train.relcon_within_cands` within-subject windows per anchor
+  plus the batch's other 63 anchors, and the encoder pass over the anchors and their 64 x K within-subject
+  windows); both in anchors/s. `relcon_ranking` is the grouped ranking alone, in motif-distance pairs/s
+  (anchor x candidate). Where the fast path is the plain fp32 one (no native bf16; RelCon's ranking always
+  runs in fp32, outside autocast), it is timed once and reported as both.
 """
 
 from __future__ import annotations
@@ -84,7 +87,7 @@ from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
 from zerohar.model.fused import FusedHARNet, check_windows
 from zerohar.model.harnet import CircularConv1d, Downsample, HARNet
-from zerohar.model.motif import MotifDistance
+from zerohar.model.motif import MotifConfig, MotifDistance
 from zerohar.model.onnx_backend import onnx_available, onnx_backbone
 from zerohar.model.precision import SPEED_FLAGS, cpu_flags, resolve_precision
 from zerohar.model.pretrained import load_backbone
@@ -93,7 +96,7 @@ from zerohar.paths import cache_dir
 from zerohar.train.loop import _param_groups
 from zerohar.train.motif_distance import MotifDistanceTask
 from zerohar.train.pretrain_ssl import PretrainModel, PretrainTask
-from zerohar.train.relcon import RelConModel, RelConTask, rank_candidates
+from zerohar.train.relcon import RelConModel, RelConTask, candidate_index, rank_candidates
 from zerohar.train.runs import load_run
 
 logger = logging.getLogger(__name__)
@@ -102,7 +105,7 @@ FIGURES = (
     "harnet5_inference", "harnet10_inference", "model_inference", "model_inference_int8", "classify_7day",
     "classify_7day_step5", "classify_7day_int8", "classify_7day_csv",
     "stage1_train", "stage2_train", "index_10", "index_1000", "index_100000",
-    "pretrain_ssl_train", "motif_distance_train", "relcon_ranking", "relcon_train",
+    "pretrain_ssl_train", "motif_distance_train", "relcon_ranking", "relcon_train", "relcon_train_separate",
 )
 #: A default path slower than plain by more than this (fast / plain below it after `repeats` tries) fails the run:
 #: best-of-rounds timings on a shared 2-core machine differ by up to about 3% between identical paths.
@@ -114,10 +117,11 @@ CEILING_FIGURES = {"harnet5_inference": ("harnet5", 1), "harnet10_inference": ("
 #: each.
 ONNX_FIGURES = {"model_inference_int8": "int8", "classify_7day_int8": "int8"}
 #: Figures that `--quick` leaves out unless named.
-SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "classify_7day_int8", "classify_7day_csv", "relcon_train")
+SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "classify_7day_int8", "classify_7day_csv",
+                "relcon_train_separate")
 #: Pretraining figures: `train.pretrain_method` of each.
 PRETRAIN_FIGURES = {"pretrain_ssl_train": "ssl", "motif_distance_train": "motif-distance",
-                    "relcon_ranking": "relcon", "relcon_train": "relcon"}
+                    "relcon_ranking": "relcon", "relcon_train": "relcon", "relcon_train_separate": "relcon"}
 #: `--step` of the classify figures (None = classify's default, half a window).
 CLASSIFY_STEPS = {"classify_7day": None, "classify_7day_step5": 5.0, "classify_7day_int8": None,
                   "classify_7day_csv": None}
@@ -365,20 +369,21 @@ def _pretrain_figure(name: str, quick: bool, batch: int = 64, within: int | None
     x = (torch.randn(batch, 3, 150, generator=g) * 0.5).clamp(-3, 3)  # (B, 3, T): one accelerometer triad each
     cpu = torch.device("cpu")
     torch.manual_seed(0)
-    motif = MotifDistance().eval().requires_grad_(False)  # frozen, as load_motif_distance returns it
+    motif = MotifDistance(MotifConfig(attention=t.motif_attention)).eval().requires_grad_(False)  # frozen
+
+    others = candidate_index(batch, 0)
+
+    def rank_grouped():
+        with torch.inference_mode():
+            return motif.distance_matrix(x, x, others).float().clone()
 
     if name == "relcon_ranking":
-        xw = (torch.randn(batch, k, 3, 150, generator=g) * 0.5).clamp(-3, 3)
-        pairs = batch * (batch - 1 + k)
-
-        def rank():
-            return rank_candidates(motif, x, xw, cpu)
-
-        f, _ = _compare_same(rank, rank, pairs, quick, True)
-        res = _result(f, f, f"motif-distance pairs/s of RelCon's ranking (rank_candidates): batch {batch} anchors x "
-                            f"{batch - 1 + k} candidates ({k} within-subject + {batch - 1} other anchors) = {pairs} "
-                            f"pairs per step, {pairs / f:.2f} s per step, {f / (batch - 1 + k):.1f} anchors/s; fp32 "
-                            "under inference_mode (the ranking runs outside autocast)")
+        pairs = batch * (batch - 1)
+        f, _ = _compare_same(rank_grouped, rank_grouped, pairs, quick, True)
+        res = _result(f, f, f"motif-distance pairs/s of RelCon's grouped ranking (batch {batch}: every window "
+                            f"against the other {batch - 1}) = {pairs} pairs per step, {pairs / f:.2f} s per step, "
+                            f"{f / (batch - 1):.1f} anchors/s; fp32 under inference_mode (the ranking runs outside "
+                            f"autocast); motif attention {t.motif_attention}")
         res["unit"] = "pairs/s"
         return res
 
@@ -394,6 +399,11 @@ def _pretrain_figure(name: str, quick: bool, batch: int = 64, within: int | None
         new_model = lambda: MotifDistance()  # noqa: E731
         what = "motif distance network (window rebuilt from an augmented copy)"
     elif name == "relcon_train":
+        task = _bare_task(RelConTask, k=t.relcon_group - 1, motif=motif)
+        new_model = lambda: RelConModel(load_backbone(None, "harnet5"))  # noqa: E731
+        what = (f"RelCon on harnet5, grouped batching: ranking of every window against the other {batch - 1} "
+                f"included, one encoder pass over the {batch} windows (each an anchor)")
+    elif name == "relcon_train_separate":
         xw = (torch.randn(batch, k, 3, 150, generator=g) * 0.5).clamp(-3, 3)
         task = _bare_task(RelConTask, k=k, motif=motif)
         new_model = lambda: RelConModel(load_backbone(None, "harnet5"))  # noqa: E731
@@ -409,8 +419,12 @@ def _pretrain_figure(name: str, quick: bool, batch: int = 64, within: int | None
         opt = torch.optim.AdamW(_param_groups(model, t.lr, t.weight_decay, t.backbone_lr_mult), lr=t.lr)
 
         def step():
-            b = batch_d if name != "relcon_train" else {
-                "x": x, "x_within": xw.flatten(0, 1), "dist": rank_candidates(motif, x, xw, cpu)}
+            if name == "relcon_train":
+                b = {"x": x, "dist": rank_grouped()}
+            elif name == "relcon_train_separate":
+                b = {"x": x, "x_within": xw.flatten(0, 1), "dist": rank_candidates(motif, x, xw, cpu)}
+            else:
+                b = batch_d
             opt.zero_grad(set_to_none=True)
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
                 out = task.forward(model, b)

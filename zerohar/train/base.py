@@ -190,7 +190,9 @@ class BaseTask:
                  "classes": p.data.classes, "unseen": p.data.unseen, "layout": p.data.ws.layout.to_dict(),
                  "subjects": p.data.subjects, "descriptions": p.descriptions,
                  "train_windows": int(np.isin(d.train_idx, p.rows).sum())}
-                for p in d.parts], "balance": d.balance}
+                for p in d.parts], "balance": d.balance,
+                # classes given another source's label text (data.label_map): the labels this model merged
+                "label_map": dict(d.label_map), "label_map_file": d.label_map_file}
         return {**multi,
             "stage": c.stage,
             "dataset": d.dataset,

@@ -5,24 +5,43 @@ similarities follows a learned motif distance. Per training step:
 
 - **Anchors**: the triads (`train.pretrain_sensors`, ZeroHAR's input handling,
   :func:`~zerohar.model.zerohar.scale_and_clip`) of the batch's windows.
-- **Within-subject candidates**: for each anchor, `train.relcon_within_cands` (K, RelCon: 20) windows of the
-  *same recording* (so the same subject), same triad, starting at most `train.relcon_within_s` seconds before
-  or after the anchor (RelCon: the same hour folder; the default +-30 min spans an hour), drawn without
-  replacement each step. Windows that overlap the anchor in time are not candidates (zerohar's windows
-  overlap by half; a window sharing samples with the anchor would be a trivial neighbour, RelCon's
-  segments do not overlap). Training windows with fewer than K such windows are not used as anchors, as
-  RelCon drops hour folders with fewer than K + 1 windows.
-- **Between-subject candidates**: the other anchors of the (global) batch, in RelCon's cyclic order. Nothing
-  makes them another subject; with many subjects they mostly are.
+- **Within-subject candidates**: windows of the anchor's *same recording* (so the same subject), same triad,
+  starting at most `train.relcon_within_s` seconds before or after it (RelCon: the same hour folder; the
+  default +-30 min spans an hour). Windows that overlap the anchor in time are never candidates (zerohar's
+  windows overlap by half; a window sharing samples with the anchor would be a trivial neighbour, RelCon's
+  segments do not overlap). Two ways to draw them (`train.relcon_batching`):
+
+  - ``grouped`` (the default): a batch of B windows is B / G groups (`train.relcon_group` G, default 8). A
+    group is a seed window of the epoch's order and G - 1 windows of its recording within the radius that
+    overlap neither the seed nor each other. Every window of the batch is an anchor, and its candidates are
+    *all the other windows of the batch*: the G - 1 of its group are its within-subject candidates, the rest
+    its between-subject ones. The encoder runs once over the B windows, and the ranking costs B (B - 1)
+    distances.
+  - ``separate`` (RelCon's code): each of the B anchors gets `train.relcon_within_cands` (K, RelCon: 20)
+    windows of its own, drawn without replacement each step, and they go through the encoder in a second
+    pass: B (1 + K) encoder windows and B (B - 1 + K) distances per step, about 4x the cost per anchor of
+    ``grouped`` on a CPU (`zerohar speed --figures relcon_train`).
+
+  Why ``grouped`` is the default: on a CPU the encoder pass over 20 extra windows per anchor is most of a
+  step, and the extra windows are used once, as candidates only. Grouping reuses every window as anchor
+  *and* candidate; the loss, the ranking, the candidate kinds and the radius are RelCon's. What changes is
+  the mix: G - 1 = 7 within-subject and B - G = 56 between-subject candidates per anchor (RelCon: 20 and
+  63), and BatchNorm sees one batch, not two. Training windows without G - 1 eligible windows (with some to
+  spare: at least 2 (G - 1)) are not seeds, as RelCon drops hour folders with fewer than K + 1 windows. A
+  seed whose random draw cannot find G - 1 mutually non-overlapping windows completes its group with
+  windows that overlap another member (never the seed); the run counts these groups (`relcon.overlap_groups`
+  in its metadata).
+- **Between-subject candidates**: the other windows of the (global) batch (grouped: those of the other
+  groups), in RelCon's cyclic order. Nothing makes them another subject; with many subjects they mostly are.
 - **Ranking**: the frozen motif distance (:mod:`zerohar.model.motif`, loaded from the motif-distance run
-  `train.relcon_distance`) of every anchor from each of its B - 1 + K candidates (anchor = query). The
-  distances are computed with the global batch in :meth:`RelConTask.make_batch`, under `inference_mode`, by
-  :meth:`~zerohar.model.motif.MotifDistance.distance_matrix`: the key / value encodings of the B (1 + K)
-  candidate windows are computed once per step and reused by every anchor, and so is the first convolution
-  of each anchor's query encoding.
+  `train.relcon_distance`) of every anchor from each of its candidates (anchor = query). The distances are
+  computed with the global batch in :meth:`RelConTask.make_batch`, under `inference_mode`, by
+  :meth:`~zerohar.model.motif.MotifDistance.distance_matrix`: the key / value encodings of the candidate
+  windows are computed once per step and reused by every anchor, and so is the first convolution of each
+  anchor's query encoding.
 - **Loss**: :func:`~zerohar.losses.relcon.relative_contrastive_loss` on the backbone's features (cosine / tau,
-  no projection head). As in RelCon, anchors and within-subject candidates go through the encoder in two
-  separate forward passes (so BatchNorm sees two batches), both with gradient.
+  no projection head). With ``separate``, as in RelCon, anchors and within-subject candidates go through the
+  encoder in two separate forward passes (so BatchNorm sees two batches), both with gradient.
 
 Validation: the same loss on the held-out subjects (BatchNorm in eval mode, fixed candidate draws, distances
 computed once per run), selected on ``neg_relcon_loss`` (higher is better: RelCon keeps the lowest validation
@@ -107,6 +126,37 @@ class WithinCandidates:
         return out
 
 
+    def sample_group(self, rows: np.ndarray, k: int, rng: np.random.Generator, start: np.ndarray,
+                     window_s: float) -> tuple[np.ndarray, int]:
+        """`(len(rows), k)` window rows: per row, k eligible windows that also do not overlap each other (a
+        random greedy draw), and the number of rows whose draw had to take overlapping members to reach k
+        (they never overlap the row itself). Each row must have at least k eligible windows."""
+        out = np.empty((len(rows), k), dtype=np.int64)
+        short = 0
+        for i, p in enumerate(self.pos[rows]):
+            n_left = self.a[p] - self.lo[p]
+            n = n_left + self.hi[p] - self.b[p]
+            pick = rng.permutation(n)
+            sorted_pos = np.where(pick < n_left, self.lo[p] + pick, self.b[p] + pick - n_left)
+            cand = self.order[sorted_pos]
+            taken: list[int] = []
+            starts: list[float] = []
+            for j, r in enumerate(cand):
+                s = start[r]
+                if all(abs(s - o) >= window_s - 1e-9 for o in starts):
+                    taken.append(j)
+                    starts.append(s)
+                    if len(taken) == k:
+                        break
+            if len(taken) < k:
+                short += 1
+                have = set(taken)
+                rest = [j for j in range(n) if j not in have][: k - len(taken)]
+                taken += rest
+            out[i] = cand[taken]
+        return out, short
+
+
 class RelConModel(nn.Module):
     """The HARNet backbone being pretrained; forward gives its features `(N, D)` (no projection head)."""
 
@@ -152,20 +202,25 @@ class RelConTask(BaseTask):
         if t.relcon_distance is None:
             raise ZeroharError("train.relcon_distance must name a motif-distance run directory for RelCon")
         self.tri = TriadInput(self, cfg)
-        self.k = t.relcon_within_cands
+        self.grouped = t.relcon_batching == "grouped"
+        #: within-subject candidates per anchor (grouped: the rest of its group)
+        self.k = t.relcon_group - 1 if self.grouped else t.relcon_within_cands
+        need = 2 * self.k if self.grouped else self.k  # grouped: some to spare for mutually non-overlapping ones
+        self.overlap_groups = 0  # grouped: groups that had to take mutually overlapping members
         ws = self.data.ws
         self.within = WithinCandidates(ws.recording, ws.subject, ws.start, t.relcon_within_s, cfg.data.window_s)
         all_train = self.data.train_idx
-        self.train_idx = all_train[self.within.count(all_train) >= self.k]
+        self.train_idx = all_train[self.within.count(all_train) >= need]
         if len(self.train_idx) == 0:
+            lower = "train.relcon_group" if self.grouped else "train.relcon_within_cands"
             raise ZeroharError(
-                f"{self.data.source}: no training window has {self.k} non-overlapping windows of its own recording "
-                f"within {t.relcon_within_s:g} s; lower train.relcon_within_cands or raise train.relcon_within_s"
+                f"{self.data.source}: no training window has {need} non-overlapping windows of its own recording "
+                f"within {t.relcon_within_s:g} s; lower {lower} or raise train.relcon_within_s"
             )
         if len(self.train_idx) < len(all_train):
-            logger.info("relcon: %d of %d training windows have %d within-subject candidates and are anchors",
-                        len(self.train_idx), len(all_train), self.k)
-        self.val_anchors = self.data.val_idx[self.within.count(self.data.val_idx) >= self.k]
+            logger.info("relcon: %d of %d training windows have %d within-subject candidates and are %s",
+                        len(self.train_idx), len(all_train), need, "seeds" if self.grouped else "anchors")
+        self.val_anchors = self.data.val_idx[self.within.count(self.data.val_idx) >= need]
         self.motif_dir = Path(t.relcon_distance)
         self.motif_meta = read_run_meta(self.motif_dir)  # a finished run, else ZeroharError
         if self.motif_meta.get("pretrain_method") != "motif-distance":
@@ -201,26 +256,57 @@ class RelConTask(BaseTask):
         x, xw = x.reshape(-1, 3, t), xw.reshape(-1, k, 3, t)  # N = B*S' anchors
         return {"x": x, "x_within": xw, "dist": rank_candidates(self.motif, x, xw, self.device)}
 
+    def _items_grouped(self, seeds: np.ndarray, n: int, rng: np.random.Generator) -> dict:
+        """`n` windows in groups of G (a seed, then G - 1 non-overlapping windows near it; the last group cut
+        to fit): their triads `(N, 3, T)`, N = n * triads per window, and distances `(N, N - 1)` of every
+        triad from all the others, in :func:`candidate_index` order."""
+        g = self.k + 1
+        members, short = self.within.sample_group(seeds, self.k, rng, self.data.ws.start, self.cfg.data.window_s)
+        self.overlap_groups += short
+        rows = np.concatenate([seeds[:, None], members], 1).reshape(-1)[:n]
+        assert len(rows) == n, (len(seeds), g, n)
+        x = self.tri(rows)  # (n, S', 3, T)
+        x = x.reshape(-1, 3, x.shape[-1])  # (N, 3, T), window-major
+        with torch.inference_mode():
+            d = self.motif.distance_matrix(x.to(self.device), x.to(self.device),
+                                           candidate_index(len(x), 0).to(self.device))
+        return {"x": x, "dist": d.float().clone(), "rows": rows}
+
+    def _seeds(self, positions: np.ndarray) -> np.ndarray:
+        """The seed windows of a grouped batch of `len(positions)` windows: the first ceil(n / G) positions."""
+        g = self.k + 1
+        return self.train_idx[positions[: -(-len(positions) // g)]]
+
     def make_batch(self, idx, lo_hi, rng, device) -> dict:
-        it = self._items(self.train_idx[idx], rng)  # global batch: distances of every anchor
         per = self.tri.per_window
         lo, hi = lo_hi[0] * per, lo_hi[1] * per
+        if self.grouped:
+            it = self._items_grouped(self._seeds(idx), len(idx), rng)  # global batch: every distance
+            return {"x": it["x"][lo:hi].to(device), "dist": it["dist"].to(device)}
+        it = self._items(self.train_idx[idx], rng)  # global batch: distances of every anchor
         return {"x": it["x"][lo:hi].to(device), "x_within": it["x_within"][lo:hi].flatten(0, 1).to(device),
                 "dist": it["dist"].to(device)}
 
     def forward(self, model, batch: dict) -> dict:
         z = model(batch["x"])  # (n, D)
+        if "x_within" not in batch:
+            return {"z": z}  # grouped: the candidates are the batch itself
         zw = model(batch["x_within"])  # (n*K, D): a separate pass, as in RelCon
         return {"z": z, "z_within": zw.reshape(len(z), self.k, -1)}
 
     def loss(self, out: dict, batch: dict) -> torch.Tensor:
-        return self._loss(out["z"], out["z_within"], batch["dist"])
+        return self._loss(out["z"], out.get("z_within"), batch["dist"])
 
-    def _loss(self, z: torch.Tensor, zw: torch.Tensor, dist: torch.Tensor, reduction: str = "mean") -> torch.Tensor:
-        n = len(z)
-        others = candidate_index(n, 0).to(z.device)  # (n, n-1)
-        z_cand = torch.cat([z[others], zw], dim=1)  # (n, n-1+K, D), the order of `dist`
-        return relative_contrastive_loss(z, z_cand, dist, self.cfg.train.relcon_temperature, reduction)
+    def _candidates(self, z: torch.Tensor, zw: torch.Tensor | None) -> torch.Tensor:
+        """`(n, M, D)` candidate embeddings in the order of the distances: the other anchors (cyclic), then,
+        with ``separate``, each anchor's own within-subject windows."""
+        others = candidate_index(len(z), 0).to(z.device)  # (n, n-1)
+        return z[others] if zw is None else torch.cat([z[others], zw], dim=1)
+
+    def _loss(self, z: torch.Tensor, zw: torch.Tensor | None, dist: torch.Tensor,
+              reduction: str = "mean") -> torch.Tensor:
+        return relative_contrastive_loss(z, self._candidates(z, zw), dist, self.cfg.train.relcon_temperature,
+                                         reduction)
 
     # ------------------------------------------------------------------ validation
     def _val_batches_relcon(self) -> list:
@@ -229,7 +315,15 @@ class RelConTask(BaseTask):
             anchors = self.val_anchors
             n_chunks = max(1, int(np.ceil(len(anchors) / self.cfg.train.batch_size)))
             rng = np.random.default_rng([self.cfg.train.seed, 0x4E1C])
-            self._val_cache = [self._items(c, rng) for c in np.array_split(anchors, n_chunks) if len(c) >= 2]
+            if self.grouped:  # whole groups of G, about batch_size windows per chunk, one group per seed
+                g = self.k + 1
+                n_chunks = max(1, int(np.ceil(len(anchors) * g / self.cfg.train.batch_size)))
+                before = self.overlap_groups
+                self._val_cache = [self._items_grouped(c, len(c) * g, rng)
+                                   for c in np.array_split(anchors, n_chunks) if len(c) * g >= 2]
+                self.overlap_groups = before  # the count is of training groups
+            else:
+                self._val_cache = [self._items(c, rng) for c in np.array_split(anchors, n_chunks) if len(c) >= 2]
         return self._val_cache
 
     @torch.no_grad()
@@ -237,13 +331,14 @@ class RelConTask(BaseTask):
         model.eval()
         total, corr, n = 0.0, 0.0, 0
         for it in self._val_batches_relcon():
-            x, xw, dist = it["x"].to(self.device), it["x_within"].to(self.device), it["dist"].to(self.device)
+            x, dist = it["x"].to(self.device), it["dist"].to(self.device)
             with autocast(bf16, self.device):
                 z = model(x).float()
-                zw = model(xw.flatten(0, 1)).float().reshape(len(x), self.k, -1)
+                zw = None
+                if "x_within" in it:
+                    zw = model(it["x_within"].to(self.device).flatten(0, 1)).float().reshape(len(x), self.k, -1)
             total += float(self._loss(z, zw, dist, "none").sum())
-            others = candidate_index(len(z), 0).to(z.device)
-            zc = torch.nn.functional.normalize(torch.cat([z[others], zw], 1), dim=-1)
+            zc = torch.nn.functional.normalize(self._candidates(z, zw), dim=-1)
             sim = torch.einsum("nd,nmd->nm", torch.nn.functional.normalize(z, dim=-1), zc)
             corr += float(_spearman(sim, -dist).sum())
             n += len(z)
@@ -255,8 +350,10 @@ class RelConTask(BaseTask):
         prov = {k: self.motif_meta.get(k) for k in MOTIF_PROVENANCE}
         return {**super().metadata(), "pretrain_method": "relcon",
                 "motif_distance": {"run": str(self.motif_dir), **prov},
-                "relcon": {"within_cands": self.k, "within_s": self.cfg.train.relcon_within_s,
-                           "temperature": self.cfg.train.relcon_temperature}}
+                "relcon": {"batching": self.cfg.train.relcon_batching, "within_cands": self.k,
+                           "within_s": self.cfg.train.relcon_within_s,
+                           "temperature": self.cfg.train.relcon_temperature,
+                           "overlap_groups": self.overlap_groups if self.grouped else None}}
 
     def save_model(self, model, out: Path, info: dict) -> None:
         """The artefact of pretraining is the backbone (see :func:`~zerohar.train.base.save_backbone_run`)."""

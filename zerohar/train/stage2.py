@@ -140,13 +140,14 @@ class Stage2Task(ZeroHARTask):
             )
 
     def _text_key(self, cls: str) -> str:
-        """The label text row a class trains with: its name, or for several sources the label after `source/`."""
-        return class_text(cls) if self.present is not None else cls
+        """The label text row a class trains with: its name, or for several sources the label after `source/`
+        (or the text the label map gives it: :meth:`zerohar.data.multi.MultiData.class_text`)."""
+        return self.data.class_text(cls) if self.present is not None else cls
 
     def _label_texts(self, labels: list[str]) -> dict[str, list[str]]:
         """Texts per label row. With several sources each source's classes get their texts by that source's rule
-        (its descriptions file and dataset), and two sources' equal labels become one row whose descriptions
-        are the union of theirs."""
+        (its descriptions file and dataset, under the class's own label), and two sources' equal labels (or
+        labels the label map gives one text) become one row whose descriptions are the union of theirs."""
         if self.present is None:
             return self._source_label_texts(labels, self.cfg.data.descriptions, self.data.dataset)
         out: dict[str, list[str]] = {}
@@ -155,8 +156,9 @@ class Stage2Task(ZeroHARTask):
             if not mine:
                 continue
             got = self._source_label_texts([class_text(c) for c in mine], part.descriptions, part.data.dataset)
-            for lab, txt in got.items():
-                out[lab] = list(dict.fromkeys(out.get(lab, []) + list(txt)))
+            for c in mine:
+                row = self._text_key(c)
+                out[row] = list(dict.fromkeys(out.get(row, []) + list(got[class_text(c)])))
         return {k: out[k] for k in dict.fromkeys(self._text_key(c) for c in labels)}
 
     def _source_label_texts(self, labels: list[str], descriptions, dataset) -> dict[str, list[str]]:
