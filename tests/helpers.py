@@ -151,3 +151,18 @@ def hapt_recording_csv(path, seconds: float, t0: float = 0.0):
     rows = "\n".join(",".join(f"{v:.5f}" for v in (ti, *xi)) for ti, xi in zip(t, rec.signals[:n].astype(float)))
     path.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n" + rows + "\n")
     return path
+
+
+def window_set_file(path, layout, classes, n_subjects: int, per: int, seed: int, cyclic_labels: bool = False):
+    """A saved random WindowSet: `n_subjects` subjects with one recording of `per` windows each (2.5 s apart);
+    labels random, or cycling through `classes` (`cyclic_labels`: every class present for every subject)."""
+    from zerohar.data.windows import WindowSet
+
+    rng = np.random.default_rng(seed)
+    n = n_subjects * per
+    y = np.arange(n) % len(classes) if cyclic_labels else rng.integers(0, len(classes), n)
+    X = rng.normal(size=(n, layout.n_channels, 150)).astype(np.float32)
+    ws = WindowSet(X, y, np.repeat([f"s{i}" for i in range(n_subjects)], per), list(classes), layout,
+                   recording=np.repeat(np.arange(n_subjects), per), start=np.tile(np.arange(per) * 2.5, n_subjects),
+                   meta={"dataset": None})
+    return ws.save(path)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
+from helpers import window_set_file
 
 from zerohar.config import resolve_config
 from zerohar.data.folds import load_folds
 from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.data.multi import load_data, load_label_map
-from zerohar.data.windows import WindowSet
 from zerohar.errors import ZeroharError
 from zerohar.paths import metadata_dir
 
@@ -25,13 +24,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def _set(path, layout, classes, n_subjects, per, seed):
-    rng = np.random.default_rng(seed)
-    n = n_subjects * per
-    ws = WindowSet(rng.normal(size=(n, layout.n_channels, 150)).astype(np.float32),
-                   np.arange(n) % len(classes), np.repeat([f"s{i}" for i in range(n_subjects)], per),
-                   list(classes), layout, recording=np.repeat(np.arange(n_subjects), per),
-                   start=np.tile(np.arange(per) * 2.5, n_subjects), meta={"dataset": None})
-    return ws.save(path)
+    return window_set_file(path, layout, classes, n_subjects, per, seed, cyclic_labels=True)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers import window_set_file
 
 from zerohar.cli import main
 from zerohar.config import resolve_config, split_sources
@@ -25,13 +26,7 @@ WRIST = SensorLayout((Sensor("acc", "wrist", "smartwatch", "g"),))
 
 
 def _set(path, layout, classes, n_subjects, per, seed):
-    rng = np.random.default_rng(seed)
-    n = n_subjects * per
-    ws = WindowSet(rng.normal(size=(n, layout.n_channels, 150)).astype(np.float32),
-                   rng.integers(0, len(classes), n), np.repeat([f"s{i}" for i in range(n_subjects)], per),
-                   list(classes), layout, recording=np.repeat(np.arange(n_subjects), per),
-                   start=np.tile(np.arange(per) * 2.5, n_subjects), meta={"dataset": None})
-    return ws.save(path)
+    return window_set_file(path, layout, classes, n_subjects, per, seed)
 
 
 @pytest.fixture
