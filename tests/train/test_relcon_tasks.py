@@ -189,3 +189,31 @@ def test_bad_settings_are_one_clear_error(runs, tmp_path):
     cfg.init = str(relcon)
     with pytest.raises(ZeroharError, match="motif-distance trains a new"):
         make_task(cfg, Dist())
+
+
+def test_relcon_on_several_sources_draws_balanced_epochs_of_its_own_anchors(tmp_path):
+    """The anchors are a subset of the training windows (too-short recordings drop out): the balanced epoch
+    order of several sources must index the anchors, not the training windows."""
+    from helpers import window_set_file
+
+    from zerohar.data.layout import Sensor, SensorLayout
+
+    waist = SensorLayout((Sensor("acc", "waist", "smartphone", "g"),))
+    wrist = SensorLayout((Sensor("acc", "wrist", "smartwatch", "g"),))
+    a = window_set_file(tmp_path / "a.npz", waist, ["walking", "sitting"], 5, 40, 0)
+    b = window_set_file(tmp_path / "b.npz", wrist, ["rowing", "lying"], 5, 6, 1)  # 6 per recording: no anchors
+
+    def cfg(method, **train):
+        over = {"data": {"sources": [{"data": str(a)}, {"data": str(b)}]}, "model": {"backbone": "harnet5"},
+                "train": {"epochs": 1, "batch_size": 16, "max_steps_per_epoch": 2, "val_fraction": 0.2,
+                          "max_val_windows": 16,
+                          "pretrain_method": method, "relcon_group": 4, **train}}
+        return resolve_config("pretrain", overrides=over)
+
+    motif = train_stage("pretrain", cfg("motif-distance"), tmp_path / "motif", progress=False)
+    task = make_task(cfg("relcon", relcon_distance=str(motif)), Dist())
+    assert 0 < task.n_train < len(task.data.train_idx)
+    order = task.epoch_order(0, 0, task.n_train)
+    assert len(order) == task.n_train and order.max() < task.n_train
+    run = train_stage("pretrain", cfg("relcon", relcon_distance=str(motif)), tmp_path / "relcon", progress=False)
+    assert json.loads((run / "metrics.json").read_text())["finished"]

@@ -95,11 +95,14 @@ class MultiData:
         texts = list(dict.fromkeys(self.class_text(c) for c in classes))
         return texts, np.array([texts.index(self.class_text(c)) for c in classes], np.int64)
 
-    def epoch_order(self, seed: int, epoch: int, n: int) -> np.ndarray:
-        """Positions in `train_idx` for one epoch of `n` draws, balanced by :attr:`balance` (module docstring)."""
+    def epoch_order(self, seed: int, epoch: int, n: int, train_idx: np.ndarray | None = None) -> np.ndarray:
+        """Positions in `train_idx` (default: :attr:`train_idx`; a task that trains on a subset of it, such as
+        RelCon's anchors, passes its own) for one epoch of `n` draws, balanced by :attr:`balance` (module
+        docstring)."""
+        idx = self.train_idx if train_idx is None else train_idx
         rng = np.random.default_rng([seed, epoch, 0xBA1])
-        pos_of = [np.flatnonzero(self.part_of[self.train_idx] == i) for i in range(len(self.parts))]
-        quota = self.quotas(n)
+        pos_of = [np.flatnonzero(self.part_of[idx] == i) for i in range(len(self.parts))]
+        quota = self.quotas(n, idx)
         picks = []
         for p, q in zip(pos_of, quota):
             if q == 0 or len(p) == 0:
@@ -108,9 +111,10 @@ class MultiData:
         order = np.concatenate(picks) if picks else np.zeros(0, np.int64)
         return order[rng.permutation(len(order))]
 
-    def quotas(self, n: int) -> list[int]:
+    def quotas(self, n: int, train_idx: np.ndarray | None = None) -> list[int]:
         """Draws per source in an epoch of `n`: proportional to training windows ** balance (largest remainder)."""
-        sizes = np.array([int((self.part_of[self.train_idx] == i).sum()) for i in range(len(self.parts))], float)
+        idx = self.train_idx if train_idx is None else train_idx
+        sizes = np.array([int((self.part_of[idx] == i).sum()) for i in range(len(self.parts))], float)
         w = np.where(sizes > 0, sizes ** self.balance, 0.0)
         share = w / w.sum() * n
         q = np.floor(share).astype(int)

@@ -168,7 +168,7 @@ class BaseTask:
         """Positions in the training set for epoch `epoch`: a permutation, or the balanced draws of several
         sources (:meth:`zerohar.data.multi.MultiData.epoch_order`)."""
         if isinstance(self.data, MultiData):
-            return self.data.epoch_order(seed, epoch, n)
+            return self.data.epoch_order(seed, epoch, n, self.train_idx)
         return epoch_permutation(seed, epoch, n)
 
     def val_mask(self, rows: np.ndarray) -> torch.Tensor | None:
