@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 from helpers import window_set_file
 
 from zerohar.cli import main
@@ -164,3 +165,27 @@ def test_cross_dataset_protocol_trains_on_the_others(tmp_path, two_sets):
     assert "## b" in (tmp_path / "bench" / "results.md").read_text()
     rows = (tmp_path / "bench" / "runs.csv").read_text().splitlines()
     assert len(rows) == 1 + 2 * 4  # per target: zerohar, label_names, chance, no_stage1
+
+
+def test_cross_dataset_protocol_with_a_pretrained_backbone(tmp_path, two_sets):
+    """--backbone-weights starts every run of the cross-dataset protocol from that backbone, and a backbone
+    that saw a target is refused before anything trains."""
+    from zerohar.evaluation.cross import benchmark_cross
+
+    a, b = two_sets
+    bb = tmp_path / "bb"
+    assert main(["pretrain", "--data", str(a), "--set", "train.max_steps=1", "--set", "train.eval_every=1",
+                 "--set", "train.min_steps=1", "--batch-size", "8", "--out", str(bb), "--no-progress"]) == 0
+    sets = {"train": {"label_text": "names", "max_steps": 1, "eval_every": 1, "min_steps": 1, "batch_size": 8}}
+    with pytest.raises(ZeroharError, match="pretrained on .*a.npz, a target"):
+        benchmark_cross([str(a), str(b)], tmp_path / "refused", seeds=1, sets=sets, targets=[str(a)],
+                        backbone_init=bb, results_dir=tmp_path / "res", progress=False)
+    assert not (tmp_path / "refused" / "runs").exists()
+    with pytest.raises(ZeroharError, match="--methods must be among zerohar, no_stage1"):
+        benchmark_cross([str(a), str(b)], tmp_path / "refused", seeds=1, sets=sets, methods=["supervised"])
+    benchmark_cross([str(a), str(b)], tmp_path / "bench", seeds=1, sets=sets, targets=[str(b)], backbone_init=bb,
+                    results_dir=tmp_path / "res", progress=False)
+    runs = tmp_path / "bench" / "runs" / "b" / "seed0"
+    s1 = yaml.safe_load((runs / "stage1" / "config.yaml").read_text())
+    no_s1 = yaml.safe_load((runs / "stage2-no-stage1" / "config.yaml").read_text())
+    assert s1["init"] == str(bb) and no_s1["backbone_init"] == str(bb) and no_s1["init"] is None

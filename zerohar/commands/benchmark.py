@@ -27,12 +27,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="cross-dataset: the datasets to test on, in this order (default: each of --dataset)")
     p.add_argument("--seeds", type=int, default=3, help="seeds per fold (default 3)")
     p.add_argument("--methods", metavar="M,...",
-                   help=f"comma-separated methods (default: all): {', '.join(METHODS)}")
+                   help=f"comma-separated methods (default: all): {', '.join(METHODS)}; cross-dataset: zerohar, "
+                   "no_stage1")
     p.add_argument("--epochs-scale", type=float, default=1.0, metavar="F",
                    help="multiply every stage's train.epochs (or train.max_steps) by F (quick looks; default 1: "
                    "lengths adapt to the data)")
     p.add_argument("--backbone-weights", dest="backbone_init", metavar="FILE",
-                   help="backbone of the zerohar rows: a released HARNet file or a pretrain run (default: random)")
+                   help="backbone of the zerohar rows (cross-dataset: of every run): a released HARNet file or a "
+                   "pretrain run (default: random)")
     deprecated_alias(p, "--backbone-init", "--backbone-weights", "backbone_init", metavar="FILE")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every stage, e.g. --set train.max_steps_per_epoch=5; a stage name first "
@@ -75,8 +77,7 @@ def run_cross(args: argparse.Namespace, datasets: list[str], command: str) -> in
     from zerohar.data.sources import dataset_roots
     from zerohar.evaluation.cross import CROSS_METHODS, benchmark_cross  # heavy: torch
 
-    for flag, value in (("--folds", args.folds), ("--methods", args.methods), ("--backbone-weights",
-                                                                              args.backbone_init)):
+    for flag, value in (("--folds", args.folds),):
         if value is not None:
             raise ZeroharError(f"{flag} is for the within-dataset protocol")
     if args.epochs_scale != 1.0:
@@ -85,7 +86,7 @@ def run_cross(args: argparse.Namespace, datasets: list[str], command: str) -> in
     agg = benchmark_cross(datasets, args.out, roots=roots, targets=_split(args.targets), seeds=args.seeds,
                           sets=parse_set(args.set),
                           batch_size=args.batch_size, precision=args.precision, progress=not args.no_progress,
-                          command=command)
+                          command=command, backbone_init=args.backbone_init, methods=_split(args.methods))
     width = max(len(t) for t in CROSS_METHODS.values())
     for a in agg:
         f1 = a.get("macro_f1_mean")

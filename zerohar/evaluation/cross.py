@@ -31,7 +31,7 @@ from zerohar.io import atomic_write_json, atomic_write_text, check_writable
 from zerohar.text.encoder import get_text_encoder
 from zerohar.text.label_rule import label_texts
 from zerohar.train.loop import train_stage
-from zerohar.train.provenance import data_key
+from zerohar.train.provenance import data_key, saw_of
 from zerohar.train.runs import is_finished, load_run
 
 logger = logging.getLogger(__name__)
@@ -200,6 +200,8 @@ def benchmark_cross(
     precision: str = "fp32",
     progress: bool = True,
     command: str = "",
+    backbone_init: str | Path | None = None,
+    methods: list[str] | None = None,
 ) -> list[dict]:
     """The cross-dataset protocol: for each target X of `datasets`, train on all the others (every class of
     each), then name X's windows with all of X's classes as candidates; `seeds` seeds.
@@ -221,6 +223,14 @@ def benchmark_cross(
         batch_size, precision: the evaluations' inference path.
         progress: progress bars.
         command: the command line, recorded in results.md.
+        backbone_init: the HARNet backbone of every run (Stage I's start, and Stage II's without Stage I): a
+            pretrain run or a released file; None = random. A backbone whose provenance says it saw a target is
+            refused for that target before any training.
+        methods: the trained rows to run, of ``zerohar`` (with its ``label_names`` reading and ``chance``) and
+            ``no_stage1``; default both.
+
+    Raises:
+        ZeroharError: bad datasets or targets, or a backbone that saw a target.
     """
     if len(datasets) < 2:
         raise ZeroharError("the cross-dataset protocol needs at least two datasets (train on the others, test on one)")
@@ -228,6 +238,17 @@ def benchmark_cross(
     bad = [t for t in targets if t not in datasets]
     if bad:
         raise ZeroharError(f"targets {bad} are not among the datasets {datasets}")
+    trained = ("zerohar", "no_stage1")
+    methods = list(trained) if methods is None else list(methods)
+    if not methods or any(m not in trained for m in methods):
+        raise ZeroharError(f"cross-dataset --methods must be among {', '.join(trained)} (chance and label names "
+                           f"come with zerohar), found {', '.join(methods) or 'none'}")
+    if backbone_init is not None:
+        seen = sorted(set(saw_of(backbone_init) or {}) & set(targets))
+        if seen:
+            raise ZeroharError(f"the backbone {backbone_init} was pretrained on {', '.join(seen)}, a target: a "
+                               "cross-dataset score needs a backbone that never saw the target (pretrain on the "
+                               "other datasets only)")
     roots = roots or {}
     sets = sets or {}
     out = Path(out)
@@ -242,6 +263,8 @@ def benchmark_cross(
         over = merge_settings({"data": {"sources": srcs}, "train": {"seed": seed}}, common)
         if init is not None:
             over["init"] = str(init)
+        elif backbone_init is not None:  # Stage I starts from the backbone; Stage II without Stage I too
+            over["init" if stage == "stage1" else "backbone_init"] = str(backbone_init)
         cfg = resolve_config(stage, overrides=merge_settings(over, sets.get(stage) or {}))
         if not is_finished(where):
             train_stage(stage, cfg, where, resume=True, progress=progress)  # an unfinished run continues
@@ -252,9 +275,12 @@ def benchmark_cross(
         srcs = _sources(others, roots)
         for seed in range(seeds):
             base = out / "runs" / _target(target) / f"seed{seed}"
-            s1 = train("stage1", srcs, seed, base / "stage1", None)
-            runs = {"zerohar": train("stage2", srcs, seed, base / "stage2", s1),
-                    "no_stage1": train("stage2", srcs, seed, base / "stage2-no-stage1", None)}
+            runs = {}
+            if "zerohar" in methods:
+                s1 = train("stage1", srcs, seed, base / "stage1", None)
+                runs["zerohar"] = train("stage2", srcs, seed, base / "stage2", s1)
+            if "no_stage1" in methods:
+                runs["no_stage1"] = train("stage2", srcs, seed, base / "stage2-no-stage1", None)
             for method, run_dir in runs.items():
                 modes = ["descriptions", "names"] if method == "zerohar" else ["descriptions"]
                 for mode in modes:
