@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         r = next(x for x in rows if x["backbone"] == name and x["dataset"] == ds)
         return f"{r['probe_macro_f1']:.3f} ± {r['probe_macro_f1_std']:.3f}"
 
+    targets = sorted({t for c in cross.values() for t in c})
     lines = ["# Backbones: random vs SSL multi-task vs RelCon", "",
              f"Command: `python scripts/backbone_table.py {' '.join(sys.argv[1:] if argv is None else argv)}`", "",
              "Linear probe: logistic regression on frozen accelerometer features (`zerohar probe`), 5 "
@@ -129,13 +130,11 @@ def main(argv: list[str] | None = None) -> int:
              f"over {a.random_seeds} seeds of the fold means). Zero-shot: unseen macro-F1 of the cross-dataset "
              "protocol (Stage I + Stage II trained on the other datasets with that backbone, every class of the "
              "target unseen), where it was run.", "",
-             "| backbone | " + " | ".join(f"probe {d}" for d in datasets) + " | zero-shot cross " +
-             " | zero-shot cross ".join(sorted({t for c in cross.values() for t in c})) + " |",
-             "|---|" + "---|" * (len(datasets) + len({t for c in cross.values() for t in c}))]
-    targets = sorted({t for c in cross.values() for t in c})
+             "| backbone | " + " | ".join([f"probe {d}" for d in datasets] + [f"zero-shot cross {t}" for t in targets])
+             + " |", "|---|" + "---|" * (len(datasets) + len(targets))]
     for name in backbones:
         zs = [f"{np.mean(cross[name][t]):.3f}" if name in cross and t in cross[name] else "n/a" for t in targets]
-        lines.append(f"| {name} | " + " | ".join(cell(name, d) for d in datasets) + " | " + " | ".join(zs) + " |")
+        lines.append("| " + " | ".join([name] + [cell(name, d) for d in datasets] + zs) + " |")
     lines += ["", "Pretraining of each backbone (from its run directories):", "",
               "| backbone | trained on | steps | windows processed | minutes | stop | best validation |",
               "|---|---|---|---|---|---|---|"]
