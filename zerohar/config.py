@@ -222,7 +222,7 @@ class TrainConfig:
     #: relcon: grouped = a batch is groups of `relcon_group` non-overlapping windows of one recording, nearby in
     #: time, and every window's candidates are the rest of the batch (its group: within-subject; the others:
     #: between-subject), one encoder pass; separate = RelCon's own: `relcon_within_cands` extra windows per
-    #: anchor in a second pass (about 4x the cost per anchor on a CPU)
+    #: anchor in a second pass (11x the cost per anchor and 3.6x the memory, `zerohar speed`)
     relcon_batching: str = "grouped"
     relcon_group: int = 8  # relcon grouped: windows per group (so group - 1 within-subject candidates)
     relcon_within_cands: int = 20  # relcon separate: within-subject candidates per anchor (same recording, nearby)
