@@ -65,6 +65,12 @@ def _cross(folder: Path) -> dict[str, list[float]]:
     return res
 
 
+def _zs(f1: list[float]) -> str:
+    """A zero-shot cell: mean (± std over seeds) and the number of seeds."""
+    spread = f" ± {np.std(f1):.3f}" if len(f1) > 1 else ""
+    return f"{np.mean(f1):.3f}{spread} ({len(f1)} seed{'s' if len(f1) > 1 else ''})"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--root", default="../shared/data", help="folder holding each dataset's folder")
@@ -129,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
              "subject-disjoint folds, every class, macro-F1 mean ± std over the folds (random backbone: mean ± std "
              f"over {a.random_seeds} seeds of the fold means). Zero-shot: unseen macro-F1 of the cross-dataset "
              "protocol (Stage I + Stage II trained on the other datasets with that backbone, every class of the "
-             "target unseen), where it was run.", "",
+             "target unseen; mean ± std over its seeds), where it was run.", "",
              "| backbone | " + " | ".join([f"probe {d}" for d in datasets] + [f"zero-shot cross {t}" for t in targets])
              + " |", "|---|" + "---|" * (len(datasets) + len(targets))]
     for name in backbones:
-        zs = [f"{np.mean(cross[name][t]):.3f}" if name in cross and t in cross[name] else "n/a" for t in targets]
+        zs = [_zs(cross[name][t]) if name in cross and t in cross[name] else "n/a" for t in targets]
         lines.append("| " + " | ".join([name] + [cell(name, d) for d in datasets] + zs) + " |")
     lines += ["", "Pretraining of each backbone (from its run directories):", "",
               "| backbone | trained on | steps | windows processed | minutes | stop | best validation |",
