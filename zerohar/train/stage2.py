@@ -11,9 +11,8 @@ many classes and a batch of 64 means a rare class meets few of its confusers. "a
 label at every step (the prototypes of every trained label are computed anyway for validation; the cost is
 one projection of every description per step). Measured once (HAPT fold1, seed 0, Stage II alone, 300 steps,
 `zerohar stage2 ... --set train.negatives=all|batch`, then `zerohar eval`): unseen macro-F1 0.710 with "all"
-vs 0.589 with "batch" (test subjects only 0.685 vs 0.560), but calibrated GZSL H 0.174 vs 0.332: "all" pushes
-the unseen labels' neighbours apart better and leaves the seen-class scores less comparable with the unseen
-ones. One seed of one fold, against a seed-to-seed spread of 0.05-0.09 on HAPT's folds, so the default stays
+vs 0.589 with "batch" (test subjects only 0.685 vs 0.560), but calibrated GZSL H 0.174 vs 0.332. One seed of
+one fold, against a seed-to-seed spread of 0.05-0.09 on HAPT's folds, so the default stays
 the original ZeroHAR's "batch" until a 3-seed benchmark says otherwise.
 
 Label text per step (`train.label_sampling`): "prototype" (default) uses, for each label, the normalised mean
