@@ -15,11 +15,6 @@ WAIST = layout_of(("acc", "waist", "smartphone"), ("gyro", "waist", "smartphone"
 
 # ---------------------------------------------------------------------------------------------- end to end
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return untrained_run(tmp_path_factory.mktemp("run") / "stage2")
-
-
-@pytest.fixture(scope="module")
 def hapt_csv(tmp_path_factory):
     """40 s of an embedded HAPT recording as a user would have it: a CSV with a time column first."""
     return hapt_recording_csv(tmp_path_factory.mktemp("rec") / "rec.csv", 40, t0=100.0)

@@ -8,14 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from helpers import hapt_recording_csv, untrained_run
+from helpers import hapt_recording_csv
 
 from zerohar.errors import ZeroharError
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return untrained_run(tmp_path_factory.mktemp("run") / "stage2")
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from helpers import signal_of, untrained_run
+from helpers import signal_of
 
 from zerohar.cli import main
 from zerohar.errors import ZeroharError
@@ -26,11 +26,6 @@ def _write_recording(path, start: str, minutes: float, seed: int) -> None:
     times = np.datetime_as_string((t * 1e3).astype("datetime64[ms]"), unit="ms")
     rows = "\n".join(f"{ti}," + ",".join(f"{v:.5f}" for v in xi) for ti, xi in zip(times, x.astype(float)))
     path.write_text(HEADER + rows + "\n")
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return untrained_run(tmp_path_factory.mktemp("run") / "stage2")
 
 
 @pytest.fixture(scope="module")

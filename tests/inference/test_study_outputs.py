@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
-from helpers import untrained_run
 
 from zerohar.errors import ZeroharError
 from zerohar.inference.summaries import (
@@ -116,11 +115,6 @@ def test_windows_more_than_half_in_nonwear_are_nonwear():
 
 
 # ---------------------------------------------------------------------------------------------- classify --out-dir
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    return untrained_run(tmp_path_factory.mktemp("run") / "stage2")
-
-
 @pytest.fixture(scope="module")
 def midnight_csv(tmp_path_factory):
     """Ten minutes at 30 Hz across midnight into 29 March 2026 (the spring change in London), naive UTC times."""

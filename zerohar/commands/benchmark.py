@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
 
 def run_cross(args: argparse.Namespace, datasets: list[str], command: str) -> int:
     """`--protocol cross-dataset`: :func:`zerohar.evaluation.cross.benchmark_cross`."""
-    from zerohar.data.sources import dataset_roots
+    from zerohar.data.sources import dataset_roots  # the source registry (numpy, scipy: 0.3 s): only here
     from zerohar.evaluation.cross import CROSS_METHODS, benchmark_cross  # heavy: torch
 
     for flag, value in (("--folds", args.folds),):

@@ -77,7 +77,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from zerohar.inference.cohort import is_cohort_input
+    from zerohar.inference.cohort import is_cohort_input  # numpy and the device readers (0.4 s): not for --help
 
     check_precision(args.precision)
     if is_cohort_input(args.input):

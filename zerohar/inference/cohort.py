@@ -17,6 +17,10 @@ the cohort: a rerun with other ones is refused unless `--force`, so a cohort tab
 The cluster is a :class:`distributed.LocalCluster` of `workers` processes by default, or any running scheduler
 (`scheduler="tcp://host:8786"`), e.g. one started by dask-jobqueue on Slurm; its workers must see the same
 files under the same paths.
+
+The module imports neither torch nor faiss at its top: `zerohar classify` imports it to tell a cohort input
+from one recording, so the model-side imports are made inside the functions that use them (on the client when
+a cohort starts, on each worker in its task).
 """
 
 from __future__ import annotations
@@ -112,7 +116,7 @@ def _classify_task(run_dir: str, index_dir: str, input_path: str, out_dir: str, 
     import torch
 
     from zerohar.inference.classify import classify_recording  # same floor; imported on the worker only
-    from zerohar.train.runs import load_run
+    from zerohar.train.runs import load_run  # heavy (torch, the model): on the worker only
 
     if threads is None:  # a scheduler of the user's: share the worker's cores among its concurrent tasks
         from distributed import get_worker
@@ -154,7 +158,7 @@ class _ListHandler(logging.Handler):
 
 # ---------------------------------------------------------------------------------------------- client side
 def _settings(run, index_labels: Sequence[str], options: dict) -> dict:
-    from zerohar.inference.index import model_identity
+    from zerohar.inference.index import model_identity  # heavy (torch, faiss): keeps this module light
 
     return {"run": str(Path(run.path).resolve()), "model_identity": model_identity(run.model),
             "labels": list(index_labels), "options": {k: options[k] for k in sorted(options)}}
@@ -199,9 +203,9 @@ def classify_cohort(
     from tqdm.auto import tqdm
 
     from zerohar.inference.classify import label_index_for_run  # same floor, heavy (torch, faiss)
-    from zerohar.inference.index import LabelIndex
+    from zerohar.inference.index import LabelIndex  # heavy (torch, faiss)
     from zerohar.model.onnx_backend import require_onnxruntime  # heavy (torch)
-    from zerohar.train.runs import load_run
+    from zerohar.train.runs import load_run  # heavy (torch, the model)
 
     if options.get("precision") == "int8":  # on the client, before the cluster and the labels
         require_onnxruntime("--precision int8")
