@@ -96,7 +96,7 @@ from zerohar.paths import cache_dir
 from zerohar.train.loop import _param_groups
 from zerohar.train.motif_distance import MotifDistanceTask
 from zerohar.train.pretrain_ssl import PretrainModel, PretrainTask
-from zerohar.train.relcon import RelConModel, RelConTask, candidate_index, rank_candidates
+from zerohar.train.relcon import RelConModel, RelConTask, rank_batch, rank_candidates
 from zerohar.train.runs import load_run
 
 logger = logging.getLogger(__name__)
@@ -371,11 +371,8 @@ def _pretrain_figure(name: str, quick: bool, batch: int = 64, within: int | None
     torch.manual_seed(0)
     motif = MotifDistance(MotifConfig(attention=t.motif_attention)).eval().requires_grad_(False)  # frozen
 
-    others = candidate_index(batch, 0)
-
     def rank_grouped():
-        with torch.inference_mode():
-            return motif.distance_matrix(x, x, others).float().clone()
+        return rank_batch(motif, x, cpu)
 
     if name == "relcon_ranking":
         pairs = batch * (batch - 1)

@@ -178,15 +178,26 @@ def candidate_index(n: int, k: int) -> torch.Tensor:
     return torch.cat([others, within], dim=1)
 
 
-def rank_candidates(motif, x: torch.Tensor, xw: torch.Tensor, device) -> torch.Tensor:
-    """The ranking of a RelCon step: motif distances `(N, N - 1 + K)` of N anchors `(N, 3, T)` from their
-    candidates in the order of :func:`candidate_index` (the other anchors, then their own within-subject
-    windows `(N, K, 3, T)`), under `torch.inference_mode` (the network is frozen), in float32."""
-    n, k, t = xw.shape[0], xw.shape[1], x.shape[-1]
-    pool = torch.cat([x, xw.reshape(-1, 3, t)]).to(device)
+def rank_pool(motif, x: torch.Tensor, pool: torch.Tensor, index: torch.Tensor, device) -> torch.Tensor:
+    """Motif distances `(N, M)` of anchors `x` `(N, 3, T)` from the rows `index` `(N, M)` of the candidate
+    windows `pool`, under `torch.inference_mode` (the network is frozen), in float32."""
     with torch.inference_mode():
-        d = motif.distance_matrix(x.to(device), pool, candidate_index(n, k).to(device))
+        d = motif.distance_matrix(x.to(device), pool.to(device), index.to(device))
     return d.float().clone()  # clone: a normal tensor (an inference tensor cannot be used by autograd)
+
+
+def rank_candidates(motif, x: torch.Tensor, xw: torch.Tensor, device) -> torch.Tensor:
+    """The ranking of a ``separate`` RelCon step: motif distances `(N, N - 1 + K)` of N anchors `(N, 3, T)` from
+    their candidates in the order of :func:`candidate_index` (the other anchors, then their own within-subject
+    windows `(N, K, 3, T)`)."""
+    n, k, t = xw.shape[0], xw.shape[1], x.shape[-1]
+    return rank_pool(motif, x, torch.cat([x, xw.reshape(-1, 3, t)]), candidate_index(n, k), device)
+
+
+def rank_batch(motif, x: torch.Tensor, device) -> torch.Tensor:
+    """The ranking of a ``grouped`` RelCon step: distances `(N, N - 1)` of each of the N windows `x` from all
+    the others, in :func:`candidate_index` order."""
+    return rank_pool(motif, x, x, candidate_index(len(x), 0), device)
 
 
 class RelConTask(BaseTask):
@@ -263,15 +274,11 @@ class RelConTask(BaseTask):
         triad from all the others, in :func:`candidate_index` order."""
         g = self.k + 1
         members, short = self.within.sample_group(seeds, self.k, rng, self.data.ws.start, self.cfg.data.window_s)
-        self.overlap_groups += short
         rows = np.concatenate([seeds[:, None], members], 1).reshape(-1)[:n]
         assert len(rows) == n, (len(seeds), g, n)
         x = self.tri(rows)  # (n, S', 3, T)
         x = x.reshape(-1, 3, x.shape[-1])  # (N, 3, T), window-major
-        with torch.inference_mode():
-            d = self.motif.distance_matrix(x.to(self.device), x.to(self.device),
-                                           candidate_index(len(x), 0).to(self.device))
-        return {"x": x, "dist": d.float().clone(), "rows": rows}
+        return {"x": x, "dist": rank_batch(self.motif, x, self.device), "rows": rows, "overlap_groups": short}
 
     def _seeds(self, positions: np.ndarray) -> np.ndarray:
         """The seed windows of a grouped batch of `len(positions)` windows: the first ceil(n / G) positions."""
@@ -283,6 +290,7 @@ class RelConTask(BaseTask):
         lo, hi = lo_hi[0] * per, lo_hi[1] * per
         if self.grouped:
             it = self._items_grouped(self._seeds(idx), len(idx), rng)  # global batch: every distance
+            self.overlap_groups += it["overlap_groups"]
             return {"x": it["x"][lo:hi].to(device), "dist": it["dist"].to(device)}
         it = self._items(self.train_idx[idx], rng)  # global batch: distances of every anchor
         return {"x": it["x"][lo:hi].to(device), "x_within": it["x_within"][lo:hi].flatten(0, 1).to(device),
@@ -319,10 +327,8 @@ class RelConTask(BaseTask):
             if self.grouped:  # whole groups of G, about batch_size windows per chunk, one group per seed
                 g = self.k + 1
                 n_chunks = max(1, int(np.ceil(len(anchors) * g / self.cfg.train.batch_size)))
-                before = self.overlap_groups
                 self._val_cache = [self._items_grouped(c, len(c) * g, rng)
                                    for c in np.array_split(anchors, n_chunks) if len(c) * g >= 2]
-                self.overlap_groups = before  # the count is of training groups
             else:
                 self._val_cache = [self._items(c, rng) for c in np.array_split(anchors, n_chunks) if len(c) >= 2]
         return self._val_cache
