@@ -26,6 +26,7 @@ COMMANDS = {
     "pretrain": "self-supervised pretraining of the HARNet backbone (SSL pretext tasks or RelCon)",
     "stage1": "Stage I: align channel embeddings with sensor descriptions",
     "stage2": "Stage II: align window embeddings with label descriptions (seen classes)",
+    "distill": "a smaller backbone trained to match a run's, for long recordings (classify/eval --distilled)",
     "eval": "zero-shot evaluation of a trained run on its fold's unseen classes",
     "probe": "linear-probe macro-F1 of a frozen backbone (random, SSL, RelCon, released) on any dataset",
     "benchmark": "every method of BENCHMARK.md on every fold and seed, one results table",

@@ -60,6 +60,21 @@ def test_pretraining_figures_run_on_tiny_batches():
     assert "= 12 pairs per step" in notes["relcon_ranking"]
 
 
+def test_distilled_figures_are_listed_and_their_run_gets_a_random_student(tmp_path):
+    """`classify_7day_distilled` needs a run with a distilled backbone: a random-weight one in distill's format."""
+    from zerohar.evaluation.speed import CLASSIFY_DISTILLED, FIGURES, SLOW_FIGURES, random_distilled, random_run
+    from zerohar.model.harnet import DistilledHARNet
+    from zerohar.train.distill import DEFAULT_WIDTH
+    from zerohar.train.runs import load_run
+
+    assert {"model_inference_distilled", *CLASSIFY_DISTILLED} <= set(FIGURES)
+    assert "model_inference_distilled" not in SLOW_FIGURES  # needs nothing optional: in the default and quick sets
+    run_dir = random_distilled(random_run(tmp_path / "run"))
+    run = load_run(run_dir, distilled=True)
+    assert isinstance(run.student, DistilledHARNet) and run.student.width == DEFAULT_WIDTH
+    assert random_distilled(run_dir) == run_dir  # written once, then reused
+
+
 # ---------------------------------------------------------------------------------------------- ceiling and the gate
 def test_backbone_gflop_counts_the_convolutions():
     from zerohar.evaluation.speed import backbone_gflop

@@ -58,6 +58,24 @@ def test_onnx_int8_is_close_and_cached_on_disk(net, cache):
 
 
 @needs_ort
+def test_int8_keeps_the_input_and_first_convolution_in_fp32(net, cache):
+    import onnx
+
+    fp32 = onnx_backend.export_onnx(net)
+    first = onnx_backend.input_nodes(fp32)
+    ops = {n.name: n.op_type for n in onnx.load_from_string(fp32).graph.node}
+    assert first and ops[first[-1]] == "Conv" and [ops[n] for n in first].count("Conv") == 1
+    assert {"Slice", "Concat"} <= {ops[n] for n in first}  # the circular padding of the input
+
+    int8 = onnx.load_from_string(onnx_backend.quantize_int8(fp32, _calibration(40)))  # 2 calibration chunks
+    consumers = [n for n in int8.graph.node if "x" in n.input]
+    assert consumers and all(n.op_type != "QuantizeLinear" for n in consumers)  # the raw triads stay fp32
+    convs = [n for n in int8.graph.node if n.op_type == "Conv"]
+    quantized = [c for c in convs if any(i.endswith("_DequantizeLinear_Output") for i in c.input)]
+    assert len(quantized) == len(convs) - 1  # every convolution but the first runs on int8 tensors
+
+
+@needs_ort
 def test_onnx_int8_without_calibration_is_refused(net):
     net.layer1[0].weight.data.mul_(1.01)  # other weights: nothing cached for them
     with pytest.raises(ZeroharError, match=r"int8 inference needs calibration windows the first time"):

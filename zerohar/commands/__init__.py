@@ -88,6 +88,15 @@ def add_inference_arguments(p: argparse.ArgumentParser, *, precision: str = "aut
                    help=f"inference precision: {why}" + (f"; {INT8_HELP}" if int8 else ""))
 
 
+def add_distilled_argument(p: argparse.ArgumentParser) -> None:
+    """`--distilled`: run the run's distilled backbone (`zerohar distill`) instead of its own (classify, eval)."""
+    p.add_argument("--distilled", action="store_true",
+                   help="run the smaller backbone `zerohar distill --run RUN` made (RUN/distilled/) in place of the "
+                   "run's own, every other part of the model unchanged: less work per window for long recordings, "
+                   "at the cost of some labels (compare `zerohar eval` with and without it); combines with "
+                   "--precision")
+
+
 def check_precision(precision: str) -> None:
     """`--precision int8` without onnxruntime: the one-sentence error, before any work."""
     if precision == "int8":

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from zerohar.commands import add_inference_arguments, add_progress_argument, add_run_argument, check_precision
+from zerohar.commands import (
+    add_distilled_argument,
+    add_inference_arguments,
+    add_progress_argument,
+    add_run_argument,
+    check_precision,
+)
 from zerohar.errors import ZeroharError
 from zerohar.models import resolve_model
 
@@ -14,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_argument(p, "a finished Stage II (or supervised) run directory (with --candidates all: default the "
                      "shipped general model)", old=None, required=False)
     p.add_argument("--out", metavar="DIR", help="where metrics.json and confusion.png go (default RUN/eval, "
-                   "RUN/eval-<target> for --candidates all)")
+                   "RUN/eval-<target> for --candidates all; with --distilled, -distilled is added)")
     p.add_argument("--candidates", choices=("fold", "all"), default="fold",
                    help="fold (default): the run's fold, its unseen classes as candidates; all: cross-dataset, "
                    "every class of --dataset/--data a candidate, for a model that never trained on it")
@@ -26,6 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-text", choices=("descriptions", "names"), default="descriptions",
                    help="--candidates all: descriptions (default) or each label's name alone")
     add_inference_arguments(p, precision="fp32", int8=True)
+    add_distilled_argument(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing evaluation")
     add_progress_argument(p)
 
@@ -38,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         m = evaluate_cross(
             resolve_model(args.run), args.out, dataset=args.dataset, data=args.data, root=args.root,
             descriptions=args.descriptions, label_text=args.label_text, batch_size=args.batch_size,
-            precision=args.precision, force=args.force, progress=not args.no_progress,
+            precision=args.precision, force=args.force, progress=not args.no_progress, distilled=args.distilled,
         )
         print(format_cross(m))
         return 0
@@ -53,8 +60,9 @@ def run(args: argparse.Namespace) -> int:
 
     m = evaluate_run(
         args.run, args.out, root=args.root, data=args.data, batch_size=args.batch_size, precision=args.precision,
-        force=args.force, progress=not args.no_progress,
+        force=args.force, progress=not args.no_progress, distilled=args.distilled,
     )
     print(format_metrics(m))
-    print(f"-> {Path(args.out) if args.out else Path(args.run) / 'eval'}/metrics.json, confusion.png")
+    default = Path(args.run) / ("eval-distilled" if args.distilled else "eval")
+    print(f"-> {Path(args.out) if args.out else default}/metrics.json, confusion.png")
     return 0

@@ -32,7 +32,7 @@ from zerohar.text.encoder import get_text_encoder
 from zerohar.text.label_rule import label_texts
 from zerohar.train.loop import train_stage
 from zerohar.train.provenance import data_key, saw_of
-from zerohar.train.runs import is_finished, load_run
+from zerohar.train.runs import is_finished, load_run, use_distilled
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,7 @@ def evaluate_cross(
     force: bool = False,
     progress: bool = True,
     run=None,
+    distilled: bool = False,
 ) -> dict:
     """Name every labelled window of `dataset` (or the window set `data`) among all of its classes.
 
@@ -68,6 +69,8 @@ def evaluate_cross(
         force: overwrite an existing evaluation.
         progress: progress bars.
         run: an already loaded :class:`zerohar.train.runs.Run`.
+        distilled: embed with the run's distilled backbone (`zerohar distill`); what it was distilled on counts
+            as seen too. Default output `RUN/eval-<target>-distilled`.
 
     Returns:
         The metrics written to `metrics.json` (the report of
@@ -77,16 +80,19 @@ def evaluate_cross(
         raise ZeroharError("give the target windows one way: --dataset NAME or --data FILE.npz")
     if label_text not in LABEL_TEXT_MODES:
         raise ZeroharError(f"--label-text must be one of {', '.join(LABEL_TEXT_MODES)}, found {label_text!r}")
-    run = run or load_run(run_dir)
+    run = run or load_run(run_dir, distilled=distilled)
+    if distilled and run.distilled is None:
+        use_distilled(run)
     if run.model is None:
         raise ZeroharError(f"run {run.path} is a {run.stage} run; cross-dataset evaluation needs a Stage II model")
     key = data_key(dataset, data)
     target = dataset or Path(data).stem
-    out = Path(out) if out is not None else Path(run.path) / f"eval-{target}"
+    out = Path(out) if out is not None else Path(run.path) / f"eval-{target}{'-distilled' if distilled else ''}"
     if (out / "metrics.json").exists() and not force:
         raise ZeroharError(f"{out / 'metrics.json'} already exists; pass --force to overwrite it")
     check_writable(out / "metrics.json", "evaluation output")
-    saw = run.meta.get("saw") or {}
+    # The student's record merges the run's `saw` with what it was distilled on.
+    saw = ((run.distilled or {}).get("saw") if distilled else None) or run.meta.get("saw") or {}
     if key in saw:
         subs = [str(x) for x in saw[key].get("subjects", [])]
         raise ZeroharError(
@@ -112,7 +118,8 @@ def evaluate_cross(
                             dataset=dataset)
     enc = get_text_encoder(run.text_encoder)
     index = LabelIndex.build(run.model, texts, enc, progress=None if progress else False)
-    emb = np.asarray(embed_windows(run.model, X, used, batch_size=batch_size, precision=precision,
+    model = run.window_model if distilled else run.model  # the distilled backbone only if asked for
+    emb = np.asarray(embed_windows(model, X, used, batch_size=batch_size, precision=precision,
                                    progress=progress), dtype=np.float32)
     _, top = index.search(emb, k=min(3, len(classes)), candidates=classes)
     report = zero_shot_report(ws.y, top, classes, list(ws.class_names))
@@ -127,6 +134,7 @@ def evaluate_cross(
                       "sources": [s.get("name") for s in run.meta.get("sources", [])] or [run.dataset],
                       "saw": sorted(saw), "transductive_init": list(run.meta.get("transductive_init") or [])}
     metrics["precision"] = precision
+    metrics["backbone"] = run.backbone_info() if distilled else {"kind": "trained"}
     metrics["eval_time_s"] = time.perf_counter() - t0
     metrics["eval_version"] = CROSS_EVAL_VERSION
     out.mkdir(parents=True, exist_ok=True)

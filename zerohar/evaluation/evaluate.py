@@ -37,7 +37,7 @@ from zerohar.inference.embed import embed_windows
 from zerohar.inference.index import LabelIndex
 from zerohar.io import atomic_write_json, check_writable
 from zerohar.text.encoder import get_text_encoder
-from zerohar.train.runs import load_run
+from zerohar.train.runs import load_run, use_distilled
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,7 @@ def evaluate_run(
     progress: bool = True,
     run=None,
     subjects: list[str] | None = None,
+    distilled: bool = False,
 ) -> dict:
     """Evaluate a finished Stage II (or supervised) run and write `metrics.json` + `confusion.png`.
 
@@ -101,16 +102,20 @@ def evaluate_run(
         subjects: the subjects of the `test_subjects` block (default: the run's test subjects); the benchmark
             gives every method the supervised bound's test subjects. A supervised run can only be scored on its
             own test subjects.
+        distilled: embed the windows with the run's distilled backbone (`RUN/distilled/`, `zerohar distill`)
+            instead of its own, every other part of the model unchanged; default output `RUN/eval-distilled`.
 
     Returns:
         The metrics dict written to `metrics.json`.
     """
     run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / "eval"
+    out = Path(out) if out is not None else run_dir / ("eval-distilled" if distilled else "eval")
     if (out / "metrics.json").exists() and not force:
         raise ZeroharError(f"{out / 'metrics.json'} already exists; pass --force to overwrite it")
     check_writable(out / "metrics.json", "evaluation output")
-    run = run or load_run(run_dir)
+    run = run or load_run(run_dir, distilled=distilled)
+    if distilled and run.distilled is None:
+        use_distilled(run)
     if run.stage not in ("stage2", "supervised") or run.model is None:
         raise ZeroharError(
             f"run {run.path} is a {run.stage} run; zero-shot evaluation needs a Stage II (or supervised) run"
@@ -147,7 +152,8 @@ def evaluate_run(
     idx = np.flatnonzero(need)
     logger.info("embedding %d windows (%d unseen-class, %d held-out seen-class)", len(idx), zs_mask.sum(),
                 gz_seen_mask.sum())
-    emb = np.asarray(embed_windows(run.model, ws.X[idx], ws.layout, batch_size=batch_size, precision=precision,
+    model = run.window_model if distilled else run.model  # the distilled backbone only if asked for
+    emb = np.asarray(embed_windows(model, ws.X[idx], ws.layout, batch_size=batch_size, precision=precision,
                                    progress=progress),
                      dtype=np.float32)  # (n, E)
     pos = np.full(len(ws), -1)
@@ -208,6 +214,7 @@ def evaluate_run(
         "transductive_init": list(run.meta.get("transductive_init") or []),
     }
     metrics["precision"] = precision
+    metrics["backbone"] = run.backbone_info() if distilled else {"kind": "trained"}
     metrics["eval_time_s"] = time.perf_counter() - t0
     metrics["eval_version"] = EVAL_VERSION
     out.mkdir(parents=True, exist_ok=True)

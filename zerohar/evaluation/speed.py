@@ -27,6 +27,11 @@ Figures (names as in BENCHMARK.md):
 - `model_inference_int8` (not in BENCHMARK.md; needs the `onnx` extra): the same with `precision="int8"`, the
   "less work per window" option (the backbone in int8 on ONNX Runtime, calibrated on 256 of the figure's
   triads: the weights are random, so speed is what it measures, not agreement) vs the same plain fp32 run.
+- `model_inference_distilled` (not in BENCHMARK.md): the same with the distilled backbone
+  (:class:`~zerohar.model.harnet.DistilledHARNet` at the default width of `zerohar distill`, random weights:
+  speed does not depend on them) in place of the model's, on the default path, vs the plain fp32 run of the
+  model with its own backbone: what `--distilled` buys per window. The note gives the default path of the model
+  with its own backbone, timed in the same rounds.
 - `classify_7day`: `zerohar classify` as a separate process on a synthetic 7-day 30 Hz wrist recording
   (:mod:`zerohar.data.synthetic`, 18,144,000 rows of CSV), end to end including reading the file and loading the
   model and text encoder; the baseline is the same command with `--precision fp32`. Each command runs twice
@@ -35,7 +40,10 @@ Figures (names as in BENCHMARK.md):
   written once under `cache_dir()/speed` (about 640 MB; never part of the repository). Model weights are
   random: speed does not depend on them. `classify_7day_step5` (not in BENCHMARK.md) is the same with
   `--step 5`: windows that do not overlap, half the windows of the default 2.5 s step; `classify_7day_int8` (not in
-  BENCHMARK.md; the `onnx` extra) the same with `--precision int8` (calibrated on the recording's own windows).
+  BENCHMARK.md; the `onnx` extra) the same with `--precision int8` (calibrated on the recording's own windows);
+  `classify_7day_distilled` (not in BENCHMARK.md) the same with `--distilled` against the fp32 command without it.
+  Its run needs a distilled backbone: a random-weight student saved in the format `zerohar distill` writes
+  (:func:`random_distilled`); no distillation is needed for timing.
 - `stage1_train`, `stage2_train`: optimiser steps per second x batch size (64 windows) of the Stage I / Stage
   II objective (forward, contrastive loss, backward, gradient clipping, AdamW) with bf16 autocast vs fp32.
   Only the model step: data loading is not included. Without native bf16 the fast path is the plain one,
@@ -86,24 +94,26 @@ from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
 from zerohar.model.fused import FusedHARNet, check_windows
-from zerohar.model.harnet import CircularConv1d, Downsample, HARNet
+from zerohar.model.harnet import CircularConv1d, DistilledHARNet, Downsample, HARNet
 from zerohar.model.motif import MotifConfig, MotifDistance
 from zerohar.model.onnx_backend import onnx_available, onnx_backbone
 from zerohar.model.precision import SPEED_FLAGS, cpu_flags, resolve_precision
 from zerohar.model.pretrained import load_backbone
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 from zerohar.paths import cache_dir
+from zerohar.train.distill import DEFAULT_WIDTH
 from zerohar.train.loop import _param_groups
 from zerohar.train.motif_distance import MotifDistanceTask
 from zerohar.train.pretrain_ssl import PretrainModel, PretrainTask
 from zerohar.train.relcon import RelConModel, RelConTask, rank_batch, rank_candidates
-from zerohar.train.runs import load_run
+from zerohar.train.runs import load_run, save_distilled
 
 logger = logging.getLogger(__name__)
 
 FIGURES = (
-    "harnet5_inference", "harnet10_inference", "model_inference", "model_inference_int8", "classify_7day",
-    "classify_7day_step5", "classify_7day_int8", "classify_7day_csv",
+    "harnet5_inference", "harnet10_inference", "model_inference", "model_inference_int8",
+    "model_inference_distilled", "classify_7day", "classify_7day_step5", "classify_7day_int8",
+    "classify_7day_distilled", "classify_7day_csv",
     "stage1_train", "stage2_train", "index_10", "index_1000", "index_100000",
     "pretrain_ssl_train", "motif_distance_train", "relcon_ranking", "relcon_train", "relcon_train_separate",
 )
@@ -117,21 +127,23 @@ CEILING_FIGURES = {"harnet5_inference": ("harnet5", 1), "harnet10_inference": ("
 #: each.
 ONNX_FIGURES = {"model_inference_int8": "int8", "classify_7day_int8": "int8"}
 #: Figures that `--quick` leaves out unless named.
-SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "classify_7day_int8", "classify_7day_csv",
-                "relcon_train_separate")
+SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "classify_7day_int8", "classify_7day_distilled",
+                "classify_7day_csv", "relcon_train_separate")
 #: Pretraining figures: `train.pretrain_method` of each.
 PRETRAIN_FIGURES = {"pretrain_ssl_train": "ssl", "motif_distance_train": "motif-distance",
                     "relcon_ranking": "relcon", "relcon_train": "relcon", "relcon_train_separate": "relcon"}
 #: `--step` of the classify figures (None = classify's default, half a window).
 CLASSIFY_STEPS = {"classify_7day": None, "classify_7day_step5": 5.0, "classify_7day_int8": None,
-                  "classify_7day_csv": None}
+                  "classify_7day_distilled": None, "classify_7day_csv": None}
 #: The input of the classify figures: the week as a device file (GENEActiv .bin through actipy: calibration,
 #: non-wear detection) into `--out-dir` study outputs, or as a CSV into a window table (the figure before the
 #: device path existed).
 CLASSIFY_INPUT = {"classify_7day": "device", "classify_7day_step5": "device", "classify_7day_int8": "device",
-                  "classify_7day_csv": "csv"}
+                  "classify_7day_distilled": "device", "classify_7day_csv": "csv"}
 #: `--precision` of the fast command of the classify figures (default "auto"; the baseline is always fp32).
 CLASSIFY_PRECISION = {"classify_7day_int8": "int8"}
+#: Classify figures whose fast command runs the run's distilled backbone (`--distilled`).
+CLASSIFY_DISTILLED = ("classify_7day_distilled",)
 CLASSIFY_LABELS = ("sleeping", "sitting", "standing", "walking", "running", "cycling", "household chores",
                    "lying down")
 PLACEMENT, DEVICE = "left wrist", "smartwatch"
@@ -223,14 +235,20 @@ def _hapt_like(model_cfg=None):
     return model, ctx, ["acc", "gyro"]
 
 
-def _model_figure(quick: bool, precision: str = "auto") -> dict:
+def _model_figure(quick: bool, precision: str = "auto", distilled: bool = False) -> dict:
     """The default path (:func:`embed_windows` + label search) vs `encode_windows` in fp32 + the same search; the
     default backbone path alone on the same triads gives the backbone-bound limit (its windows/s / 2 sensors).
-    With `precision="int8"` the "fast" path is the int8 option instead (`model_inference_int8`)."""
+    With `precision="int8"` the "fast" path is the int8 option instead (`model_inference_int8`); with `distilled`
+    the default path of the model with a random distilled backbone of the default width
+    (`model_inference_distilled`), against the same plain run of the model with its own."""
     if precision == "int8" and not onnx_available():
         raise ZeroharError("model_inference_int8 needs onnxruntime: pip install 'zerohar[onnx]'")
     model, ctx, kinds = _hapt_like()
     model.eval()
+    runner = model
+    if distilled:  # random weights, BatchNorm at its initial statistics: speed does not depend on them
+        student = DistilledHARNet(model.cfg.backbone, DEFAULT_WIDTH, model.backbone.out_dim).eval()
+        runner = model.with_backbone(student)
     rng = np.random.default_rng(0)
     index = LabelIndex.from_embeddings(
         {f"label {i}": rng.normal(size=(10, model.cfg.embed_dim)).astype(np.float32) for i in range(12)}
@@ -243,26 +261,30 @@ def _model_figure(quick: bool, precision: str = "auto") -> dict:
     with torch.no_grad():
         triads = model._triads(xt, kinds).reshape(n * sensors, 3, -1)  # (n S, 3, T): the backbone's input
     cal = triads[:256].numpy() if precision == "int8" else None  # random weights: speed does not need real data
-    backbone, autocast = plan_backbone(model.backbone, plan, torch.device("cpu"), cal)
+    backbone, autocast = plan_backbone(runner.backbone, plan, torch.device("cpu"), cal)
 
     def plain():
         with torch.no_grad():
             z = torch.cat([model.encode_windows(xt[a : a + 256], ctx, kinds=kinds) for a in range(0, n, 256)])
         return index.search(z.numpy(), k=3)
 
-    def fast():
-        return index.search(embed_windows(model, X, ctx_np, kinds=kinds, batch_size=512, precision=precision), k=3)
+    def default(m):
+        return index.search(embed_windows(m, X, ctx_np, kinds=kinds, batch_size=512, precision=precision), k=3)
 
     def backbone_only():
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
             return backbone(triads)
 
-    f, b, other = compare(fast, plain, n, quick, {"backbone": backbone_only})
+    others = {"backbone": backbone_only, **({"own backbone": lambda: default(model)} if distilled else {})}
+    f, b, other = compare(lambda: default(runner), plain, n, quick, others)
     bound = other["backbone"]  # windows/s the backbone alone allows: one call is the n * S triads of n windows
     what = "default" if precision == "auto" else f"--precision {precision}"
+    if distilled:
+        what = (f"--distilled (width {DEFAULT_WIDTH:g}, random weights), {what}; the model's own backbone on the "
+                f"default path {other['own backbone']:.0f} windows/s")
     res = _result(f, b, f"{what}: {plan.describe()} ({plan.reason}); {n} windows of {sensors} sensors (acc + "
                         f"gyro) per call, then the top 3 of 12 labels; backbone-bound limit {bound:.0f} windows/s "
-                        f"({what} backbone {bound * sensors:.0f} triads/s / {sensors} sensors): fast at "
+                        f"(backbone {bound * sensors:.0f} triads/s / {sensors} sensors): fast at "
                         f"{f / bound:.0%}, plain at {b / bound:.0%}")
     res["backbone_bound_windows_per_s"] = round(bound, 1)
     res["share_of_bound"] = round(f / bound, 3)
@@ -516,6 +538,8 @@ def run_figure(name: str, quick: bool = False) -> dict:
         return _model_figure(quick)
     if name == "model_inference_int8":
         return _model_figure(quick, "int8")
+    if name == "model_inference_distilled":
+        return _model_figure(quick, distilled=True)
     if name in ("stage1_train", "stage2_train"):
         return _train_figure(name.split("_")[0], quick)
     if name.startswith("index_"):
@@ -611,14 +635,34 @@ def random_run(path: str | Path | None = None) -> Path:
     return d
 
 
+def random_distilled(run_dir: Path) -> Path:
+    """`run_dir/distilled/` with a random-weight student of the default width, in the format `zerohar distill`
+    writes (:func:`zerohar.train.runs.save_distilled`; for timing only: no distillation is needed), once."""
+    try:
+        load_run(run_dir, distilled=True)
+        return run_dir
+    except ZeroharError:
+        pass
+    run = load_run(run_dir)
+    torch.manual_seed(0)
+    student = DistilledHARNet(run.model.cfg.backbone, DEFAULT_WIDTH, run.model.backbone.out_dim).eval()
+    record = {"teacher": {"run": str(run_dir), "identity": run.model.metadata.get("identity"),
+                          "backbone": run.model.cfg.backbone}, "width": DEFAULT_WIDTH, "variant": student.variant,
+              "out_dim": student.out_dim, "note": "random weights: for zerohar speed only"}
+    save_distilled(run_dir, student, record, force=True)
+    load_run(run_dir, distilled=True)  # fails here, not in the timed run, if the format no longer matches
+    return run_dir
+
+
 def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
-                 step: float | None = None) -> tuple[int, float, float, float]:
+                 step: float | None = None, distilled: bool = False) -> tuple[int, float, float, float]:
     """`zerohar classify` in a subprocess: (windows, wall seconds, peak RSS MB, CPU seconds). An `out` without a
     suffix is an `--out-dir` (the study outputs: window, minute and day tables, info.json and the figure)."""
     dest = ["--out", str(out)] if out.suffix else ["--out-dir", str(out)]
     cmd = [sys.executable, "-m", "zerohar.cli", "classify", "--run", str(run_dir), "--input", str(csv_path),
            "--labels", *CLASSIFY_LABELS, "--placement", PLACEMENT, "--device", DEVICE, *dest,
            "--precision", precision, "--force", "--no-progress"] + ([] if step is None else ["--step", f"{step:g}"])
+    cmd += ["--distilled"] if distilled else []
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     stdout, wall, rss, code, err, cpu = run_child(cmd, env)
     if code != 0:
@@ -632,7 +676,7 @@ def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
 
 
 def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step: float | None = None,
-                    kind: str = "device", fast: str = "auto") -> dict:
+                    kind: str = "device", fast: str = "auto", distilled: bool = False) -> dict:
     """`classify_7day`: the classify command end to end, fast path vs `--precision fp32` (each run once in
     quick mode, twice otherwise; best of each). Where `auto` is fp32 (no native bf16) the two are one command,
     run once per round and reported as both.
@@ -643,30 +687,34 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
             "csv": the week as CSV into a window table.
         fast: `--precision` of the fast command ("auto", or "int8": `classify_7day_int8`, which calibrates on
             the recording's own first windows, included in its time).
+        distilled: the fast command also runs `--distilled` (`classify_7day_distilled`; the run gets a random
+            distilled backbone, :func:`random_distilled`); the baseline is `--precision fp32` without it.
     """
     rec_path = synthetic_recording(days, progress=progress, kind=kind)
-    run_dir = random_run()
+    run_dir = random_distilled(random_run()) if distilled else random_run()
     rounds = 1 if quick else 2
     if fast == "int8" and not onnx_available():
         raise ZeroharError("classify_7day_int8 needs onnxruntime: pip install 'zerohar[onnx]'")
-    same = fast == "auto" and resolve_precision("auto") == "fp32"
-    precisions = ("fp32",) if same else ("fp32", fast)
+    same = fast == "auto" and resolve_precision("auto") == "fp32" and not distilled
+    commands = {"fp32": ("fp32", False)} if same else {"fp32": ("fp32", False), "fast": (fast, distilled)}
     best: dict[str, tuple] = {}
     with tempfile.TemporaryDirectory(dir=speed_dir()) as tmp:
         for _ in range(rounds):
-            for prec in precisions:
-                out = Path(tmp) / (f"study-{prec}" if kind == "device" else f"labels-{prec}.csv")
-                got = run_classify(rec_path, run_dir, prec, out, step)
-                logger.info("classify --precision %s: %d windows in %.1f s (%.1f CPU s), peak %.0f MB", prec,
-                            got[0], got[1], got[3], got[2])
-                if prec not in best or got[1] < best[prec][1]:
-                    best[prec] = got
-    best.setdefault(fast, best["fp32"])
-    (n, wall, rss, cpu), (_, wall0, rss0, cpu0) = best[fast], best["fp32"]
+            for key, (prec, dist) in commands.items():
+                out = Path(tmp) / (f"study-{key}" if kind == "device" else f"labels-{key}.csv")
+                got = run_classify(rec_path, run_dir, prec, out, step, distilled=dist)
+                logger.info("classify --precision %s%s: %d windows in %.1f s (%.1f CPU s), peak %.0f MB", prec,
+                            " --distilled" if dist else "", got[0], got[1], got[3], got[2])
+                if key not in best or got[1] < best[key][1]:
+                    best[key] = got
+    best.setdefault("fast", best["fp32"])
+    (n, wall, rss, cpu), (_, wall0, rss0, cpu0) = best["fast"], best["fp32"]
+    precisions = tuple(commands)
     what = (f"{days:g}-day GENEActiv .bin ({os.path.getsize(rec_path) / 1e6:.0f} MB) into --out-dir"
             if kind == "device" else f"{days:g}-day CSV ({os.path.getsize(rec_path) / 1e6:.0f} MB) into --out")
     res = _result(n / wall, n / wall0,
-                  f"{what}, {n} windows (step {'2.5' if step is None else f'{step:g}'} s, --precision {fast}); "
+                  f"{what}, {n} windows (step {'2.5' if step is None else f'{step:g}'} s, --precision {fast}"
+                  f"{' --distilled, random weights' if distilled else ''}); "
                   f"wall {wall:.1f} s, "
                   f"CPU {cpu:.0f} s (fp32: wall {wall0:.1f} s, CPU {cpu0:.0f} s, peak {rss0:.0f} MB); includes "
                   "process start, reading, model and text encoder loading"
@@ -706,7 +754,8 @@ def run_speed(
             logger.info("measuring %s%s", name, f" (try {attempt} of {repeats})" if attempt > 1 else "")
             try:
                 got = (classify_figure(quick, days, progress, step=CLASSIFY_STEPS[name], kind=CLASSIFY_INPUT[name],
-                                       fast=CLASSIFY_PRECISION.get(name, "auto"))
+                                       fast=CLASSIFY_PRECISION.get(name, "auto"),
+                                       distilled=name in CLASSIFY_DISTILLED)
                        if name in CLASSIFY_STEPS else _worker(name, quick))
             except ZeroharError as e:
                 logger.error("%s", e)

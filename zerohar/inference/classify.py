@@ -47,7 +47,7 @@ from zerohar.io import TableWriter, atomic_directory, atomic_write_json, check_o
 from zerohar.model.onnx_backend import require_onnxruntime
 from zerohar.text.encoder import get_text_encoder
 from zerohar.text.labels import clean_labels, load_label_descriptions, read_labels_file
-from zerohar.train.runs import load_run
+from zerohar.train.runs import load_run, use_distilled
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +170,7 @@ def classify_recording(
     calibrate: bool = True,
     detect_nonwear: bool = True,
     unknown: bool = True,
+    distilled: bool = False,
 ) -> ClassifyResult:
     """Name every window of a recording with the best of the candidate labels.
 
@@ -204,6 +205,9 @@ def classify_recording(
         unknown: name `unknown` every window whose best score is below the run's calibrated threshold
             (:mod:`zerohar.train.unknown`); `label_2` is then its best candidate. Runs saved without a
             threshold name every window.
+        distilled: run the run's distilled backbone (`RUN/distilled/`, written by `zerohar distill`) in place of
+            its backbone, every other part of the model unchanged (:attr:`zerohar.train.runs.Run.window_model`);
+            `info.json` records its identity.
 
     Returns:
         A :class:`ClassifyResult` (time per label for the summary).
@@ -234,7 +238,9 @@ def classify_recording(
         raise ZeroharError("give the candidate labels one way: --labels, --labels-file or --index")
     if top_k < 1:
         raise ZeroharError(f"--top-k must be at least 1, found {top_k}")
-    run = run or load_run(model_dir)
+    run = run or load_run(model_dir, distilled=distilled)
+    if distilled and run.distilled is None:
+        use_distilled(run)
     window_s = run.window_s
     length = int(round(window_s * RATE))
     step = length // 2 if step_s is None else int(round(step_s * RATE))
@@ -244,10 +250,10 @@ def classify_recording(
     step_s = step / RATE
     if run.model is None:
         raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; use a Stage II run")
-    model = run.model
+    model = run.window_model if distilled else run.model  # with the distilled backbone only if asked for
 
     if index_dir is not None:
-        index = LabelIndex.load(index_dir, model=model)
+        index = LabelIndex.load(index_dir, model=run.model)  # its text projector made the index, either backbone
         candidates = clean_labels(index.labels, f"label index {index_dir}", at_least=2)
     else:
         index = label_index_for_run(
@@ -337,6 +343,7 @@ def classify_recording(
             "placement": placement, "device": device, "rate": rate, "top_k": top_k, "step_s": step_s,
             "precision": precision, "timezone": timezone_name, "min_wear_hours": min_wear_hours,
             "calibrate": calibrate, "detect_nonwear": detect_nonwear, "describe": describe, "unknown": unknown,
+            "distilled": distilled,
         }
 
         def fill(tmp: Path) -> None:
@@ -455,6 +462,8 @@ def write_study_outputs(
         "model": None if run is None else {
             "run": str(run.path), "stage": run.stage, "dataset": run.dataset, "fold": run.meta.get("fold"),
             "window_s": window_s, "text_encoder": getattr(run, "text_encoder", None),
+            "identity": (getattr(run.model, "metadata", None) or {}).get("identity"),
+            "backbone": run.backbone_info() if (arguments or {}).get("distilled") else {"kind": "trained"},
         },
         "arguments": arguments or {},
         "labels": list(names),

@@ -105,7 +105,7 @@ class CohortResult:
 
 
 # ---------------------------------------------------------------------------------------------- worker side
-_WORKER_RUNS: dict[str, object] = {}
+_WORKER_RUNS: dict[tuple[str, bool], object] = {}
 
 
 def _classify_task(run_dir: str, index_dir: str, input_path: str, out_dir: str, options: dict,
@@ -129,11 +129,12 @@ def _classify_task(run_dir: str, index_dir: str, input_path: str, out_dir: str, 
     root.addHandler(handler)
     t0 = time.perf_counter()
     try:
-        if run_dir not in _WORKER_RUNS:  # the model loads once per worker process, not per recording
+        key = (run_dir, bool(options.get("distilled")))
+        if key not in _WORKER_RUNS:  # the model loads once per worker process, not per recording
             _WORKER_RUNS.clear()
-            _WORKER_RUNS[run_dir] = load_run(run_dir)
+            _WORKER_RUNS[key] = load_run(run_dir, distilled=key[1])
         res = classify_recording(run_dir, input_path, None, index_dir=index_dir, out_dir=out_dir,
-                                 run=_WORKER_RUNS[run_dir], progress=False, force=force, **options)
+                                 run=_WORKER_RUNS[key], progress=False, force=force, **options)
         return {"status": "done", "windows": res.n_windows, "seconds": time.perf_counter() - t0,
                 "warnings": records, "error": ""}
     except ZeroharError as e:
@@ -160,7 +161,7 @@ class _ListHandler(logging.Handler):
 def _settings(run, index_labels: Sequence[str], options: dict) -> dict:
     from zerohar.inference.index import model_identity  # heavy (torch, faiss): keeps this module light
 
-    return {"run": str(Path(run.path).resolve()), "model_identity": model_identity(run.model),
+    return {"run": str(Path(run.path).resolve()), "model_identity": model_identity(run.window_model),
             "labels": list(index_labels), "options": {k: options[k] for k in sorted(options)}}
 
 
@@ -220,7 +221,7 @@ def classify_cohort(
         raise ZeroharError(f"--workers must be at least 1, found {workers}")
     if scheduler is not None and workers is not None:
         raise ZeroharError("give --workers (a local cluster) or --scheduler (a running one), not both")
-    run = load_run(model_dir)
+    run = load_run(model_dir, distilled=bool(options.get("distilled")))  # no distilled backbone: said here, once
     if run.model is None:
         raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; use a Stage II run")
     check_writable(out_dir / "cohort.csv", "--out-dir")  # fail now, not after the LLM calls and an hour of work

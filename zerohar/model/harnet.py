@@ -18,6 +18,13 @@ m+3        anti-aliasing downsample (fixed depthwise kernel, a buffer named `ker
 
 Input: `(N, 3, T)` accelerometer (or any triad) at 30 Hz, T = 150 / 300 / 900 for harnet5 / 10 / 30.
 Output: `(N, D)` with D = 512 (harnet5) or 1024 (harnet10, harnet30); the time axis is reduced to 1.
+
+**Narrower networks.** `HARNet(variant, width=w)` scales every layer's channels by `w` (harnet5 at 0.5: 32, 64,
+128, 128, 256) and keeps everything else: residual blocks, kernels, circular padding, anti-aliasing downsamples,
+input length, module names. It is therefore still a HARNet to the fast paths (the fused backbone, the ONNX
+export). :class:`DistilledHARNet` puts a linear map after it to the full network's feature size, so a student
+trained to match a full backbone (:mod:`zerohar.train.distill`) replaces `model.backbone` unchanged. Width 1
+is the released architecture, whose state_dict loads the released files.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ LAYER_CONFIGS: dict[str, tuple[tuple[int, int, int, int], ...]] = {
     "harnet10": ((64, 2, 2, 2), (128, 2, 2, 2), (256, 2, 5, 1), (512, 2, 5, 1), (1024, 0, 3, 1)),
     "harnet30": ((64, 2, 3, 1), (128, 2, 3, 1), (256, 2, 5, 1), (512, 2, 5, 1), (1024, 0, 4, 0)),
 }
+#: The fewest channels a layer of a narrower HARNet keeps (`width` scales the channels of LAYER_CONFIGS).
+MIN_CHANNELS = 4
 
 #: The clip range (g) of the original pipeline, for accelerometer input.
 ACC_CLIP_G = 3.0
@@ -45,6 +54,23 @@ def check_variant(variant: str) -> str:
     if variant not in VARIANTS:
         raise ZeroharError(f"unknown HARNet variant {variant!r}: expected one of {', '.join(VARIANTS)}")
     return variant
+
+
+def check_width(width: float) -> float:
+    """Return `width` as a float if it is a channel factor in (0, 1], else raise a ZeroharError."""
+    try:
+        w = float(width)
+    except (TypeError, ValueError):
+        raise ZeroharError(f"HARNet width must be a number in (0, 1], found {width!r}") from None
+    if not 0 < w <= 1:
+        raise ZeroharError(f"HARNet width must be in (0, 1] (a fraction of the released channels), found {w:g}")
+    return w
+
+
+def layer_channels(variant: str, width: float = 1.0) -> tuple[int, ...]:
+    """Output channels of the five layers of `variant` scaled by `width` (rounded, at least MIN_CHANNELS)."""
+    w = check_width(width)
+    return tuple(c if w == 1 else max(MIN_CHANNELS, int(round(c * w))) for c, *_ in LAYER_CONFIGS[variant])
 
 
 def circular_pad(x: torch.Tensor, p: int = 2) -> torch.Tensor:
@@ -151,14 +177,16 @@ class HARNet(nn.Module):
 
     Args:
         variant: "harnet5", "harnet10" or "harnet30" (5 s, 10 s, 30 s windows at 30 Hz).
+        width: channel factor in (0, 1] of every layer (see the module docstring); 1 is the released network.
         clip_input: clip the input to +-3 g before the network, as the original pipeline does for
             accelerometer data. Off by default because zerohar also feeds gyroscope (and magnetometer)
             triads through the same backbone; :class:`~zerohar.model.zerohar.ZeroHARModel` clips the
             accelerometer triads itself.
 
     Attributes:
-        out_dim: feature size D (512 or 1024).
+        out_dim: feature size D (512 or 1024 at width 1; the last layer's channels otherwise).
         window: expected window length T in samples.
+        width: the channel factor.
 
     Example:
         >>> net = HARNet("harnet5").eval()
@@ -166,13 +194,15 @@ class HARNet(nn.Module):
         torch.Size([4, 512])
     """
 
-    def __init__(self, variant: str = "harnet5", clip_input: bool = False):
+    def __init__(self, variant: str = "harnet5", clip_input: bool = False, width: float = 1.0):
         super().__init__()
         self.variant = check_variant(variant)
         self.window = VARIANTS[variant]
         self.clip_input = clip_input
+        self.width = check_width(width)
         c_in = 3
-        for i, (c_out, m, factor, order) in enumerate(LAYER_CONFIGS[variant], start=1):
+        channels = layer_channels(variant, self.width)
+        for i, (c_out, (_, m, factor, order)) in enumerate(zip(channels, LAYER_CONFIGS[variant]), start=1):
             self.add_module(f"layer{i}", _layer(c_in, c_out, m, factor, order))
             c_in = c_out
         self.out_dim = c_in
@@ -209,4 +239,40 @@ class HARNet(nn.Module):
         return self.features(x).flatten(1)  # (N, D)
 
     def extra_repr(self) -> str:
-        return f"variant={self.variant!r}, window={self.window}, out_dim={self.out_dim}, clip_input={self.clip_input}"
+        width = f", width={self.width:g}" if self.width != 1 else ""
+        return (f"variant={self.variant!r}, window={self.window}, out_dim={self.out_dim}, "
+                f"clip_input={self.clip_input}{width}")
+
+
+class DistilledHARNet(nn.Module):
+    """A narrower HARNet (`net`) and a linear map (`proj`) to another feature size: a distilled backbone.
+
+    Trained so its features match those of a full HARNet (:mod:`zerohar.train.distill`), it takes the full
+    backbone's place in a :class:`~zerohar.model.zerohar.ZeroHARModel` (`(N, 3, T) -> (N, out_dim)`), and the
+    rest of the model reads its features unchanged. The fast inference paths run `net` as they run any HARNet
+    (fused, int8) and `proj` after it as a plain Linear (:func:`zerohar.inference.embed.plan_backbone`).
+
+    Args:
+        variant: the HARNet variant (window length and layer plan).
+        width: channel factor of `net` (0.5: about a quarter of the convolution work per triad).
+        out_dim: feature size of the output (the teacher's: 512 for harnet5); default the full variant's.
+
+    Example:
+        >>> DistilledHARNet("harnet5", 0.5)(torch.randn(4, 3, 150)).shape
+        torch.Size([4, 512])
+    """
+
+    def __init__(self, variant: str = "harnet5", width: float = 0.5, out_dim: int | None = None):
+        super().__init__()
+        self.net = HARNet(variant, width=width)
+        self.variant, self.window, self.width = self.net.variant, self.net.window, self.net.width
+        self.out_dim = int(out_dim or LAYER_CONFIGS[self.variant][-1][0])
+        self.clip_input = False  # clipping is per triad kind, done by the model (as for HARNet)
+        self.proj = nn.Linear(self.net.out_dim, self.out_dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Features `(N, out_dim)` of windows `(N, 3, T)`."""
+        return self.proj(self.net(x))  # (N, out_dim)
+
+    def extra_repr(self) -> str:
+        return f"variant={self.variant!r}, width={self.width:g}, out_dim={self.out_dim}"

@@ -11,6 +11,10 @@ Sources accepted by :func:`load_backbone`:
   written by :func:`save_backbone` (keys of :class:`HARNet`), or a whole ZeroHAR model (keys ``backbone.*``).
 - ``"hub"``: ``torch.hub.load("OxWearables/ssl-wearables", variant, pretrained=True)`` (needs the network).
 
+A distilled backbone (:class:`~zerohar.model.harnet.DistilledHARNet`, a narrower HARNet and a linear map) is its
+own file format (:func:`save_student`, :func:`load_student`): it is not a HARNet of any released variant, so
+:func:`load_backbone` refuses it.
+
 :func:`export_released` writes the released key format, so HARNet tooling can load zerohar-pretrained weights.
 """
 
@@ -27,7 +31,7 @@ import torch
 
 from zerohar.errors import ZeroharError
 from zerohar.io import atomic_write
-from zerohar.model.harnet import VARIANTS, HARNet, check_variant
+from zerohar.model.harnet import VARIANTS, DistilledHARNet, HARNet, check_variant, check_width
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +51,8 @@ HUB_REPO = "OxWearables/ssl-wearables"
 TORCH_SUFFIXES = (".mdl", ".pt", ".pth")
 #: Metadata tag of a backbone written by :func:`save_backbone`.
 BACKBONE_FORMAT = "zerohar-harnet-backbone"
+#: Metadata tag of a distilled backbone written by :func:`save_student`.
+STUDENT_FORMAT = "zerohar-distilled-backbone"
 
 
 # ---------------------------------------------------------------------------------------------- file helpers
@@ -263,6 +269,9 @@ def load_backbone(source: str | Path | None, variant: str | None = "harnet5", cl
         origin = f"known release {RELEASED_FILES[release]}" if release else "released format, not a known release"
     elif suffix == ".safetensors":
         state, meta = _read_safetensors(path)
+        if meta.get("format") == STUDENT_FORMAT:
+            raise ZeroharError(f"{path} is a distilled backbone (width {meta.get('width')}), not a HARNet of a "
+                               "released variant; classify and eval run it with --distilled")
         origin = f"zerohar checkpoint, {meta.get('format', 'no format tag')}"
     else:
         raise ZeroharError(
@@ -312,3 +321,56 @@ def export_released(backbone: HARNet, path: str | Path, force: bool = False) -> 
     out = atomic_write(path, lambda tmp: torch.save(state, tmp), force=force)
     log.info("exported %s backbone in the released HARNet format to %s", backbone.variant, out)
     return out
+
+
+def save_student(student: DistilledHARNet, path: str | Path, extra: dict | None = None, force: bool = True) -> Path:
+    """Write a distilled backbone (`.safetensors`: keys `net.*` and `proj.*`; variant, width and feature size in
+    the header, so :func:`load_student` rebuilds it without other files).
+
+    Args:
+        student: the network.
+        path: destination `.safetensors` file (written atomically).
+        extra: JSON-serialisable metadata stored in the header.
+        force: overwrite an existing file.
+    """
+    from safetensors.torch import save_file  # as in save_backbone: only where a file is written
+
+    meta = {"format": STUDENT_FORMAT, "variant": student.variant, "width": repr(float(student.width)),
+            "out_dim": str(student.out_dim), "extra": json.dumps(extra or {})}
+    state = {k: v.detach().cpu().contiguous() for k, v in student.state_dict().items()}
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta), force=force)
+
+
+def first_mismatch(own: dict, state: dict) -> str | None:
+    """The first tensor name that one state_dict has and the other lacks, or whose shapes differ; None if none."""
+    names = sorted(set(own) ^ set(state)) or [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+    return names[0] if names else None
+
+
+def load_student(path: str | Path) -> DistilledHARNet:
+    """The distilled backbone written by :func:`save_student`, in eval mode.
+
+    Raises:
+        ZeroharError: the file is missing, unreadable, not a distilled backbone, or its tensors do not fit the
+            architecture its header describes.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ZeroharError(f"distilled backbone {path} does not exist")
+    state, meta = _read_safetensors(path)
+    if meta.get("format") != STUDENT_FORMAT:
+        raise ZeroharError(f"{path} is a {meta.get('format') or 'untagged'} file, not a distilled backbone "
+                           f"({STUDENT_FORMAT})")
+    try:
+        variant, width, out_dim = check_variant(meta["variant"]), check_width(meta["width"]), int(meta["out_dim"])
+    except (KeyError, ValueError) as e:
+        raise ZeroharError(f"{path}: the header does not describe a distilled backbone ({e.__class__.__name__}: "
+                           f"{e}); the file is damaged") from None
+    student = DistilledHARNet(variant, width, out_dim)
+    bad = first_mismatch(student.state_dict(), state)
+    if bad:
+        raise ZeroharError(f"{path} holds tensors that do not fit a {variant} student of width {width:g} "
+                           f"(first differing tensor: {bad})")
+    student.load_state_dict(state)
+    log.info("loaded a distilled %s backbone of width %g from %s", variant, width, path)
+    return student.eval()

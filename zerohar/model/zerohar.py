@@ -26,6 +26,7 @@ no triad is clipped or scaled (a one-time warning says so): pass the layout.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -43,7 +44,7 @@ from zerohar.errors import ZeroharError
 from zerohar.io import atomic_write
 from zerohar.model.harnet import ACC_CLIP_G, HARNet
 from zerohar.model.original import OriginalEncoder, transformer
-from zerohar.model.pretrained import load_backbone
+from zerohar.model.pretrained import first_mismatch, load_backbone
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +163,15 @@ class ZeroHARModel(nn.Module):
         if self.cfg.encoder != "harnet":
             raise ZeroharError(f"backbone weights {source}: the original encoder has no HARNet backbone to initialise")
         self.backbone.load_state_dict(load_backbone(source, self.cfg.backbone, partial=partial).state_dict())
+
+    def with_backbone(self, backbone: nn.Module) -> ZeroHARModel:
+        """A shallow copy of the model whose backbone is `backbone` (`(N, 3, T) -> (N, D)`, the same D): every
+        other module and parameter is shared, and the model itself is not modified. The fast inference path runs
+        its fused or int8 backbone this way; `classify --distilled` its distilled one."""
+        view = copy.copy(self)
+        view._modules = dict(self._modules)
+        view._modules["backbone"] = backbone
+        return view
 
     def _triads(self, x: torch.Tensor, kinds: KindsLike) -> torch.Tensor:
         """`(B, C, T)` -> preprocessed `(B, S, 3, T)`: kind scaling and accelerometer clipping."""
@@ -396,11 +406,10 @@ class ZeroHARModel(nn.Module):
             raise ZeroharError(f"{weights} is not a readable safetensors file (corrupt or truncated: "
                                f"{e.__class__.__name__})") from None
         model = cls(cfg)
-        own = model.state_dict()
-        mismatch = sorted(set(state) ^ set(own)) or [k for k in own if tuple(own[k].shape) != tuple(state[k].shape)]
+        mismatch = first_mismatch(model.state_dict(), state)
         if mismatch:
             raise ZeroharError(f"{weights} holds weights of another architecture than {saved.describe()} "
-                               f"described in {meta_path} (first differing tensor: {mismatch[0]})")
+                               f"described in {meta_path} (first differing tensor: {mismatch})")
         model.load_state_dict(state)
         model.metadata = meta
         log.info("loaded %s from %s (identity %s)", cfg.describe(), directory, meta.get("identity"))

@@ -124,18 +124,32 @@ def check_inits(sources: list[tuple[str, str | None]], key: str, unseen: list[st
         if not saw:
             continue
         parts.append(saw)
-        mine = saw.get(key, {})
-        classes = sorted(set(mine.get("classes", [])) & set(unseen))
-        subjects = sorted(set(mine.get("subjects", [])) & set(map(str, test_subjects)))
-        if classes:
-            leaks.append(f"{flag} {path} was trained on {key}'s classes {classes}, unseen in this fold")
-        if subjects:
-            leaks.append(f"{flag} {path} was trained on {key}'s subjects {subjects}, held out for test here")
+        leaks += find_leaks(f"{flag} {path} was trained on", saw, key, unseen, test_subjects)
+    refuse_leaks(leaks, allow)
+    return merge_saw(*parts), leaks
+
+
+def find_leaks(what: str, saw: Saw, key: str, unseen: list[str], test_subjects: list[str]) -> list[str]:
+    """The leaks of `saw` into data `key`, as sentences starting with `what` ("--stage1 RUN was trained on"):
+    its classes among `unseen`, its subjects among `test_subjects` (empty when none)."""
+    mine = saw.get(key, {})
+    classes = sorted(set(mine.get("classes", [])) & set(unseen))
+    subjects = sorted(set(mine.get("subjects", [])) & set(map(str, test_subjects)))
+    leaks = []
+    if classes:
+        leaks.append(f"{what} {key}'s classes {classes}, unseen in this fold")
+    if subjects:
+        leaks.append(f"{what} {key}'s subjects {subjects}, held out for test here")
+    return leaks
+
+
+def refuse_leaks(leaks: list[str], allow: bool, instead: str = "start from a run that did not see them",
+                 marked: str = "the run") -> None:
+    """The one refusal of a transductive init: a ZeroharError with the first leak, unless `allow` (then each
+    leak is a warning, and the caller records them). `instead` says what to do; `marked` what is then marked
+    transductive."""
     if leaks and not allow:
-        raise ZeroharError(
-            f"{leaks[0]}; start from a run that did not see them, or pass --allow-transductive-init (the run is then "
-            "marked transductive)"
-        )
+        raise ZeroharError(f"{leaks[0]}; {instead}, or pass --allow-transductive-init ({marked} is then marked "
+                           "transductive)")
     for leak in leaks:
         logger.warning("transductive init allowed: %s", leak)
-    return merge_saw(*parts), leaks

@@ -8,6 +8,8 @@ A run directory holds::
     state.pt            the last epoch's state, for --resume (model, optimizer, scheduler, RNG, history)
     metrics.json        per-epoch and best validation metrics, timing; "finished": true once done
     log.txt             the run's log
+    distilled/          optional, written by `zerohar distill`: a smaller backbone trained to match the model's
+                        (model.safetensors, student.json); `load_run(..., distilled=True)` runs it instead
 
 A run is *finished* when `metrics.json` says so and the model files exist. An output directory that holds a
 finished run is refused without `force`; an unfinished one needs `resume` (continue) or `force` (start over).
@@ -24,14 +26,19 @@ from typing import Any
 from zerohar.config import Config, from_dict
 from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
-from zerohar.io import load_yaml
-from zerohar.model.zerohar import ZeroHARModel
+from zerohar.io import atomic_directory, atomic_write_json, load_json, load_yaml
+from zerohar.model.harnet import DistilledHARNet
+from zerohar.model.pretrained import load_student, save_student
+from zerohar.model.zerohar import ZeroHARModel, file_identity
 from zerohar.text.label_rule import label_texts
 
 logger = logging.getLogger(__name__)
 
 #: Files a run writes; `force` removes exactly these (never anything else in the directory).
 RUN_FILES = ("config.yaml", "model.safetensors", "model.json", "state.pt", "metrics.json", "log.txt")
+#: The folder of a run's distilled backbone (`zerohar distill`), and its two files.
+DISTILLED_DIR = "distilled"
+STUDENT_FILES = ("model.safetensors", "student.json")
 
 
 # ---------------------------------------------------------------------------------------------- state
@@ -112,6 +119,9 @@ class Run:
         config: The resolved :class:`~zerohar.config.Config`.
         meta: The run metadata stored in `model.json` (stage, dataset, fold, classes, layout, text encoder, ...).
         metrics: `metrics.json`.
+        distilled: `distilled/student.json` when windows run through the distilled backbone (`load_run(...,
+            distilled=True)`), else None.
+        student: that backbone (:class:`~zerohar.model.harnet.DistilledHARNet`), else None.
     """
 
     path: Path
@@ -119,6 +129,27 @@ class Run:
     config: Any
     meta: dict
     metrics: dict = field(default_factory=dict)
+    distilled: dict | None = None
+    student: Any = None
+
+    @property
+    def window_model(self):
+        """The model that embeds windows: `model`, or with the distilled backbone, a view of it whose backbone is
+        the student (every other module shared). `model` stays as trained: label indexes, which only its text
+        projector makes, carry its identity either way."""
+        if self.student is None or self.model is None:
+            return self.model
+        return self.model.with_backbone(self.student)
+
+    def backbone_info(self) -> dict:
+        """Which backbone embeds windows, for `info.json` and `metrics.json`: `{"kind": "trained"}`, or the
+        distilled one's identity, width, teacher identity and validation cosine."""
+        d = self.distilled
+        if not d:
+            return {"kind": "trained"}
+        return {"kind": "distilled", "identity": d.get("identity"), "width": d.get("width"),
+                "teacher_identity": (d.get("teacher") or {}).get("identity"), "val_cosine": d.get("val_cosine"),
+                "folder": str(distilled_dir(self.path))}
 
     @property
     def stage(self) -> str:
@@ -205,7 +236,8 @@ def _require_finished(d: Path) -> None:
 ZERO_SHOT_STAGES = ("stage2", "supervised")
 
 
-def load_run(run_dir: str | Path, *, load_model: bool = True, any_stage: bool = False) -> Run:
+def load_run(run_dir: str | Path, *, load_model: bool = True, any_stage: bool = False, distilled: bool = False
+             ) -> Run:
     """Load a finished run: its model (via ZeroHARModel.from_pretrained), resolved config and metadata.
 
     Args:
@@ -214,6 +246,8 @@ def load_run(run_dir: str | Path, *, load_model: bool = True, any_stage: bool = 
         any_stage: also load the model of a Stage I run (the start of Stage II). By default only a zero-shot
             model (Stage II, supervised) is loaded: a Stage I run's model has never seen a label, so classify,
             index and eval, which refuse a run without a model, refuse it instead of naming windows at random.
+        distilled: run the distilled backbone of `run_dir/distilled/` (see :func:`use_distilled`) in place of the
+            model's own; every other part of the model is unchanged.
 
     Returns:
         A :class:`Run`.
@@ -238,4 +272,75 @@ def load_run(run_dir: str | Path, *, load_model: bool = True, any_stage: bool = 
                 f"the model of run {d} could not be loaded ({e.__class__.__name__}: {str(e)[:200]})"
             ) from None
         model.eval()
-    return Run(d, model, cfg, meta, metrics)
+    run = Run(d, model, cfg, meta, metrics)
+    if distilled:
+        use_distilled(run)
+    return run
+
+
+# ---------------------------------------------------------------------------------------------- distilled backbone
+def distilled_dir(run_dir: str | Path) -> Path:
+    """`run_dir/distilled`: where `zerohar distill` writes the run's student backbone."""
+    return Path(run_dir) / DISTILLED_DIR
+
+
+def save_distilled(run_dir: str | Path, student: DistilledHARNet, record: dict, *, force: bool = False) -> Path:
+    """Write `run_dir/distilled/` whole or not at all: `model.safetensors` (the student) and `student.json`
+    (`record`, plus the student file's `identity`, which :func:`use_distilled` checks).
+
+    Raises:
+        ZeroharError: the folder exists and `force` is not set.
+    """
+
+    def fill(tmp: Path) -> None:
+        weights = save_student(student, tmp / "model.safetensors", extra={"teacher": record.get("teacher")})
+        atomic_write_json(tmp / "student.json", {**record, "identity": file_identity(weights)})
+
+    return atomic_directory(distilled_dir(run_dir), fill, force=force)
+
+
+def read_distilled(run_dir: str | Path) -> dict:
+    """`student.json` of a run's distilled backbone (ZeroharError naming `zerohar distill` when there is none)."""
+    d = distilled_dir(run_dir)
+    if not all((d / f).is_file() for f in STUDENT_FILES):
+        raise ZeroharError(f"run {run_dir} has no distilled backbone ({d} with model.safetensors and student.json); "
+                           f"make one with `zerohar distill --run {run_dir}`")
+    record = load_json(d / "student.json", "distilled backbone record")
+    if not isinstance(record, dict):
+        raise ZeroharError(f"{d / 'student.json'} is not a JSON object; the file is damaged")
+    return record
+
+
+def use_distilled(run: Run) -> dict:
+    """Make the run's distilled backbone the one windows run through (:attr:`Run.window_model`); returns (and sets
+    `run.distilled` to) its `student.json`.
+
+    Raises:
+        ZeroharError: no `distilled/` folder; a student file modified since it was written; or a student
+            distilled from another model than the run holds now (the run was trained again since).
+    """
+    if run.model is None:
+        raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; --distilled needs a "
+                           "Stage II (or supervised) run")
+    if run.model.cfg.encoder != "harnet":
+        raise ZeroharError(f"run {run.path} uses the original ZeroHAR encoder, which has no HARNet backbone to "
+                           "replace with a distilled one")
+    record = read_distilled(run.path)
+    d = distilled_dir(run.path)
+    weights = d / "model.safetensors"
+    if record.get("identity") and file_identity(weights) != record["identity"]:
+        raise ZeroharError(f"{weights} does not match the identity in {d / 'student.json'} (the file was modified "
+                           f"or partially written); make it again with `zerohar distill --run {run.path} --force`")
+    teacher = (record.get("teacher") or {}).get("identity")
+    own = (run.model.metadata or {}).get("identity")
+    if teacher and own and teacher != own:
+        raise ZeroharError(f"{d} was distilled from another model ({teacher}) than run {run.path} holds now ({own}); "
+                           f"make it again with `zerohar distill --run {run.path} --force`")
+    student = load_student(weights)
+    if student.out_dim != run.model.backbone.out_dim or student.window != run.model.cfg.window:
+        raise ZeroharError(f"{weights} gives {student.out_dim} features of {student.window}-sample windows, the "
+                           f"model's backbone {run.model.backbone.out_dim} of {run.model.cfg.window}")
+    run.student, run.distilled = student, record
+    logger.info("run %s: the distilled backbone (width %g, %s) replaces the model's", run.path, student.width,
+                record.get("identity"))
+    return record

@@ -1,0 +1,106 @@
+"""The "less work per window" options of issue 16, measured for what they cost in accuracy.
+
+For each trained run (a Stage II run of a benchmark fold) every labelled window of the run's dataset is embedded
+with the reference path (fp32) and with each option, and the script reports:
+
+- `agree_all`: the share of all labelled windows whose top-1 label among **all** the dataset's classes is the
+  same as fp32's (the label `classify` would write with every class on offer);
+- `agree_zero_shot`: the same on the unseen-class windows with the fold's unseen classes as candidates (the
+  zero-shot decision);
+- `macro_f1` / `accuracy`: the fold's zero-shot scores with that option (unseen windows, unseen candidates; the
+  computation of `zerohar eval`), next to fp32's.
+
+Options: `int8` (`--precision int8`: the backbone on ONNX Runtime, calibrated on 256 of the windows, as `zerohar
+eval --precision int8` does) and `distilled` (`--distilled`: the run's student backbone from `zerohar distill`).
+`--step` is an option of recordings, not of window sets: its agreement is measured by classify (README).
+
+    python scripts/less_work.py --run RUN [RUN ...] --options int8 distilled --out eval/results/less-work
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from zerohar.evaluation.evaluate import load_eval_windows
+from zerohar.evaluation.metrics import ids_of, zero_shot_report
+from zerohar.inference.embed import embed_windows
+from zerohar.inference.index import LabelIndex
+from zerohar.io import atomic_write_json, atomic_write_text
+from zerohar.model.precision import cpu_flags
+from zerohar.text.encoder import get_text_encoder
+from zerohar.train.runs import load_run
+
+
+def option_model(run, option: str):
+    """(model, precision) of an option: the run's model in fp32 or int8, or with its distilled student backbone."""
+    if option in ("fp32", "int8"):
+        return run.model, option
+    if option == "distilled":
+        return load_run(run.path, distilled=True).window_model, "fp32"
+    raise SystemExit(f"unknown option {option!r}")
+
+
+def measure(run_dir: str, options: list[str], root: str | None) -> dict:
+    run = load_run(run_dir)
+    ws = load_eval_windows(run, root=root)
+    classes = list(ws.class_names)
+    unseen = run.unseen
+    index = LabelIndex.build(run.model, run.label_texts(classes), get_text_encoder(run.text_encoder), progress=False)
+    zs = np.isin(ws.y, ids_of(unseen, classes))
+    rows = {}
+    ref_all = ref_zs = None
+    for option in ["fp32", *options]:
+        model, precision = option_model(run, option)
+        t0 = time.perf_counter()
+        emb = np.asarray(embed_windows(model, ws.X, ws.layout, precision=precision), dtype=np.float32)  # (N, E)
+        seconds = time.perf_counter() - t0
+        _, top_all = index.search(emb, k=1, candidates=classes)
+        _, top_zs = index.search(emb[zs], k=min(3, len(unseen)), candidates=unseen)
+        rep = zero_shot_report(ws.y[zs], top_zs, unseen, classes)
+        lab_all, lab_zs = np.asarray(top_all)[:, 0], np.asarray(top_zs)[:, 0]
+        if option == "fp32":
+            ref_all, ref_zs = lab_all, lab_zs
+        rows[option] = {
+            "agree_all": float(np.mean(lab_all == ref_all)), "agree_zero_shot": float(np.mean(lab_zs == ref_zs)),
+            "macro_f1": float(rep["macro_f1"]), "accuracy": float(rep["accuracy"]), "embed_seconds": seconds,
+        }
+        print(f"{run_dir} {option}: {rows[option]}", flush=True)
+    return {"run": str(run_dir), "dataset": run.dataset, "fold": run.fold, "windows": int(len(ws)),
+            "zero_shot_windows": int(zs.sum()), "unseen": unseen, "options": rows}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", nargs="+", required=True, help="finished Stage II runs (benchmark folds)")
+    ap.add_argument("--options", nargs="+", default=["int8"], choices=["int8", "distilled"])
+    ap.add_argument("--root", help="the datasets' raw folder, if not the runs' own")
+    ap.add_argument("--out", required=True, help="folder for results.json and results.md")
+    a = ap.parse_args(argv)
+    results = [measure(r, a.options, a.root) for r in a.run]
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    flags = cpu_flags()
+    atomic_write_json(out / "results.json", {"cpu_flags": flags, "command": " ".join(sys.argv), "runs": results})
+    lines = ["| run | option | same label, all windows, all classes | same label, zero-shot | zero-shot macro-F1 "
+             "(fp32) | accuracy (fp32) |", "|---|---|---:|---:|---:|---:|"]
+    for r in results:
+        ref = r["options"]["fp32"]
+        for opt, m in r["options"].items():
+            if opt == "fp32":
+                continue
+            lines.append(f"| {r['dataset']} {r['fold']} ({r['windows']} windows) | {opt} | {m['agree_all']:.1%} | "
+                         f"{m['agree_zero_shot']:.1%} | {m['macro_f1']:.3f} ({ref['macro_f1']:.3f}) | "
+                         f"{m['accuracy']:.3f} ({ref['accuracy']:.3f}) |")
+    tail = f"\n\nCPU flags: {flags}. Command: `{' '.join(sys.argv)}`\n"
+    atomic_write_text(out / "results.md", "\n".join(lines) + tail)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
