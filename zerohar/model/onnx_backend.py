@@ -9,8 +9,10 @@ convolutions (MLAS, AVX2 u8s8). Unlike PyTorch's int8 (tried earlier, README), t
 here: the Slice / Concat of the padding run on the quantized tensors between the integer convolutions.
 
 Measured on an AMD EPYC with AVX2 only (2 cores, shared; README, "On a CPU without native bf16"): harnet5 int8
-about 2x the fused fp32 backbone per core and 98.7% the same labels as fp32 on all 6,480 labelled HAPT windows
-(a trained HAPT Stage II model, 12 labels); the fp32 export 1.04-1.07x the fused backbone per core with the same
+about 2x the fused fp32 backbone per core. With the input and the first convolution kept in fp32
+(:func:`input_nodes`), the same label as fp32 on 99.6% of the 6,480 labelled HAPT windows and 97.5% of the
+10,139 USC-HAD ones (fold1 Stage II runs, every class a candidate; 98.4% and 95.3% with the input quantized too;
+`scripts/less_work.py`); the fp32 export 1.04-1.07x the fused backbone per core with the same
 labels as fp32 on every window, too little to make an optional package the default path.
 
 The fp32 export is cached on disk (`cache_dir()/onnx/`, keyed by the backbone's weights). An int8 model is
