@@ -20,11 +20,11 @@ figure of each part next to each other, and fails when a default path is slower 
 - **less work per window, on request** (`precision="int8"`, never a default): the backbone in int8 on ONNX
   Runtime (:mod:`zerohar.model.onnx_backend`, the optional `onnx` extra; weights per channel, activations
   calibrated on unlabelled windows: `classify` takes 256 of the recording's own). Same on every CPU kind.
-  On the AVX2 CPU: harnet5 about 2x the fused fp32
-  backbone per core, 99.6% of the labels of fp32 on all labelled HAPT windows and 97.5% on USC-HAD (fold1 runs,
-  the input layer in fp32; README). ONNX Runtime in fp32 gave the same labels as fp32 but only 1.06x the fused backbone per core (1.5x
-  on 2 threads of a heavily loaded machine): too little to put an optional package on the default path, so
-  the fp32 rule stays the fused backbone.
+  On the AVX2 CPU: harnet5 about 2x the fused fp32 backbone per core, 99.6% of the labels of fp32 on all
+  labelled HAPT windows and 97.5% on USC-HAD (fold1 runs, the input layer in fp32; README). ONNX Runtime in fp32
+  gave the same labels as fp32 but only 1.06x the fused backbone per core (1.5x on 2 threads of a heavily loaded
+  machine): too little to put an optional package on the default path, so the fp32 rule stays the fused
+  backbone.
 - **sensor transformer and heads**: always the plain fp32 modules. In eval mode under `inference_mode` PyTorch
   already runs `nn.TransformerEncoder` on its fused fast path, and the whole head costs about 1% of the
   backbone's FLOPs (2 tokens per window: ~6 MFLOP vs 468): nothing to gain from another implementation.
