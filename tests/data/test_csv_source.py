@@ -279,3 +279,49 @@ def test_wrong_declared_unit_is_caught_on_the_data(tmp_path):
     with pytest.raises(ZeroharError, match=r"ms2.csv: the accelerometer at wrist on watch \(declared in g\) reads "
                                            r"\d+.\d g at rest, which looks like m/s\^2"):
         to_canonical(rec)
+
+
+ACTILIFE_HEAD = ("------------ Data File Created By ActiGraph GT3X+ ActiLife v6.13.4 Firmware v2.5.0 "
+                 "date format {fmt} at 30 Hz  Filter Normal -----------\n") + """Serial Number: NEO1C04110003
+Start Time 11:55:00
+Start Date {date}
+Epoch Period (hh:mm:ss) 00:00:00
+Download Time 12:09:58
+Download Date 12/20/2021
+Current Memory Address: 0
+Current Battery Voltage: 4.26     Mode = 12
+--------------------------------------------------
+Accelerometer X,Accelerometer Y,Accelerometer Z
+"""
+
+
+def _actilife(path, fmt="M/d/yyyy", date="12/20/2021", rows=90):
+    body = "".join(f"{0.01 * (i % 7):.3f},0.020,-1.000\n" for i in range(rows))
+    path.write_text(ACTILIFE_HEAD.format(fmt=fmt, date=date) + body)
+    return path
+
+
+@pytest.mark.parametrize("fmt,date", [("M/d/yyyy", "12/20/2021"), ("d/M/yyyy", "20/12/2021"),
+                                      ("dd.MM.yyyy", "20.12.2021")])
+def test_actilife_export_reads_start_rate_and_samples_from_its_preamble(tmp_path, fmt, date):
+    from zerohar.data.sources.csv import open_csv_stream
+
+    stream = open_csv_stream(_actilife(tmp_path / "a.csv", fmt, date), placement="wrist", device="smartwatch")
+    t, x = np.concatenate([c[0] for c in stream.chunks]), None
+    stream = open_csv_stream(tmp_path / "a.csv", placement="wrist", device="smartwatch")
+    x = np.concatenate([c[1] for c in stream.chunks])
+    start = (np.datetime64("2021-12-20T11:55:00") - np.datetime64(0, "s")) / np.timedelta64(1, "s")
+    assert len(t) == len(x) == 90 and t[0] == start
+    np.testing.assert_allclose(np.diff(t), 1 / 30, atol=1e-6)  # epoch seconds in float64
+    np.testing.assert_allclose(x[:3], [[0.0, 0.02, -1.0], [0.01, 0.02, -1.0], [0.02, 0.02, -1.0]])
+
+
+def test_actilife_export_without_its_start_or_with_a_contradicting_rate_is_one_clear_error(tmp_path):
+    from zerohar.data.sources.csv import open_csv_stream
+
+    bad = tmp_path / "b.csv"
+    bad.write_text(_actilife(tmp_path / "a.csv").read_text().replace("Start Date 12/20/2021", "Start Day x"))
+    with pytest.raises(ZeroharError, match="ActiLife CSV export.*start time and date"):
+        open_csv_stream(bad, placement="wrist", device="smartwatch")
+    with pytest.raises(ZeroharError, match="at 30 Hz.*--rate 50 contradicts"):
+        list(open_csv_stream(tmp_path / "a.csv", placement="wrist", device="smartwatch", rate=50).chunks)

@@ -138,3 +138,29 @@ def test_nan_rows_become_nonwear_intervals_and_are_filled_forward(monkeypatch, t
     assert rec.info["nonwear"]["episodes"] == 0  # actipy's rule found none; the NaN run is non-wear anyway
     off = read_device(p, detect_nonwear=False)
     assert not off.nonwear.any() and np.isfinite(off.signals).all()
+
+
+def test_neo_gt3x_and_its_actilife_csv_export_get_the_same_label_on_every_window(device_dir, tmp_path):
+    """The vendor's CSV export (10-line ActiLife preamble, no time column) reads as the device file does: same
+    start, same rate, samples equal to the export's rounding, so classify names every window alike."""
+    from helpers import untrained_run
+
+    from zerohar.cli import main
+
+    run = untrained_run(tmp_path / "run")
+    outs = {}
+    for name in ("neo.gt3x", "neo.csv"):
+        out = tmp_path / f"{name}.labels.csv"
+        flags = ["--no-calibration", "--no-nonwear"] if name.endswith(".gt3x") else []
+        code = main(["classify", "--run", str(run), "--input", str(device_dir / name), "--labels", "walking",
+                     "sitting", "lying", "--placement", "wrist", "--device", "smartwatch", "--out", str(out),
+                     "--no-unknown", "--force", "--no-progress", *flags])
+        assert code == 0
+        outs[name] = np.genfromtxt(out, delimiter=",", names=True, dtype=None, encoding="utf-8")
+    a, b = outs["neo.gt3x"], outs["neo.csv"]
+    assert len(a) == len(b) > 100
+    assert (a["label"] == b["label"]).all()
+    # Both from the device's own start, 11:55:00. The CSV route writes it as UTC (+00:00), the rule of every naive
+    # time in a CSV file; the device route keeps the device's naive clock.
+    assert ([t[:23] for t in a["start_time"].tolist()] == [t[:23] for t in b["start_time"].tolist()])
+    assert str(a["start_time"][0]).startswith("2021-12-20T11:55:00")

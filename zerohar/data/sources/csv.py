@@ -15,6 +15,9 @@ Without a layout file, ``placement`` and ``device`` describe every sensor and un
 uT); a layout file declares other units (m/s^2, deg/s, mT, gauss). Every other column is an error: a
 silently ignored column would hide a typo. Comma, semicolon or tab delimited.
 
+An ActiLife CSV export (ActiGraph's vendor format: a 10-line preamble, ``Accelerometer X,Y,Z`` columns, no time
+column) is read too: its start and sampling rate come from the preamble (:func:`actilife_preamble`).
+
 Large files are read in chunks (:func:`open_csv_stream`), never whole. A ``.npz`` holds ``signals (T, C)``
 and ``time (T,)`` seconds or a scalar ``rate``; a ``.npy`` is ``signals (T, C)`` and needs ``rate``.
 """
@@ -90,6 +93,9 @@ class _Plan:
     time_is_datetime: bool = False  # the first row's time is not a number: ISO 8601 datetimes
     time_aware: bool | None = None  # the datetimes carry a time zone (set by the first chunk)
     time_first: tuple[int, str] | None = None  # line and text of the first datetime
+    skip: int = 0  # lines before the header row (an ActiLife export's preamble)
+    start: float | None = None  # an ActiLife export's start (UTC-naive epoch seconds): times are absolute
+    rate: float | None = None  # an ActiLife export's sampling rate (Hz), from its first line
 
 
 def _find(header_norm: list[str], names: tuple[str, ...]) -> int | None:
@@ -97,10 +103,53 @@ def _find(header_norm: list[str], names: tuple[str, ...]) -> int | None:
     return hits[0] if hits else None
 
 
-def _read_header(path: Path) -> tuple[str, list[str], str | None]:
-    """Delimiter, column names and the first data row (None for a file without rows)."""
+#: The first line of an ActiLife CSV export ("------------ Data File Created By ActiGraph GT3X+ ActiLife v6.13.4
+#: Firmware v2.5.0 date format M/d/yyyy at 30 Hz  Filter Normal -----------").
+ACTILIFE_MARK = "Data File Created By ActiGraph"
+#: Lines of an ActiLife preamble before the column names: 10 (the first line, 8 settings, a line of dashes).
+ACTILIFE_LINES = 10
+
+
+def actilife_preamble(path: Path) -> tuple[int, float, float] | None:
+    """`(lines before the header, start in epoch seconds, rate in Hz)` of an ActiLife CSV export, else None.
+
+    ActiLife writes the samples without a time column: the start comes from the `Start Time` / `Start Date`
+    lines (in the export's own date format, named on its first line), the rate from "at 30 Hz" on the first line.
+    The start is read as a naive local time, like a naive ISO datetime in a time column.
+    """
     try:
         with open(path, encoding="utf-8-sig") as f:
+            lines = [f.readline() for _ in range(ACTILIFE_LINES)]
+    except (OSError, UnicodeDecodeError):
+        return None  # the ordinary reader reports it
+    if ACTILIFE_MARK not in lines[0]:
+        return None
+    rate = re.search(r"\bat\s+([0-9.]+)\s*Hz", lines[0])
+    fmt = re.search(r"date format\s+(\S+)", lines[0])
+    fields = {}
+    for ln in lines:
+        m = re.match(r"(Start Time|Start Date)\s+(\S+)", ln.strip())
+        if m:
+            fields[m.group(1)] = m.group(2)
+    if not (rate and fmt and len(fields) == 2):
+        raise ZeroharError(f"{path} looks like an ActiLife CSV export, but its header lacks the sampling rate, "
+                           "the date format or the start time and date; export it again with the default header")
+    py_fmt = re.sub(r"yyyy|MM?|dd?", lambda t: {"y": "%Y", "M": "%m", "d": "%d"}[t.group(0)[0]], fmt.group(1))
+    try:
+        start = datetime.strptime(f"{fields['Start Date']} {fields['Start Time']}", f"{py_fmt} %H:%M:%S")
+    except ValueError:
+        raise ZeroharError(f"{path}: ActiLife start {fields['Start Date']} {fields['Start Time']} does not match "
+                           f"its date format {fmt.group(1)}") from None
+    epoch = (np.datetime64(start, "us") - np.datetime64(0, "us")) / np.timedelta64(1, "s")
+    return ACTILIFE_LINES, float(epoch), float(rate.group(1))
+
+
+def _read_header(path: Path, skip: int = 0) -> tuple[str, list[str], str | None]:
+    """Delimiter, column names and the first data row (None for a file without rows), after `skip` lines."""
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            for _ in range(skip):
+                f.readline()
             first = f.readline()
             row = next((ln for ln in f if ln.strip()), None)
     except UnicodeDecodeError:
@@ -132,7 +181,8 @@ def _bad_utf8_line(path: Path) -> int:
 
 
 def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device: str | None) -> _Plan:
-    delim, header, row = _read_header(path)
+    acti = actilife_preamble(path)
+    delim, header, row = _read_header(path, acti[0] if acti else 0)
     if row is None:
         raise ZeroharError(f"{path} has a header but no data rows")
     norm = [_norm(h) for h in header]
@@ -188,7 +238,10 @@ def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device
             f"layout; expected only those (remove them, or name them in a layout file)"
         )
     is_dt = time_col is not None and not _is_float(row.rstrip("\r\n").split(delim)[time_col].strip().strip('"'))
-    return _Plan(path, delim, header, layout, cols, time_col, label_col, subject_col, is_dt)
+    extra_plan = {} if acti is None or time_col is not None else dict(skip=acti[0], start=acti[1], rate=acti[2])
+    if acti is not None and time_col is not None:
+        extra_plan = dict(skip=acti[0])
+    return _Plan(path, delim, header, layout, cols, time_col, label_col, subject_col, is_dt, **extra_plan)
 
 
 def _layout_name(layout: SensorLayout) -> str:
@@ -314,6 +367,11 @@ def check_rate(rate: float | None, source: str) -> float | None:
 
 def _iter_rows(plan: _Plan, chunk_rows: int, rate: float | None):
     """Chunks `(times, signals, label strings | None, subject strings | None)` of one file, checked."""
+    if plan.rate is not None:
+        if rate is not None and abs(rate - plan.rate) > 1e-9:
+            raise ZeroharError(f"{plan.path} is an ActiLife export at {plan.rate:g} Hz (its header); --rate "
+                               f"{rate:g} contradicts it (leave --rate out)")
+        rate = plan.rate
     if plan.time_col is None and not rate:
         raise ZeroharError(
             f"{plan.path} has no time column (expected one named {', '.join(TIME_NAMES[:4])}, in seconds or "
@@ -329,8 +387,9 @@ def _iter_rows(plan: _Plan, chunk_rows: int, rate: float | None):
     except OSError as e:
         raise ZeroharError(f"cannot read input file {plan.path}: {(e.strerror or str(e)).lower()}") from None
     with f:
-        f.readline()
-        line_no, row0, last = 2, 0, None
+        for _ in range(plan.skip + 1):  # an ActiLife preamble, then the header row
+            f.readline()
+        line_no, row0, last = plan.skip + 2, 0, None
         while True:
             try:
                 lines = list(itertools.islice(f, chunk_rows))
@@ -343,7 +402,7 @@ def _iter_rows(plan: _Plan, chunk_rows: int, rate: float | None):
             raw = None
             if plan.time_col is None:
                 x = _numbers(lines, plan, plan.channel_cols, line_no)
-                t = (row0 + np.arange(len(x))) / rate
+                t = (plan.start or 0.0) + (row0 + np.arange(len(x))) / rate
             elif plan.time_is_datetime:
                 x = _numbers(lines, plan, plan.channel_cols, line_no)
                 raw = _strings(lines, plan, plan.time_col)
@@ -470,7 +529,7 @@ def open_csv_stream(
         for t, x, labels, _ in _iter_rows(plan, chunk_rows, rate):
             yield t, x, (_map_labels(labels, lookup, p) if lookup is not None and labels is not None else None)
 
-    return RecordingStream(p, plan.layout, chunks(), plan.time_is_datetime)
+    return RecordingStream(p, plan.layout, chunks(), plan.time_is_datetime or plan.start is not None)
 
 
 def iter_csv_chunks(
