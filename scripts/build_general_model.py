@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="replace an existing release")
     a = p.parse_args(argv)
 
-    from zerohar.cli import main as zerohar
+    from zerohar.cli import main as zerohar  # heavy: after argument parsing
 
     names = ",".join(DATASETS)
     out = Path(a.out)
@@ -63,9 +63,9 @@ def main(argv: list[str] | None = None) -> int:
             rc = zerohar([stage, *common, *extra, "--out", str(out / stage), "--resume"])
             if rc:
                 return rc
-    from zerohar.data.multi import load_data
-    from zerohar.models.export import export_release
-    from zerohar.train.runs import load_run
+    from zerohar.data.multi import load_data  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.models.export import export_release  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.train.runs import load_run  # heavy (torch, faiss): loaded after argument parsing
 
     run = load_run(out / "stage2")
     data = load_data(run.config)  # the merged windows: test-subject scores, and the fp16 release's check
@@ -80,11 +80,11 @@ def main(argv: list[str] | None = None) -> int:
 def test_scores(run, data) -> dict[str, dict]:
     """Each source's held-out test subjects (never trained or selected on), every class of that dataset a
     candidate: accuracy and macro-F1 of the run's model, fp32."""
-    from zerohar.data.multi import class_text
-    from zerohar.evaluation.metrics import zero_shot_report
-    from zerohar.inference.embed import embed_windows
-    from zerohar.inference.index import LabelIndex
-    from zerohar.text.encoder import get_text_encoder
+    from zerohar.data.multi import class_text  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.evaluation.metrics import zero_shot_report  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.inference.embed import embed_windows  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.inference.index import LabelIndex  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.text.encoder import get_text_encoder  # heavy (torch, faiss): loaded after argument parsing
 
     enc = get_text_encoder(run.text_encoder)
     out = {}

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from zerohar.errors import ZeroharError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -57,11 +59,10 @@ GENERAL_LABELS = ["strolling", "climbing stairs", "going down stairs", "lying in
 
 def _general_model_step(out: Path, labels, progress: bool) -> int:
     """Step 0: the shipped general model on one recording of a subject it never trained on, with new labels."""
-    from zerohar.cli import main as zerohar
-    from zerohar.data.sources import embedded
-    from zerohar.errors import ZeroharError
-    from zerohar.models import general_model_dir
-    from zerohar.train.runs import load_run
+    from zerohar.cli import main as zerohar  # heavy: after argument parsing
+    from zerohar.data.sources import embedded  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.models import general_model_dir  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.train.runs import load_run  # heavy (torch, faiss): loaded after argument parsing
 
     print("\n[0/5] The general model (shipped, no training): one recording, label text of your choice", flush=True)
     try:
@@ -138,9 +139,9 @@ def _train(stage: str, cfg, where: Path, force: bool, progress: bool) -> Path:
     A finished run trained with other settings (e.g. after an update of the defaults) is reused with a note;
     an unfinished one is resumed, or restarted if its settings differ.
     """
-    from zerohar.evaluation.benchmark import settings_diff
-    from zerohar.train.loop import train_stage
-    from zerohar.train.runs import has_run_files, is_finished
+    from zerohar.evaluation.benchmark import settings_diff  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.train.loop import train_stage  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.train.runs import has_run_files, is_finished  # heavy (torch, faiss): loaded after argument parsing
 
     if not force and has_run_files(where) and (where / "config.yaml").is_file():
         diff = settings_diff(where, cfg)
@@ -156,22 +157,21 @@ def _train(stage: str, cfg, where: Path, force: bool, progress: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    from zerohar.cli import configure_logging
+    from zerohar.cli import configure_logging  # heavy: after argument parsing
 
     configure_logging(1 if args.verbose else 0)
     import numpy as np
 
-    from zerohar.cli import main as zerohar
-    from zerohar.config import resolve_config
-    from zerohar.data.folds import load_folds
-    from zerohar.data.prepare import class_table, load_windowset
-    from zerohar.data.sources import embedded
-    from zerohar.errors import ZeroharError
-    from zerohar.evaluation.benchmark import chance_metrics, evaluation_is_current
-    from zerohar.evaluation.evaluate import evaluate_run
-    from zerohar.inference.summaries import segments
-    from zerohar.train.loop import summary_line
-    from zerohar.train.runs import load_run
+    from zerohar.cli import main as zerohar  # heavy: after argument parsing
+    from zerohar.config import resolve_config  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.data.folds import load_folds  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.data.prepare import class_table, load_windowset  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.data.sources import embedded  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.evaluation.benchmark import chance_metrics, evaluation_is_current  # heavy: after argument parsing
+    from zerohar.evaluation.evaluate import evaluate_run  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.inference.summaries import segments  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.train.loop import summary_line  # heavy (torch, faiss): loaded after argument parsing
+    from zerohar.train.runs import load_run  # heavy (torch, faiss): loaded after argument parsing
 
     t_start = time.perf_counter()
     out = Path(args.out)
