@@ -65,11 +65,14 @@ def measure(run_dir: str, options: list[str], root: str | None) -> dict:
         lab_all, lab_zs = np.asarray(top_all)[:, 0], np.asarray(top_zs)[:, 0]
         if option == "fp32":
             ref_all, ref_zs = lab_all, lab_zs
+        same = lab_all == ref_all
         rows[option] = {
-            "agree_all": float(np.mean(lab_all == ref_all)), "agree_zero_shot": float(np.mean(lab_zs == ref_zs)),
+            "agree_all": float(np.mean(same)), "agree_zero_shot": float(np.mean(lab_zs == ref_zs)),
             "macro_f1": float(rep["macro_f1"]), "accuracy": float(rep["accuracy"]), "embed_seconds": seconds,
+            # where an option differs: the share of each true class's windows keeping fp32's label
+            "agree_by_class": {c: float(np.mean(same[ws.y == i])) for i, c in enumerate(classes) if (ws.y == i).any()},
         }
-        print(f"{run_dir} {option}: {rows[option]}", flush=True)
+        print(f"{run_dir} {option}: {dict(list(rows[option].items())[:5])}", flush=True)
     return {"run": str(run_dir), "dataset": run.dataset, "fold": run.fold, "windows": int(len(ws)),
             "zero_shot_windows": int(zs.sum()), "unseen": unseen, "options": rows}
 

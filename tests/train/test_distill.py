@@ -128,7 +128,10 @@ def test_distillation_on_the_runs_own_windows_writes_both_files(distilled):
     assert data["source"] == "run" and data["fold"] == "fold1" and not data["labels_read"]
     train, val, test = split_subjects(SUBJECTS, 0.2, 0.2, 0, test_optional=True)  # the run's split (seed 0)
     assert data["subjects"] == {"train": train, "val": val} and test and not set(test) & set(train + val)
-    assert data["train_triads"] == 2 * data["train_windows"]  # acc + gyro of every window
+    # acc + gyro of every window, and of its two augmented copies (turned every way); validation: one copy
+    assert data["train_triads"] == 2 * 3 * data["train_windows"] and data["val_triads"] == 2 * 2 * data["val_windows"]
+    assert data["augment_copies"] == 2 and data["augment"] == {"max_deg": 180.0, "scale": 0.3, "intensity": 1.0,
+                                                               "tempo": 1.0}
     assert not [p for p in distilled.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 
@@ -139,7 +142,7 @@ def test_tiny_distillation_on_random_windows_improves_the_student(tmp_path):
 
     run = untrained_run(tmp_path / "run")
     data = window_set_file(tmp_path / "random.npz", WAIST, ["a", "b"], n_subjects=5, per=24, seed=0)
-    distill_run(run, data=str(data), max_steps=30, **FAST)
+    distill_run(run, data=str(data), max_steps=30, augment_copies=0, **FAST)  # learning, measured plainly
     r = json.loads((run / "distilled" / "student.json").read_text())
     assert r["data"]["source"] == str(data) and r["data"]["val_windows"] == 24  # one of five subjects
     assert r["val_cosine"] > r["val_cosine_start"]  # the student moved towards the teacher
