@@ -63,7 +63,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="amplitude scale of an augmented window, a factor in [1 - S, 1 + S] (default 0.3)")
     p.add_argument("--augment-intensity", type=float, default=1.0, metavar="F",
                    help="scale each augmented triad's movement about its mean (gravity kept) by a factor "
-                   "log-uniform in [1/F, F] (default 1: off)")
+                   "log-uniform in [1/F, F] (default 1: off; 2, with --augment-tempo 1.5, kept fewer of a USC-HAD "
+                   "run's labels: 92.6%% vs 95.4%%)")
     p.add_argument("--augment-tempo", type=float, default=1.0, metavar="F",
                    help="resample each augmented window to a tempo log-uniform in [1/F, F] (default 1: off)")
     p.add_argument("--seed", type=int, default=0, help="student initialisation, batches, subsets (default 0)")
