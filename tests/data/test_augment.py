@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import untrained_run
 
 from zerohar.data.augment import broad_augment
+from zerohar.errors import ZeroharError
+from zerohar.train.distill import distill_run
 
 
 def _windows(b: int = 8, t: int = 150) -> np.ndarray:
@@ -66,11 +69,6 @@ def test_the_same_seed_gives_the_same_copy():
 @pytest.mark.parametrize("bad", [{"augment_deg": 200.0}, {"augment_scale": 1.0}, {"augment_intensity": 0.5},
                                  {"augment_tempo": 3.0}])
 def test_distill_refuses_augmentation_out_of_range(tmp_path, bad):
-    from helpers import untrained_run
-
-    from zerohar.errors import ZeroharError
-    from zerohar.train.distill import distill_run
-
     run = untrained_run(tmp_path / "run")
     with pytest.raises(ZeroharError, match="augmentation takes"):
         distill_run(run, max_steps=1, progress=False, **bad)

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from zerohar.data.sources import csv as csv_source
+from zerohar.data.sources.csv import open_csv_stream
 from zerohar.data.transforms import STANDARD_GRAVITY, canonical_stream, make_windows, to_canonical
 from zerohar.errors import ZeroharError
 
@@ -304,8 +305,6 @@ def _actilife(path, fmt="M/d/yyyy", date="12/20/2021", rows=90):
 @pytest.mark.parametrize("fmt,date", [("M/d/yyyy", "12/20/2021"), ("d/M/yyyy", "20/12/2021"),
                                       ("dd.MM.yyyy", "20.12.2021")])
 def test_actilife_export_reads_start_rate_and_samples_from_its_preamble(tmp_path, fmt, date):
-    from zerohar.data.sources.csv import open_csv_stream
-
     stream = open_csv_stream(_actilife(tmp_path / "a.csv", fmt, date), placement="wrist", device="smartwatch")
     t, x = np.concatenate([c[0] for c in stream.chunks]), None
     stream = open_csv_stream(tmp_path / "a.csv", placement="wrist", device="smartwatch")
@@ -317,8 +316,6 @@ def test_actilife_export_reads_start_rate_and_samples_from_its_preamble(tmp_path
 
 
 def test_actilife_export_without_its_start_or_with_a_contradicting_rate_is_one_clear_error(tmp_path):
-    from zerohar.data.sources.csv import open_csv_stream
-
     bad = tmp_path / "b.csv"
     bad.write_text(_actilife(tmp_path / "a.csv").read_text().replace("Start Date 12/20/2021", "Start Day x"))
     with pytest.raises(ZeroharError, match="ActiLife CSV export.*start time and date"):

@@ -6,9 +6,13 @@ import logging
 
 import numpy as np
 import pytest
+from helpers import fake_device_parser, untrained_run
 
+from zerohar.cli import main
 from zerohar.data import devices
 from zerohar.data.devices import read_device
+from zerohar.data.streaming import open_recording
+from zerohar.data.transforms import canonical_stream
 from zerohar.errors import ZeroharError
 
 pytest.importorskip("actipy")
@@ -76,9 +80,6 @@ def test_ax6_gives_accelerometer_and_gyroscope_ax3_the_accelerometer(device_dir,
 
 
 def test_open_recording_streams_a_device_file_to_30_hz(device_dir):
-    from zerohar.data.streaming import open_recording
-    from zerohar.data.transforms import canonical_stream
-
     rec = open_recording(device_dir / "ax3_testfile.cwa", chunk_rows=5000)
     assert rec.absolute_time and rec.device_clock and rec.info["device"] == "Axivity AX3"
     pieces = list(canonical_stream(rec.chunks, rec.layout, 30.0, max_gap_s=5.0, source=str(rec.path)))
@@ -91,8 +92,6 @@ def test_open_recording_streams_a_device_file_to_30_hz(device_dir):
 
 # ---------------------------------------------------------------------------------------------- errors, non-wear
 def test_unreadable_device_files_and_unknown_suffixes_are_one_clear_error(tmp_path):
-    from zerohar.data.streaming import open_recording
-
     for name in ("junk.cwa", "junk.gt3x", "junk.bin"):
         p = tmp_path / name
         p.write_bytes(b"not a device file\n" * 100)
@@ -109,8 +108,6 @@ def test_unreadable_device_files_and_unknown_suffixes_are_one_clear_error(tmp_pa
 
 def _fake_device(monkeypatch, n=3000, rate=10.0, nan=slice(1000, 2000), gyro=False):
     """A device file whose parser streams a synthetic recording with a run of NaN rows (non-wear)."""
-    from helpers import fake_device_parser
-
     rng = np.random.default_rng(0)
     cols = ["x", "y", "z"] + (["gyro_x", "gyro_y", "gyro_z"] if gyro else [])
     x = rng.normal(0, 0.1, (n, len(cols)))
@@ -143,9 +140,6 @@ def test_nan_rows_become_nonwear_intervals_and_are_filled_forward(monkeypatch, t
 def test_neo_gt3x_and_its_actilife_csv_export_get_the_same_label_on_every_window(device_dir, tmp_path):
     """The vendor's CSV export (10-line ActiLife preamble, no time column) reads as the device file does: same
     start, same rate, samples equal to the export's rounding, so classify names every window alike."""
-    from helpers import untrained_run
-
-    from zerohar.cli import main
 
     run = untrained_run(tmp_path / "run")
     outs = {}

@@ -8,14 +8,23 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import SUBJECTS, TINY_MODEL, layout_of, randomise_bn, signal_of, untrained_run
+from helpers import SUBJECTS, TINY_MODEL, layout_of, randomise_bn, signal_of, untrained_run, window_set_file
 
 from zerohar.cli import main
+from zerohar.data.folds import load_folds
 from zerohar.data.splits import split_subjects
+from zerohar.data.windows import WindowSet
 from zerohar.errors import ZeroharError
+from zerohar.evaluation.evaluate import evaluate_run
+from zerohar.inference.cohort import classify_cohort
+from zerohar.inference.embed import MicroBatched, plan_backbone
+from zerohar.inference.plan import inference_plan
 from zerohar.model.fused import FusedHARNet, agreement, check_windows
 from zerohar.model.harnet import LAYER_CONFIGS, DistilledHARNet, HARNet, layer_channels
-from zerohar.model.onnx_backend import onnx_available
+from zerohar.model.onnx_backend import onnx_available, onnx_backbone
+from zerohar.model.pretrained import load_backbone, load_student, save_student
+from zerohar.train.distill import distill_loss, distill_run, inverse_std
+from zerohar.train.runs import load_run
 
 WAIST = layout_of(("acc", "waist", "smartphone"), ("gyro", "waist", "smartphone"))
 #: A fast distillation: a narrow student, small batches, a few steps.
@@ -42,9 +51,6 @@ def test_student_keeps_harnet_structure_and_width_one_is_the_released_network():
 
 
 def test_student_runs_fused_and_its_fused_output_equals_its_plain_output():
-    from zerohar.inference.embed import MicroBatched, plan_backbone
-    from zerohar.inference.plan import inference_plan
-
     torch.manual_seed(0)
     student = DistilledHARNet("harnet5", 0.5)
     randomise_bn(student.net, seed=1)
@@ -63,7 +69,6 @@ def test_student_runs_fused_and_its_fused_output_equals_its_plain_output():
 
 def test_student_runs_in_int8():
     pytest.importorskip("onnxruntime")
-    from zerohar.model.onnx_backend import onnx_backbone
 
     torch.manual_seed(0)
     student = DistilledHARNet("harnet5", 0.25).eval()
@@ -75,8 +80,6 @@ def test_student_runs_in_int8():
 
 
 def test_student_files_round_trip_and_are_not_a_backbone(tmp_path):
-    from zerohar.model.pretrained import load_backbone, load_student, save_student
-
     torch.manual_seed(0)
     student = DistilledHARNet("harnet5", 0.5).eval()
     path = save_student(student, tmp_path / "s.safetensors")
@@ -90,8 +93,6 @@ def test_student_files_round_trip_and_are_not_a_backbone(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- the loss
 def test_distill_loss_is_zero_at_the_teacher_and_weighs_dimensions_by_their_spread():
-    from zerohar.train.distill import distill_loss, inverse_std
-
     t = np.abs(np.random.default_rng(0).normal(size=(64, 8))).astype(np.float32)
     t[:, 0] *= 100  # a wide dimension
     t[:, 7] = 0.0  # a dead one
@@ -110,7 +111,6 @@ def test_distill_loss_is_zero_at_the_teacher_and_weighs_dimensions_by_their_spre
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory):
     """A tiny run (three embedded HAPT subjects) distilled on its own training windows (the default data)."""
-    from zerohar.train.distill import distill_run
 
     run = untrained_run(tmp_path_factory.mktemp("run") / "stage2", subjects=SUBJECTS)
     distill_run(run, max_steps=6, **FAST)
@@ -136,10 +136,6 @@ def test_distillation_on_the_runs_own_windows_writes_both_files(distilled):
 
 
 def test_tiny_distillation_on_random_windows_improves_the_student(tmp_path):
-    from helpers import window_set_file
-
-    from zerohar.train.distill import distill_run
-
     run = untrained_run(tmp_path / "run")
     data = window_set_file(tmp_path / "random.npz", WAIST, ["a", "b"], n_subjects=5, per=24, seed=0)
     distill_run(run, data=str(data), max_steps=30, augment_copies=0, **FAST)  # learning, measured plainly
@@ -163,8 +159,6 @@ def _datetime_csv(path, seconds: int = 60):
 
 
 def test_classify_distilled_runs_the_student_and_says_so(distilled, tmp_path):
-    from zerohar.train.runs import load_run
-
     run = load_run(distilled, distilled=True)
     assert isinstance(run.student, DistilledHARNet) and isinstance(run.model.backbone, HARNet)
     assert run.window_model.backbone is run.student and run.window_model.sensor_encoder is run.model.sensor_encoder
@@ -183,8 +177,6 @@ def test_classify_distilled_runs_the_student_and_says_so(distilled, tmp_path):
 
 
 def test_cohort_classify_distilled_runs_the_student_on_the_workers(distilled, tmp_path):
-    from zerohar.inference.cohort import classify_cohort
-
     (tmp_path / "cohort").mkdir()
     _datetime_csv(tmp_path / "cohort" / "p0.csv", 30)
     res = classify_cohort(str(distilled), tmp_path / "cohort", tmp_path / "out", labels=["walking", "sitting"],
@@ -196,8 +188,6 @@ def test_cohort_classify_distilled_runs_the_student_on_the_workers(distilled, tm
 
 
 def test_eval_distilled_scores_the_student(distilled, tmp_path):
-    from zerohar.evaluation.evaluate import evaluate_run
-
     m = evaluate_run(distilled, tmp_path / "eval", distilled=True, progress=False)
     assert m["backbone"]["kind"] == "distilled" and m["backbone"]["width"] == 0.25
     assert 0 <= m["macro_f1"] <= 1
@@ -226,10 +216,6 @@ def test_existing_output_bad_width_and_runs_without_harnet_are_refused(distilled
 
 
 def test_data_holding_unseen_classes_or_test_subjects_is_refused_unless_allowed(tmp_path):
-    from zerohar.data.folds import load_folds
-    from zerohar.data.windows import WindowSet
-    from zerohar.train.distill import distill_run
-
     folds = load_folds("hapt")
     run = untrained_run(tmp_path / "run", split={"train": ["1"], "val": ["2"], "test": ["9"]})
     classes = list(folds.classes)
