@@ -1,4 +1,5 @@
-"""The distillation augmentation (`broad_augment`): each part does what it says, and nothing when it is off."""
+"""The distillation augmentation (`broad_augment`, then `augment`'s rotation): each part does what it says, and
+nothing when it is off."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 from helpers import untrained_run
 
-from zerohar.data.augment import broad_augment
+from zerohar.data.augment import augment, broad_augment
 from zerohar.errors import ZeroharError
 from zerohar.train.distill import distill_run
 
@@ -26,12 +27,12 @@ def _dominant_hz(v: np.ndarray) -> float:
 
 def test_everything_off_returns_the_windows():
     x = _windows()
-    assert np.array_equal(broad_augment(x, np.random.default_rng(0), 0.0, 1.0, 1.0), x)
+    assert np.array_equal(broad_augment(x, np.random.default_rng(0), 1.0, 1.0), x)
 
 
 def test_rotation_keeps_every_samples_magnitude_and_turns_gravity_anywhere():
     x = _windows(b=400)
-    y = broad_augment(x, np.random.default_rng(1), 180.0, 1.0, 1.0)
+    y = augment(x, np.random.default_rng(1), 180.0, 0.0)
     for k in (0, 1):  # accelerometer and gyroscope triads: rotated, lengths kept
         np.testing.assert_allclose(np.linalg.norm(y[:, 3 * k:3 * k + 3], axis=1),
                                    np.linalg.norm(x[:, 3 * k:3 * k + 3], axis=1), rtol=1e-5, atol=1e-6)
@@ -43,7 +44,7 @@ def test_rotation_keeps_every_samples_magnitude_and_turns_gravity_anywhere():
 
 def test_intensity_scales_the_movement_about_the_mean_and_keeps_gravity():
     x = _windows(b=200)
-    y = broad_augment(x, np.random.default_rng(2), 0.0, 2.0, 1.0)
+    y = broad_augment(x, np.random.default_rng(2), 2.0, 1.0)
     np.testing.assert_allclose(y.mean(axis=2), x.mean(axis=2), atol=1e-5)  # gravity (and every mean) kept
     ratio = y[:, 0].std(axis=1) / x[:, 0].std(axis=1)
     assert ratio.min() >= 0.5 - 1e-4 and ratio.max() <= 2.0 + 1e-4 and ratio.min() < 0.7 and ratio.max() > 1.5
@@ -53,7 +54,7 @@ def test_intensity_scales_the_movement_about_the_mean_and_keeps_gravity():
 
 def test_tempo_changes_the_movements_frequency_within_its_range():
     x = _windows(b=200, t=300)
-    y = broad_augment(x, np.random.default_rng(3), 0.0, 1.0, 1.5)
+    y = broad_augment(x, np.random.default_rng(3), 1.0, 1.5)
     hz = np.array([_dominant_hz(w[0]) for w in y])  # 2 Hz before
     assert hz.min() >= 2 / 1.5 - 0.15 and hz.max() <= 2 * 1.5 + 0.15 and hz.min() < 1.7 and hz.max() > 2.4
     assert np.isfinite(y).all() and np.abs(y).max() <= np.abs(x).max() + 1e-5  # interpolation, no overshoot
@@ -61,8 +62,8 @@ def test_tempo_changes_the_movements_frequency_within_its_range():
 
 def test_the_same_seed_gives_the_same_copy():
     x = _windows()
-    a = broad_augment(x, np.random.default_rng(7), 180.0, 2.0, 1.5)
-    b = broad_augment(x, np.random.default_rng(7), 180.0, 2.0, 1.5)
+    a = broad_augment(x, np.random.default_rng(7), 2.0, 1.5)
+    b = broad_augment(x, np.random.default_rng(7), 2.0, 1.5)
     assert np.array_equal(a, b) and a.shape == x.shape and a.dtype == np.float32
 
 

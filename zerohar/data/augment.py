@@ -1,4 +1,5 @@
-"""Training-time augmentation of windows: small random rotations and amplitude scaling of each triad."""
+"""Training-time augmentation of windows: random rotations and amplitude scaling of each triad (:func:`augment`),
+and tempo and intensity changes for distillation (:func:`broad_augment`)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def augment(x: np.ndarray, rng: np.random.Generator, max_deg: float, scale: floa
 
     The device sits a little differently on every subject; a small rotation (the same one for the sensors of
     a window, which are on one device or not) and amplitude scaling mimic that without changing the axes'
-    identity (Stage I must still tell x from y from z).
+    identity (Stage I must still tell x from y from z). Distillation turns windows every way (`max_deg` 180,
+    :mod:`zerohar.train.distill`): there the axes' identity is the teacher's to keep, not the data's.
     """
     b, c, t = x.shape
     s = c // 3
@@ -37,42 +39,34 @@ def augment(x: np.ndarray, rng: np.random.Generator, max_deg: float, scale: floa
 
 
 
-def broad_augment(x: np.ndarray, rng: np.random.Generator, max_deg: float, intensity: float, tempo: float
-                  ) -> np.ndarray:
-    """Windows `(B, C, T)` moved far from where they were recorded, for distillation (not for training on labels).
+def broad_augment(x: np.ndarray, rng: np.random.Generator, intensity: float, tempo: float) -> np.ndarray:
+    """Windows `(B, C, T)` played at another tempo and intensity, for distillation (not for training on labels).
 
     A student learns its teacher's function only on the inputs it is shown, and a fold's unseen activities are
-    by construction absent from its training windows (a lying posture when nobody lay, a jump when nobody
-    jumped). So each window, with the same transform for all its sensors, is:
+    by construction absent from its training windows (a jump when nobody jumped). So each window, with the same
+    transform for all its sensors, is:
 
     - played at another tempo: resampled by a factor log-uniform in `[1 / tempo, tempo]` about its centre
       (linear interpolation; what runs past an end is mirrored back into the window);
     - made more or less intense: each triad's deviation from its own mean (gravity stays) scaled by a factor
-      log-uniform in `[1 / intensity, intensity]`;
-    - rotated about a uniformly random axis by an angle uniform in `[0, max_deg]` (180: any orientation).
+      log-uniform in `[1 / intensity, intensity]`.
 
-    `tempo` or `intensity` of 1 and `max_deg` of 0 leave that part out.
+    A `tempo` or `intensity` of 1 leaves that part out. Rotation and amplitude scale are :func:`augment`'s.
     """
     b, c, t = x.shape
     tri = np.asarray(x, dtype=np.float32).reshape(b, c // 3, 3, t)  # (B, S, 3, T)
     if tempo > 1:
         f = np.exp(rng.uniform(-np.log(tempo), np.log(tempo), size=(b, 1)))
-        mid = (t - 1) / 2
-        pos = mid + f * (np.arange(t)[None, :] - mid)  # (B, T) source positions
         last = t - 1
-        pos = last - np.abs(last - np.abs(pos))  # mirror what runs past either end (one reflection: tempo < 3)
-        pos = np.clip(pos, 0, last)
+        pos = last / 2 + f * (np.arange(t)[None, :] - last / 2)  # (B, T) source positions
+        pos = np.clip(last - np.abs(last - np.abs(pos)), 0, last)  # mirrored past either end (tempo < 3)
         i0 = np.floor(pos).astype(np.int64)
-        i1 = np.minimum(i0 + 1, last)
         w = (pos - i0).astype(np.float32)[:, None, None, :]
-        g0 = np.take_along_axis(tri, i0[:, None, None, :].repeat(tri.shape[1], 1).repeat(3, 2), axis=3)
-        g1 = np.take_along_axis(tri, i1[:, None, None, :].repeat(tri.shape[1], 1).repeat(3, 2), axis=3)
+        g0 = np.take_along_axis(tri, i0[:, None, None, :], axis=3)
+        g1 = np.take_along_axis(tri, np.minimum(i0 + 1, last)[:, None, None, :], axis=3)
         tri = g0 * (1 - w) + g1 * w
     if intensity > 1:
         g = np.exp(rng.uniform(-np.log(intensity), np.log(intensity), size=(b, 1, 1, 1))).astype(np.float32)
         mean = tri.mean(axis=3, keepdims=True)
         tri = mean + g * (tri - mean)
-    if max_deg > 0:
-        r = random_rotations(b, max_deg, rng).astype(np.float32)  # (B, 3, 3)
-        tri = np.einsum("bij,bsjt->bsit", r, tri)
     return np.ascontiguousarray(tri.reshape(b, c, t), dtype=np.float32)

@@ -355,17 +355,13 @@ def distill_run(
     val_rows = _cap(dd.val, sensors, MAX_VAL_TRIADS, seed, 0x7A1)
     rng = np.random.default_rng([seed, 0xA06])
     train_x = [window_triads(model, dd.X, train_rows, dd.kinds, dd.present)]
+    settings = {"deg": augment_deg, "scale": augment_scale, "intensity": augment_intensity, "tempo": augment_tempo}
     for _ in range(augment_copies):
-        aug = _augmented(dd.X[train_rows], rng, augment_deg, augment_scale, augment_intensity, augment_tempo)
-        train_x.append(window_triads(model, aug, np.arange(len(aug)), dd.kinds,
-                                     None if dd.present is None else dd.present[train_rows]))
+        train_x.append(_augmented_triads(model, dd, train_rows, rng, **settings))
     x_train = np.concatenate(train_x)  # (N, 3, T)
     val_x = [window_triads(model, dd.X, val_rows, dd.kinds, dd.present)]
     if augment_copies:  # validation on what training sees: the windows and one augmented copy of them
-        aug = _augmented(dd.X[val_rows], np.random.default_rng([seed, 0xA07]), augment_deg, augment_scale,
-                         augment_intensity, augment_tempo)
-        val_x.append(window_triads(model, aug, np.arange(len(aug)), dd.kinds,
-                                   None if dd.present is None else dd.present[val_rows]))
+        val_x.append(_augmented_triads(model, dd, val_rows, np.random.default_rng([seed, 0xA07]), **settings))
     x_val = np.concatenate(val_x)  # (M, 3, T)
     if len(x_train) < 2 or len(x_val) == 0:
         raise ZeroharError(f"run {run.path}: {len(x_train)} training and {len(x_val)} validation triads are too few "
@@ -419,11 +415,13 @@ def distill_run(
     return out
 
 
-def _augmented(x: np.ndarray, rng: np.random.Generator, deg: float, scale: float, intensity: float, tempo: float
-               ) -> np.ndarray:
-    """One augmented copy of windows `(B, C, T)`: tempo, intensity and rotation
-    (:func:`zerohar.data.augment.broad_augment`), then the amplitude scale of :func:`zerohar.data.augment.augment`."""
-    return augment(broad_augment(x, rng, deg, intensity, tempo), rng, 0.0, scale)
+def _augmented_triads(model, dd: DistillData, rows: np.ndarray, rng: np.random.Generator, *, deg: float,
+                      scale: float, intensity: float, tempo: float) -> np.ndarray:
+    """The triads `(N, 3, T)` of one augmented copy of windows `rows`: tempo and intensity
+    (:func:`zerohar.data.augment.broad_augment`), then rotation and amplitude scale
+    (:func:`zerohar.data.augment.augment`)."""
+    aug = augment(broad_augment(dd.X[rows], rng, intensity, tempo), rng, deg, scale)
+    return window_triads(model, aug, np.arange(len(aug)), dd.kinds, None if dd.present is None else dd.present[rows])
 
 
 @dataclass

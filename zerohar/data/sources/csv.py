@@ -238,9 +238,9 @@ def _plan(path: Path, layout: SensorLayout | None, placement: str | None, device
             f"layout; expected only those (remove them, or name them in a layout file)"
         )
     is_dt = time_col is not None and not _is_float(row.rstrip("\r\n").split(delim)[time_col].strip().strip('"'))
-    extra_plan = {} if acti is None or time_col is not None else dict(skip=acti[0], start=acti[1], rate=acti[2])
-    if acti is not None and time_col is not None:
-        extra_plan = dict(skip=acti[0])
+    extra_plan = {}  # an ActiLife export: skip its preamble; start and rate from it unless it has a time column
+    if acti is not None:
+        extra_plan = dict(skip=acti[0]) if time_col is not None else dict(skip=acti[0], start=acti[1], rate=acti[2])
     return _Plan(path, delim, header, layout, cols, time_col, label_col, subject_col, is_dt, **extra_plan)
 
 
