@@ -19,7 +19,7 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="session")
 def shared_data():
     """`../shared/data` (developers and CI); tests needing it skip on a user's fresh clone."""
-    from zerohar.paths import shared_data_dir
+    from zerohar.paths import shared_data_dir  # local: conftest sets the offline environment before any zerohar import
 
     d = shared_data_dir()
     if d is None:

@@ -6,8 +6,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from zerohar.config import resolve_config
+from zerohar.config import Config, ModelConfig, resolve_config
+from zerohar.data import actipy_stream
+from zerohar.data.folds import load_folds
 from zerohar.data.layout import UNITS, Channel, SensorLayout
+from zerohar.data.sources import embedded
+from zerohar.data.windows import WindowSet
+from zerohar.model.zerohar import ZeroHARModel
+from zerohar.paths import metadata_dir
+from zerohar.train import stage1 as tasks
 
 #: A tiny model (the original encoder at width 32): each training run on the embedded data takes a second or two.
 TINY_MODEL = {"encoder": "original", "embed_dim": 32, "d_model": 32, "n_heads": 2, "orig_d_model": 32,
@@ -72,11 +79,6 @@ def untrained_run(d, *, stage: str = "stage2", subjects: list[str] | None = None
     """
     import json
 
-    from zerohar.config import Config, ModelConfig
-    from zerohar.data.folds import load_folds
-    from zerohar.model.zerohar import ZeroHARModel
-    from zerohar.paths import metadata_dir
-
     torch.manual_seed(seed)
     mcfg = ModelConfig(**{"embed_dim": 32, "d_model": 32, "n_layers": 1, "n_heads": 2, "orig_d_model": 32,
                           **(model or {})})
@@ -97,8 +99,6 @@ def untrained_run(d, *, stage: str = "stage2", subjects: list[str] | None = None
 
 def scripted_validation(monkeypatch, scores):
     """Stage I validations that report `scores` (in turn) as their channel accuracy: for early-stopping tests."""
-    from zerohar.train import stage1 as tasks
-
     scores = iter(scores)
     real = tasks.Stage1Task.validate
 
@@ -127,8 +127,6 @@ def fake_device_parser(monkeypatch, time_ns: np.ndarray, columns: dict, rate: fl
     """Replace actipy's Java parser (:func:`zerohar.data.actipy_stream.parse`) by one that streams `columns`
     (`x`, `y`, `z`, optionally `gyro_*`, `temperature`) with times `time_ns` (int64 ns of the device clock),
     8,192 rows at a time as the parser does, and reports `rate`: a device file of any content, without Java."""
-    from zerohar.data import actipy_stream
-
     def parse(path, workdir, errors):
         for a in range(0, len(time_ns), 8192):
             yield {"time": np.asarray(time_ns[a : a + 8192], dtype=np.int64),
@@ -143,8 +141,6 @@ def hapt_recording_csv(path, seconds: float, t0: float = 0.0):
     `t0`), then acc_x ... gyro_z at the waist."""
     import numpy as np
 
-    from zerohar.data.sources import embedded
-
     rec = embedded.read(progress=False)[0]
     n = int(seconds * rec.rate)
     t = t0 + np.arange(n) / rec.rate
@@ -156,8 +152,6 @@ def hapt_recording_csv(path, seconds: float, t0: float = 0.0):
 def window_set_file(path, layout, classes, n_subjects: int, per: int, seed: int, cyclic_labels: bool = False):
     """A saved random WindowSet: `n_subjects` subjects with one recording of `per` windows each (2.5 s apart);
     labels random, or cycling through `classes` (`cyclic_labels`: every class present for every subject)."""
-    from zerohar.data.windows import WindowSet
-
     rng = np.random.default_rng(seed)
     n = n_subjects * per
     y = np.arange(n) % len(classes) if cyclic_labels else rng.integers(0, len(classes), n)

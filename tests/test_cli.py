@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from zerohar.cli import COMMANDS, build_parser, configure_logging
+from zerohar.cli import COMMANDS, build_parser, configure_logging, main
 from zerohar.commands._training import add_training_arguments, config_from_args
 
 
@@ -114,8 +114,6 @@ def test_an_unwritable_output_is_one_sentence_not_a_traceback(tmp_path, capsys, 
     import os
 
     from llm_server import LLMServer
-
-    from zerohar.cli import main
 
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     if os.geteuid() == 0:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 import yaml
 
+from zerohar.commands._training import add_training_arguments, config_from_args
 from zerohar.config import (
     Config,
+    default_out_dir,
     from_dict,
     parse_set,
     resolve_config,
@@ -146,9 +148,6 @@ def test_yaml_errors(tmp_path):
 
 def test_command_line_flags():
     import argparse
-
-    from zerohar.commands._training import add_training_arguments, config_from_args
-    from zerohar.config import default_out_dir
 
     p = argparse.ArgumentParser()
     add_training_arguments(p, "stage2")

@@ -11,6 +11,12 @@ import numpy as np
 import pytest
 from helpers import untrained_run
 
+from zerohar.data.layout import Channel, SensorLayout
+from zerohar.data.sources import embedded
+from zerohar.data.streaming import open_recording
+from zerohar.data.windows import Recording
+from zerohar.evaluation.benchmark import chance_metrics
+
 DEMO = Path(__file__).resolve().parent.parent / "scripts" / "demo.py"
 
 
@@ -41,8 +47,6 @@ def test_demo_reuses_finished_runs_and_prints_the_results(tmp_path, capsys):
     assert f"reusing the finished run {s2} (trained with other settings: " in printed
     m = json.loads((s2 / "eval" / "metrics.json").read_text())
     assert f"accuracy  {m['accuracy']:.3f}   (chance 0.250)" in printed
-    from zerohar.evaluation.benchmark import chance_metrics
-
     support = [m["per_class"][c]["support"] for c in m["class_order"]]
     f1_chance = chance_metrics(np.repeat(np.arange(4), support), 4, 12)["macro_f1"]
     assert f1_chance < 0.25  # uneven classes: uniform guessing scores below 1/4 in macro-F1
@@ -80,9 +84,6 @@ def test_the_example_recording_is_a_test_subjects_and_says_what_it_is():
 
 
 def test_recording_csv_round_trips_through_the_csv_reader(tmp_path):
-    from zerohar.data.sources import embedded
-    from zerohar.data.streaming import open_recording
-
     demo = _demo()
     rec = embedded.read(progress=False)[0]
     rec.signals, rec.labels = rec.signals[:300], rec.labels[:300]
@@ -95,9 +96,6 @@ def test_recording_csv_round_trips_through_the_csv_reader(tmp_path):
 
 
 def test_true_label_is_the_majority_of_the_span():
-    from zerohar.data.layout import Channel, SensorLayout
-    from zerohar.data.windows import Recording
-
     demo = _demo()
     lay = SensorLayout.from_channels([Channel("acc", a, "waist", "phone", "g") for a in "xyz"])
     labels = np.array([-1] * 30 + [2] * 40 + [0] * 20)

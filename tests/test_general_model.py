@@ -8,8 +8,10 @@ import json
 import re
 
 from zerohar.cli import main
+from zerohar.data.sources import embedded
 from zerohar.model.zerohar import file_identity
 from zerohar.models import GENERAL, general_model_dir
+from zerohar.train.runs import load_run
 
 
 def test_shipped_model_matches_its_card():
@@ -31,9 +33,6 @@ def test_shipped_model_matches_its_card():
 
 
 def test_classify_without_a_run_uses_the_general_model(tmp_path):
-    from zerohar.data.sources import embedded
-    from zerohar.train.runs import load_run
-
     assert load_run(GENERAL).model is not None  # offline: HF_HUB_OFFLINE is set by conftest
     rec = embedded.read(progress=False)[0]
     path = tmp_path / "rec.csv"

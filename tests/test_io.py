@@ -7,7 +7,18 @@ import json
 import pytest
 
 from zerohar.errors import ZeroharError
-from zerohar.io import TableWriter, atomic_directory, atomic_write, atomic_write_text, check_output, load_yaml
+from zerohar.io import (
+    TableWriter,
+    atomic_directory,
+    atomic_savez,
+    atomic_torch_save,
+    atomic_write,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_yaml,
+    check_output,
+    load_yaml,
+)
 
 # ---------------------------------------------------------------------------------------------- input / output
 
@@ -47,8 +58,6 @@ def test_atomic_writers_write_every_kind_with_the_umask_mode(tmp_path):
 
     import numpy as np
     import torch
-
-    from zerohar.io import atomic_savez, atomic_torch_save, atomic_write_json, atomic_write_text, atomic_write_yaml
 
     umask = os.umask(0o022)
     try:

@@ -10,6 +10,8 @@ import pytest
 from helpers import TINY_MODEL, fake_device_parser, untrained_run
 
 from zerohar.data import devices
+from zerohar.data.synthetic import write_geneactiv
+from zerohar.inference.classify import classify_recording
 
 pytest.importorskip("actipy")
 
@@ -102,8 +104,6 @@ def tiny_run(tmp_path_factory):
 def test_labels_and_minute_tables_do_not_depend_on_chunking(tiny_run, monkeypatch, tmp_path):
     """A recording over two days (23:40 to 00:20) classified read in one chunk, in day chunks (the first ends at
     midnight) and in small chunks: the same windows, minutes and days."""
-    from zerohar.inference.classify import classify_recording
-
     rate, n = 30.0, 40 * 60 * 30
     t = np.arange(n) / rate
     rng = np.random.default_rng(3)
@@ -144,9 +144,6 @@ def test_real_files_read_as_actipy_reads_them_whole(device_dir, name):
 @pytest.mark.slow
 def test_a_two_day_geneactiv_file_classifies_the_same_in_day_chunks(tiny_run, tmp_path):
     """The real parser on a synthetic two-day GENEActiv file (10 Hz): one chunk vs day chunks."""
-    from zerohar.data.synthetic import write_geneactiv
-    from zerohar.inference.classify import classify_recording
-
     p = write_geneactiv(tmp_path / "two.bin", days=2.0, rate=10.0)
     tables = []
     for rows in (10**9, 864_000):

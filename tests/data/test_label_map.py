@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 from helpers import window_set_file
 
+from zerohar.cli import build_parser
+from zerohar.commands._training import overrides_from_args
 from zerohar.config import resolve_config
 from zerohar.data.folds import load_folds
 from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.data.multi import load_data, load_label_map
+from zerohar.data.sources import dataset_roots
 from zerohar.errors import ZeroharError
 from zerohar.paths import metadata_dir
 
@@ -79,9 +82,6 @@ def test_near_synonyms_are_two_labels_without_a_map_and_one_with_it(tmp_path, tw
 
 
 def test_the_cli_flag_sets_the_label_map(tmp_path, two_sets):
-    from zerohar.cli import build_parser
-    from zerohar.commands._training import overrides_from_args
-
     a, b = two_sets
     m = _map(tmp_path, "a/walking forward: walking\n")
     args = build_parser().parse_args(["stage2", "--data", str(a), str(b), "--label-map", str(m)])
@@ -157,8 +157,6 @@ def test_the_example_sources_and_label_map_validate(monkeypatch):
 
 
 def test_the_example_roots_are_the_shared_datasets(shared_data, monkeypatch):
-    from zerohar.data.sources import dataset_roots
-
     monkeypatch.chdir(REPO)
     cfg = resolve_config("stage2", config_file="metadata/sources.example.yaml")
     names = [s["dataset"] for s in cfg.data.sources]

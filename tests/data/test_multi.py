@@ -14,12 +14,14 @@ import pytest
 import yaml
 from helpers import window_set_file
 
-from zerohar.cli import main
+from zerohar.cli import build_parser, main
+from zerohar.commands._training import overrides_from_args
 from zerohar.config import resolve_config, split_sources
 from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.data.multi import class_text, load_data
 from zerohar.data.windows import WindowSet
 from zerohar.errors import ZeroharError
+from zerohar.evaluation.cross import benchmark_cross
 from zerohar.train.stage2 import sensor_dropout_mask
 
 WAIST = SensorLayout((Sensor("acc", "waist", "smartphone", "g"), Sensor("gyro", "waist", "smartphone", "rad/s")))
@@ -91,9 +93,6 @@ def test_sensor_dropout_never_keeps_an_absent_sensor():
 
 
 def test_cli_dataset_list_becomes_sources(tmp_path, capsys):
-    from zerohar.cli import build_parser
-    from zerohar.commands._training import overrides_from_args
-
     args = build_parser().parse_args(["stage1", "--dataset", "hapt, shoulder"])
     assert overrides_from_args(args)["data"] == {"sources": [{"dataset": "hapt"}, {"dataset": "shoulder"}]}
     cfg = resolve_config("stage1", overrides=overrides_from_args(args))
@@ -145,8 +144,6 @@ def test_train_on_two_sets_then_evaluate_on_a_third(tmp_path, two_sets, capsys):
 
 
 def test_cross_dataset_protocol_trains_on_the_others(tmp_path, two_sets):
-    from zerohar.evaluation.cross import benchmark_cross
-
     a, b = two_sets
     sets = {"train": {"label_text": "names", "max_steps": 1, "eval_every": 1, "min_steps": 1, "batch_size": 8}}
     (tmp_path / "res" / "b").mkdir(parents=True)
@@ -170,8 +167,6 @@ def test_cross_dataset_protocol_trains_on_the_others(tmp_path, two_sets):
 def test_cross_dataset_protocol_with_a_pretrained_backbone(tmp_path, two_sets):
     """--backbone-weights starts every run of the cross-dataset protocol from that backbone, and a backbone
     that saw a target is refused before anything trains."""
-    from zerohar.evaluation.cross import benchmark_cross
-
     a, b = two_sets
     bb = tmp_path / "bb"
     assert main(["pretrain", "--data", str(a), "--set", "train.max_steps=1", "--set", "train.eval_every=1",

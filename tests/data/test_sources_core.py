@@ -17,7 +17,7 @@ import pytest
 from helpers import hapt_subset
 
 from zerohar.data.folds import load_folds
-from zerohar.data.sources import SOURCES, embedded, get_source, hapt, shoulder, spswhar
+from zerohar.data.sources import SOURCES, embedded, fetch_archive, get_source, hapt, shoulder, spswhar
 from zerohar.data.transforms import to_canonical
 from zerohar.errors import ZeroharError
 
@@ -264,8 +264,6 @@ def test_embedded_round_trip_and_foreign_file(tmp_path):
 # ---------------------------------------------------------------------------------------------- download
 def test_fetch_archive_unpacks_into_place_and_refuses_escaping_members(tmp_path):
     import zipfile
-
-    from zerohar.data.sources import fetch_archive
 
     good = tmp_path / "good.zip"
     with zipfile.ZipFile(good, "w") as z:

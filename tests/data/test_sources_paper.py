@@ -46,6 +46,7 @@ import scipy.io
 from zerohar.data.folds import load_folds
 from zerohar.data.layout import SensorLayout
 from zerohar.data.sources import harth, opportunity, pamap2, uschad, wisdm
+from zerohar.data.transforms import to_canonical, unit_factors
 from zerohar.errors import ZeroharError
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures" / "raw"
@@ -109,8 +110,6 @@ def test_recordings_are_well_formed(mod):
 @pytest.mark.parametrize("mod", MODULES, ids=lambda m: m.NAME)
 def test_declared_units_match_gravity_and_transforms_accept_them(mod):
     """Accelerometers in their declared unit show gravity of 1 g; the canonical transform raises no unit error."""
-    from zerohar.data.transforms import to_canonical, unit_factors
-
     for r in mod.read(FIX / mod.NAME, progress=False):
         x = r.signals.astype(np.float64) * unit_factors(r.layout)  # canonical units
         for i, s in enumerate(r.layout.sensors):

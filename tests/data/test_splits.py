@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from helpers import SUBJECTS, tiny_cfg
+from helpers import SUBJECTS, layout_of, tiny_cfg
 
 from zerohar.data.augment import augment
+from zerohar.data.prepare import load_windowset
 from zerohar.data.splits import holds_classes, load_stage_data, split_subjects, touches_classes
+from zerohar.data.windows import WindowSet
 from zerohar.errors import ZeroharError
 
 
@@ -60,10 +62,6 @@ def test_pretraining_keeps_unlabelled_windows_but_no_unseen_class_window():
 
 
 def _windows(recording, start, y):
-    from helpers import layout_of
-
-    from zerohar.data.windows import WindowSet
-
     n = len(y)
     return WindowSet(np.zeros((n, 3, 150), np.float32), np.array(y), np.array(["1"] * n), ["a", "b", "c"],
                      layout_of(("acc", "waist", "phone")), 30.0, np.array(recording), np.array(start, float))
@@ -82,8 +80,6 @@ def test_touches_classes_marks_every_window_sharing_a_sample():
 
 def test_pretraining_leaves_out_every_window_with_a_sample_of_an_unseen_class():
     """Index level: no training or validation window shares a sample with a window labelled unseen."""
-    from zerohar.data.prepare import load_windowset
-
     d = load_stage_data(tiny_cfg("pretrain", data={"fold": "fold1"}))
     full = load_windowset("hapt")
     full = full.subset(np.isin(full.subject, SUBJECTS))

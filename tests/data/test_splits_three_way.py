@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 from helpers import SUBJECTS, tiny_cfg
 
+from zerohar.config import TrainConfig
 from zerohar.data.splits import load_stage_data, split_subjects
 from zerohar.errors import ZeroharError
+from zerohar.train.loop import train_stage
 
 STAGES = ["pretrain", "stage1", "stage2", "supervised"]
 SIX = ["01", "02", "03", "04", "05", "06"]
@@ -44,8 +46,6 @@ def test_the_test_group_changes_with_the_seed():
 def test_run_metadata_records_the_test_subjects_and_the_chain_keeps_them(tmp_path):
     """Stage I -> Stage II (same seed): Stage II's test subjects are Stage I's, which Stage I never saw; a Stage I
     of another seed that trained on them is refused (two tiny runs: ~15 s with the text encoder's load)."""
-    from zerohar.train.loop import train_stage
-
     s1 = train_stage("stage1", tiny_cfg("stage1"), tmp_path / "s1", progress=False)
     meta1 = json.loads((s1 / "model.json").read_text())["extra"]
     test = meta1["subjects"]["test"]
@@ -87,8 +87,6 @@ def test_split_subjects_test_optional():
 @pytest.mark.parametrize("n", [10, 14, 23, 30])
 def test_group_sizes_of_the_development_datasets(n):
     """Shoulder (10 subjects), USC-HAD (14), sp-sw-har (23), HAPT (30) with the defaults (0.2 / 0.2)."""
-    from zerohar.config import TrainConfig
-
     t = TrainConfig()
     subs = [f"s{i:02d}" for i in range(n)]
     train, val, test = split_subjects(subs, t.val_fraction, t.test_fraction, seed=0)

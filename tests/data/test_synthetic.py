@@ -8,6 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from zerohar.data import synthetic
+from zerohar.data.devices import read_device
+from zerohar.data.synthetic import GENEACTIV_GAIN, generate, write_geneactiv
 from zerohar.errors import ZeroharError
 
 DAYS = 0.02  # 28.8 minutes: 51,840 samples
@@ -119,9 +121,6 @@ def test_format_csv_rows_matches_rounding(values, t0):
 
 def test_the_geneactiv_file_reads_back_through_actipy_within_one_quantum(tmp_path):
     """The speed benchmark's device file is a real GENEActiv .bin to the reader of the device path."""
-    from zerohar.data.devices import read_device
-    from zerohar.data.synthetic import GENEACTIV_GAIN, generate, write_geneactiv
-
     p = write_geneactiv(tmp_path / "week.bin", days=0.01)  # 864 s = 86.4 pages: 86 whole pages written
     rec = read_device(p, calibrate=False, detect_nonwear=False)
     _, acc = next(generate(0.01))

@@ -8,17 +8,31 @@ import io
 import numpy as np
 import pytest
 
+from zerohar.cli import main
+from zerohar.config import resolve_config
+from zerohar.data.folds import load_folds
+from zerohar.data.splits import load_stage_data
 from zerohar.errors import ZeroharError
 from zerohar.evaluation.benchmark import (
     COLUMNS,
     METHODS,
+    TEST_SUBJECTS_NOTE,
+    TRANSDUCTIVE_MARK,
+    Step,
+    _chance_rows,
+    _check_finished,
+    _Runner,
     aggregate,
     chance_metrics,
+    evaluation_is_current,
     method_steps,
     per_fold,
     results_csv,
     results_markdown,
+    run_benchmark,
+    runs_csv,
 )
+from zerohar.evaluation.evaluate import EVAL_VERSION
 
 
 def _rows(rng):
@@ -72,8 +86,6 @@ def test_results_files_have_a_row_per_method():
 
 
 def test_transductive_inits_are_marked_in_every_table():
-    from zerohar.evaluation.benchmark import TRANSDUCTIVE_MARK, runs_csv
-
     rows = _rows(np.random.default_rng(2))
     header = {"dataset": "hapt", "folds": ["fold1", "fold2"], "seeds": [0, 1, 2], "command": "zerohar benchmark",
               "n_runs_per_method": 6, "date": "today", "wall_time_s": 60.0, "notes": []}
@@ -121,8 +133,6 @@ def test_method_plans():
 
 
 def test_a_stage_named_set_overrides_that_stage_only_after_the_epochs_scale(tmp_path):
-    from zerohar.evaluation.benchmark import Step, _Runner
-
     sets = {"train": {"max_steps_per_epoch": 20, "epochs": 3}, "stage1": {"train": {"epochs": 2}}}
     r = _Runner(tmp_path, "hapt", None, sets, 0.5, None, False)
     s1 = r.config(Step("stage1", "stage1"), "fold1", 0, None)
@@ -141,8 +151,6 @@ def test_a_stage_named_set_overrides_that_stage_only_after_the_epochs_scale(tmp_
 @pytest.mark.slow
 def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
     """1 fold, 1 seed, a few methods, one optimiser step per stage, 4 subjects of the embedded HAPT data."""
-    from zerohar.evaluation.benchmark import run_benchmark
-
     methods = ["chance", "zerohar", "no_stage1", "label_names", "supervised"]
     sets = {"data": {"subjects": ["01", "02", "03", "04", "05"]},
             "train": {"epochs": 1, "max_steps_per_epoch": 1, "batch_size": 16, "max_val_windows": 32,
@@ -180,9 +188,6 @@ def test_tiny_benchmark_has_every_method_row_and_reuses_finished_runs(tmp_path):
 def test_the_bound_test_subjects_are_every_stages_test_subjects(tmp_path):
     """The subjects of the test-subject columns: the supervised bound's test group of the fold and seed, which is
     also the test group of every zero-shot stage of that seed (nothing is trained to know it)."""
-    from zerohar.data.splits import load_stage_data
-    from zerohar.evaluation.benchmark import Step, _Runner
-
     sets = {"data": {"subjects": ["01", "02", "03", "04", "05", "06"]}, "train": {"epochs": 1}}
     r = _Runner(tmp_path, "hapt", None, sets, 0.5, None, False)  # --epochs-scale does not touch the split
     for seed in (0, 1):
@@ -196,9 +201,6 @@ def test_the_bound_test_subjects_are_every_stages_test_subjects(tmp_path):
 
 
 def test_test_subject_columns_chance_and_notes():
-    from zerohar.data.folds import load_folds
-    from zerohar.evaluation.benchmark import TEST_SUBJECTS_NOTE, _chance_rows
-
     folds = load_folds("hapt")
     ref = {"run": {"fold": "fold1", "stage": "stage2"}, "class_order": ["a", "b", "c", "d"],
            "per_class": {c: {"support": 10} for c in "abcd"}}
@@ -217,9 +219,6 @@ def test_test_subject_columns_chance_and_notes():
 def test_an_evaluation_on_other_test_subjects_is_not_current(tmp_path):
     import json
 
-    from zerohar.evaluation.benchmark import evaluation_is_current
-    from zerohar.evaluation.evaluate import EVAL_VERSION
-
     model = tmp_path / "model.safetensors"
     model.write_text("x")
     result = tmp_path / "metrics.json"
@@ -232,9 +231,6 @@ def test_an_evaluation_on_other_test_subjects_is_not_current(tmp_path):
 
 def test_a_finished_run_of_other_settings_is_not_reused_silently(tmp_path):
     import json
-
-    from zerohar.config import resolve_config
-    from zerohar.evaluation.benchmark import _check_finished
 
     over = {"data": {"dataset": "hapt", "fold": "fold1"}, "train": {"seed": 1}}
     cfg = resolve_config("stage2", overrides=over)
@@ -252,8 +248,6 @@ def test_a_finished_run_of_other_settings_is_not_reused_silently(tmp_path):
 
 
 def test_benchmark_command_rejects_bad_input_before_training(tmp_path, capsys):
-    from zerohar.cli import main
-
     base = ["benchmark", "--dataset", "hapt", "--out", str(tmp_path / "b"), "--no-progress"]
     assert main(base + ["--folds", "fold1,fold9"]) == 2
     assert "unknown fold 'fold9'" in capsys.readouterr().err

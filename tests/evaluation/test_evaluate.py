@@ -9,7 +9,15 @@ import pytest
 import torch
 from helpers import TINY_MODEL, untrained_run
 
+from zerohar.cli import build_parser, main
+from zerohar.data.prepare import load_windowset
 from zerohar.errors import ZeroharError
+from zerohar.evaluation.benchmark import run_benchmark
+from zerohar.evaluation.evaluate import evaluate_run, format_metrics
+from zerohar.inference.embed import embed_windows
+from zerohar.text.encoder import get_text_encoder
+from zerohar.text.labels import load_label_descriptions
+from zerohar.train.runs import load_run
 
 SUBJECTS = ["01", "02", "03"]
 
@@ -22,8 +30,6 @@ def _tiny_run(d, *, stage="stage2", split=None, label_text="descriptions", seed=
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory):
-    from zerohar.evaluation.evaluate import evaluate_run
-
     run = _tiny_run(tmp_path_factory.mktemp("eval") / "run")
     return run, evaluate_run(run, precision="fp32", progress=False)
 
@@ -47,12 +53,6 @@ def test_evaluation_agrees_with_an_independent_computation(evaluated):
     """Embed the unseen windows and compare them with the label prototypes by hand: same accuracy and F1."""
     from sklearn.metrics import f1_score
 
-    from zerohar.data.prepare import load_windowset
-    from zerohar.inference.embed import embed_windows
-    from zerohar.text.encoder import get_text_encoder
-    from zerohar.text.labels import load_label_descriptions
-    from zerohar.train.runs import load_run
-
     run_dir, m = evaluated
     run = load_run(run_dir)
     ws = load_windowset("hapt")
@@ -74,8 +74,6 @@ def test_evaluation_agrees_with_an_independent_computation(evaluated):
 
 
 def test_gzsl_tests_held_out_subjects_of_seen_classes(evaluated):
-    from zerohar.data.prepare import load_windowset
-
     _, m = evaluated
     assert m["run"]["gzsl_seen_subjects"] == ["03"]  # the run's test subjects, never its validation subject 02
     assert m["run"]["subjects"] == {"train": ["01"], "val": ["02"], "test": ["03"]}
@@ -96,8 +94,6 @@ def test_gzsl_tests_held_out_subjects_of_seen_classes(evaluated):
 
 def test_unseen_metrics_on_the_test_subjects(evaluated):
     """The `test_subjects` block: the zero-shot metrics on the test subjects' unseen-class windows alone."""
-    from zerohar.data.prepare import load_windowset
-
     _, m = evaluated
     t = m["test_subjects"]
     ws = load_windowset("hapt")
@@ -111,8 +107,6 @@ def test_unseen_metrics_on_the_test_subjects(evaluated):
 
 def test_a_run_without_test_subjects_measures_no_gzsl_seen_accuracy(tmp_path, caplog):
     """Never a silent reuse of the validation subjects: GZSL seen accuracy and calibration are not measured."""
-    from zerohar.evaluation.evaluate import evaluate_run, format_metrics
-
     run = _tiny_run(tmp_path / "nt", split={"train": ["01", "02"], "val": ["03"], "test": []}, model=TINY_MODEL)
     with caplog.at_level("WARNING"):
         m = evaluate_run(run, progress=False)
@@ -125,8 +119,6 @@ def test_a_run_without_test_subjects_measures_no_gzsl_seen_accuracy(tmp_path, ca
 
 def test_the_test_subject_block_on_given_subjects(tmp_path):
     """The benchmark scores every row on the bound's test subjects; a supervised run only on its own."""
-    from zerohar.evaluation.evaluate import evaluate_run
-
     m = evaluate_run(_tiny_run(tmp_path / "zs", model=TINY_MODEL), progress=False, subjects=["02", "03"])
     assert m["test_subjects"]["subjects"] == ["02", "03"] and m["test_subjects"]["given"] is True
     assert m["run"]["gzsl_seen_subjects"] == ["03"]  # GZSL stays on the run's own test subjects
@@ -139,17 +131,12 @@ def test_the_test_subject_block_on_given_subjects(tmp_path):
 
 
 def test_an_existing_evaluation_is_kept_without_force(evaluated):
-    from zerohar.evaluation.evaluate import evaluate_run
-
     run, _ = evaluated
     with pytest.raises(ZeroharError, match=r"eval/metrics.json already exists; pass --force to overwrite it"):
         evaluate_run(run, progress=False)
 
 
 def test_supervised_runs_are_tested_on_their_test_subjects_only(tmp_path):
-    from zerohar.data.prepare import load_windowset
-    from zerohar.evaluation.evaluate import evaluate_run
-
     split = {"train": ["01"], "val": ["02"], "test": ["03"]}
     run = _tiny_run(tmp_path / "sup", stage="supervised", split=split)
     m = evaluate_run(run, progress=False)
@@ -160,8 +147,6 @@ def test_supervised_runs_are_tested_on_their_test_subjects_only(tmp_path):
 
 
 def test_a_run_trained_on_label_names_is_evaluated_with_names(tmp_path):
-    from zerohar.train.runs import load_run
-
     run = load_run(_tiny_run(tmp_path / "names", label_text="names"), load_model=False)
     assert run.label_texts(["walking", "sitting"]) == {"walking": ["walking"], "sitting": ["sitting"]}
     run = load_run(_tiny_run(tmp_path / "descs"), load_model=False)
@@ -169,8 +154,6 @@ def test_a_run_trained_on_label_names_is_evaluated_with_names(tmp_path):
 
 
 def test_a_stage1_run_is_refused(tmp_path):
-    from zerohar.evaluation.evaluate import evaluate_run
-
     run = _tiny_run(tmp_path / "s1", stage="stage1")
     with pytest.raises(ZeroharError, match="is a stage1 run; zero-shot evaluation needs a Stage II"):
         evaluate_run(run, progress=False)
@@ -179,8 +162,6 @@ def test_a_stage1_run_is_refused(tmp_path):
 
 
 def test_eval_command(evaluated, tmp_path, capsys):
-    from zerohar.cli import main
-
     run, m = evaluated
     assert main(["eval", "--run", str(run), "--out", str(tmp_path / "ev"), "--precision", "fp32",
                  "--no-progress"]) == 0
@@ -192,10 +173,6 @@ def test_eval_command(evaluated, tmp_path, capsys):
 
 def test_eval_and_benchmark_are_fp32_by_default_classify_stays_auto():
     import inspect
-
-    from zerohar.cli import build_parser
-    from zerohar.evaluation.benchmark import run_benchmark
-    from zerohar.evaluation.evaluate import evaluate_run
 
     def default(command: str, *argv: str) -> str:
         return build_parser(only=command).parse_args([command, *argv]).precision

@@ -9,6 +9,8 @@ from sklearn.metrics import f1_score
 from zerohar.data.folds import load_folds
 from zerohar.errors import ZeroharError
 from zerohar.evaluation.metrics import (
+    calibrated_gzsl,
+    calibration_groups,
     confusion_figure,
     gzsl_report,
     ids_of,
@@ -98,8 +100,6 @@ def test_topk_and_gzsl_by_definition():
 
 
 def test_calibrated_stacking_by_hand():
-    from zerohar.evaluation.metrics import calibrated_gzsl
-
     # classes 0, 1 seen; 2 unseen. Columns = class ids.
     scores = np.array([
         [0.9, 0.1, 0.5],  # seen 0, group 0: margin 0.4
@@ -130,8 +130,6 @@ def test_calibrated_stacking_by_hand():
 
 
 def test_calibration_groups_split_by_subject_then_recording_then_time():
-    from zerohar.evaluation.metrics import calibration_groups
-
     g, by = calibration_groups(np.array(["b", "a", "c", "a", "b"]), np.zeros(5), np.arange(5.0))
     assert by == "subject" and g.tolist() == [1, 0, 0, 0, 1]  # sorted a, b, c alternate 0, 1, 0
     g, by = calibration_groups(np.array(["a"] * 4), np.array([7, 7, 3, 3]), np.arange(4.0))

@@ -7,6 +7,25 @@ import json
 import pytest
 
 from zerohar.cli import main
+from zerohar.evaluation import speed
+from zerohar.evaluation.speed import (
+    CLASSIFY_DISTILLED,
+    FIGURES,
+    PRETRAIN_FIGURES,
+    SLOW_FIGURES,
+    _pretrain_figure,
+    add_ceiling_shares,
+    backbone_gflop,
+    ceiling_line,
+    classify_figure,
+    format_table,
+    random_distilled,
+    random_run,
+)
+from zerohar.model.harnet import DistilledHARNet
+from zerohar.model.precision import cpu_flags, resolve_precision
+from zerohar.train.distill import DEFAULT_WIDTH
+from zerohar.train.runs import load_run
 
 
 def test_speed_command_measures_a_figure_and_writes_json(tmp_path, capsys):
@@ -21,8 +40,6 @@ def test_speed_command_measures_a_figure_and_writes_json(tmp_path, capsys):
     assert r["ratio"] == pytest.approx(r["windows_per_s"] / r["baseline_windows_per_s"], abs=0.006)  # 2 decimals
     assert r["peak_rss_mb"] > 50  # the worker process's own peak, not zero
     assert r["matmul_gflops"] > 0
-    from zerohar.model.precision import cpu_flags, resolve_precision
-
     assert r["cpu_flags"] == cpu_flags() and r["precision"] == resolve_precision("auto")  # what it ran on
     assert "flags:" in printed
     assert main(["speed", "--quick", "--figures", "index_10", "--json", str(out)]) == 2
@@ -32,8 +49,6 @@ def test_speed_command_measures_a_figure_and_writes_json(tmp_path, capsys):
 def test_classify_figures_count_the_windows_of_their_step(tmp_path):
     """The end-to-end figure on a 0.01-day device file (86 whole GENEActiv pages of 300 samples: 860 s): default
     step 2.5 s, and --step 5 (half the windows)."""
-    from zerohar.evaluation.speed import classify_figure
-
     seconds = 86 * 300 / 30
     half = classify_figure(quick=True, days=0.01, step=None)
     whole = classify_figure(quick=True, days=0.01, step=5.0)
@@ -46,8 +61,6 @@ def test_classify_figures_count_the_windows_of_their_step(tmp_path):
 
 def test_pretraining_figures_run_on_tiny_batches():
     """The pretraining figures (SSL, motif distance, RelCon ranking and step) in quick mode, batch 4, K = 2."""
-    from zerohar.evaluation.speed import FIGURES, PRETRAIN_FIGURES, SLOW_FIGURES, _pretrain_figure
-
     assert set(PRETRAIN_FIGURES) <= set(FIGURES) and "relcon_train_separate" in SLOW_FIGURES
     notes = {}
     for name in PRETRAIN_FIGURES:
@@ -62,11 +75,6 @@ def test_pretraining_figures_run_on_tiny_batches():
 
 def test_distilled_figures_are_listed_and_their_run_gets_a_random_student(tmp_path):
     """`classify_7day_distilled` needs a run with a distilled backbone: a random-weight one in distill's format."""
-    from zerohar.evaluation.speed import CLASSIFY_DISTILLED, FIGURES, SLOW_FIGURES, random_distilled, random_run
-    from zerohar.model.harnet import DistilledHARNet
-    from zerohar.train.distill import DEFAULT_WIDTH
-    from zerohar.train.runs import load_run
-
     assert {"model_inference_distilled", *CLASSIFY_DISTILLED} <= set(FIGURES)
     assert "model_inference_distilled" not in SLOW_FIGURES  # needs nothing optional: in the default and quick sets
     run_dir = random_distilled(random_run(tmp_path / "run"))
@@ -77,15 +85,11 @@ def test_distilled_figures_are_listed_and_their_run_gets_a_random_student(tmp_pa
 
 # ---------------------------------------------------------------------------------------------- ceiling and the gate
 def test_backbone_gflop_counts_the_convolutions():
-    from zerohar.evaluation.speed import backbone_gflop
-
     assert backbone_gflop("harnet5") == pytest.approx(0.234, abs=0.002)  # BENCHMARK.md's figure
     assert backbone_gflop("harnet10") > 2 * backbone_gflop("harnet5") * 0.9
 
 
 def test_ceiling_shares_and_line():
-    from zerohar.evaluation.speed import add_ceiling_shares, ceiling_line, format_table
-
     c = {"matmul_gflops": 170.0, "threads": 2, "backbones": {"harnet5": {"gflop_per_window": 0.234,
                                                                        "windows_per_s": 726.5},
                                                              "harnet10": {"gflop_per_window": 0.574,
@@ -106,8 +110,6 @@ def test_ceiling_shares_and_line():
 
 
 def test_slow_default_paths_are_retried_then_reported(monkeypatch):
-    from zerohar.evaluation import speed
-
     assert speed.slow_default_paths({"a": {"ratio": 0.96}, "b": {"ratio": 0.97}, "c": {"error": "x"},
                                      "d": {"ratio": None}}) == {"a": 0.96}
     tries = {"harnet5_inference": [0.90, 0.99], "model_inference": [0.90, 0.80, 0.85]}
@@ -123,8 +125,6 @@ def test_slow_default_paths_are_retried_then_reported(monkeypatch):
 
 
 def test_speed_command_fails_in_one_line_when_a_default_path_is_slower(monkeypatch, capsys):
-    from zerohar.evaluation import speed
-
     monkeypatch.setattr(speed, "measure_ceiling", lambda quick: {"matmul_gflops": 100.0, "threads": 2, "backbones": {
         "harnet5": {"gflop_per_window": 0.234, "windows_per_s": 427.4}}})
     monkeypatch.setattr(speed, "run_speed", lambda *a, **k: {"index_10": {

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 from helpers import hapt_recording_csv, layout_of, signal_of, untrained_run
 
+from zerohar.cli import main
 from zerohar.errors import ZeroharError
+from zerohar.inference.classify import build_label_index, classify_recording
+from zerohar.inference.index import LabelIndex
 
 WAIST = layout_of(("acc", "waist", "smartphone"), ("gyro", "waist", "smartphone"))
 
@@ -28,8 +31,6 @@ def _read_csv(p):
 
 
 def test_classify_writes_one_row_per_window_with_top_k(tiny_run, hapt_csv, tmp_path):
-    from zerohar.inference.classify import classify_recording
-
     labels = ["walking", "sitting", "rock climbing"]
     res = classify_recording(tiny_run, hapt_csv, tmp_path / "out.csv", labels=labels, placement="waist",
                              device="smartphone", top_k=2, progress=False)
@@ -46,8 +47,6 @@ def test_classify_writes_one_row_per_window_with_top_k(tiny_run, hapt_csv, tmp_p
 
 
 def test_step_sets_the_window_starts_and_bad_steps_are_refused(tiny_run, hapt_csv, tmp_path):
-    from zerohar.inference.classify import classify_recording
-
     kw = {"labels": ["walking", "sitting"], "placement": "waist", "device": "smartphone", "progress": False,
           "precision": "fp32"}
     half = classify_recording(tiny_run, hapt_csv, tmp_path / "half.csv", **kw)
@@ -65,8 +64,6 @@ def test_step_sets_the_window_starts_and_bad_steps_are_refused(tiny_run, hapt_cs
 
 
 def test_classify_result_does_not_depend_on_the_chunk_size(tiny_run, hapt_csv, tmp_path):
-    from zerohar.inference.classify import classify_recording
-
     kw = {"labels": ["walking", "sitting", "lying"], "placement": "waist", "device": "smartphone",
           "progress": False, "precision": "fp32"}
     classify_recording(tiny_run, hapt_csv, tmp_path / "a.csv", chunk_rows=97, **kw)
@@ -78,8 +75,6 @@ def test_classify_result_does_not_depend_on_the_chunk_size(tiny_run, hapt_csv, t
 
 
 def test_classify_with_a_saved_index_matches_labels(tiny_run, hapt_csv, tmp_path):
-    from zerohar.inference.classify import build_label_index, classify_recording
-
     labels = ["walking", "sitting", "lying"]
     build_label_index(tiny_run, tmp_path / "idx", labels=labels)
     kw = {"placement": "waist", "device": "smartphone", "progress": False, "precision": "fp32"}
@@ -89,8 +84,6 @@ def test_classify_with_a_saved_index_matches_labels(tiny_run, hapt_csv, tmp_path
 
 
 def test_an_index_of_another_model_is_refused(tiny_run, hapt_csv, tmp_path):
-    from zerohar.inference.classify import build_label_index, classify_recording
-
     other = untrained_run(tmp_path / "other", seed=1)
     build_label_index(other, tmp_path / "idx", labels=["walking", "sitting"])
     with pytest.raises(ZeroharError, match=r"idx was built by model sha256:\w+, not by the model given"):
@@ -100,8 +93,6 @@ def test_an_index_of_another_model_is_refused(tiny_run, hapt_csv, tmp_path):
 
 
 def test_a_recording_shorter_than_a_window_is_refused_and_nothing_is_written(tiny_run, tmp_path):
-    from zerohar.inference.classify import classify_recording
-
     p = tmp_path / "short.csv"
     t = np.arange(90) / 30.0  # 3 s
     x = signal_of(t)
@@ -114,8 +105,6 @@ def test_a_recording_shorter_than_a_window_is_refused_and_nothing_is_written(tin
 
 
 def test_classify_command_end_to_end(tiny_run, hapt_csv, tmp_path, capsys):
-    from zerohar.cli import main
-
     out = tmp_path / "labels.csv"
     base = ["classify", "--run", str(tiny_run), "--input", str(hapt_csv), "--placement", "waist", "--device",
             "smartphone", "--no-progress"]
@@ -147,9 +136,6 @@ def _has_pyarrow() -> bool:
 
 
 def test_index_command(tiny_run, tmp_path, capsys):
-    from zerohar.cli import main
-    from zerohar.inference.index import LabelIndex
-
     out = tmp_path / "idx"
     assert main(["index", "--run", str(tiny_run), "--dataset", "hapt", "--out", str(out)]) == 0
     assert "label index with 12 labels (120 descriptions)" in capsys.readouterr().out
@@ -160,8 +146,6 @@ def test_index_command(tiny_run, tmp_path, capsys):
 
 def test_datetime_input_gets_a_start_time_column(tiny_run, tmp_path):
     from datetime import datetime, timedelta, timezone
-
-    from zerohar.inference.classify import classify_recording
 
     t0 = datetime(2024, 3, 1, 9, 30, 0, tzinfo=timezone.utc)
     t = np.arange(30 * 12) / 30.0
@@ -180,8 +164,6 @@ def test_datetime_input_gets_a_start_time_column(tiny_run, tmp_path):
 
 
 def test_a_recording_with_other_sensors_is_classified_with_a_warning(tiny_run, tmp_path, caplog):
-    from zerohar.inference.classify import classify_recording
-
     t = np.arange(30 * 12) / 30.0
     x = signal_of(t)[:, :3]  # a wrist accelerometer only; the model knows waist acc + gyro
     p = tmp_path / "wrist.csv"

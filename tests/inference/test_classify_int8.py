@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from helpers import hapt_recording_csv
 
+from zerohar.cli import main
 from zerohar.errors import ZeroharError
+from zerohar.inference import classify
+from zerohar.inference.classify import classify_recording, int8_calibration
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +33,6 @@ def _labels(p):
 
 def test_int8_classify_of_a_real_recording_matches_fp32(tiny_run, hapt_csv, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
-    from zerohar.inference.classify import classify_recording
-
     res = classify_recording(tiny_run, hapt_csv, tmp_path / "int8.csv", precision="int8", **KW)
     assert capsys.readouterr().out == ""  # the quantizer's progress prints would corrupt the command's output
     classify_recording(tiny_run, hapt_csv, tmp_path / "fp32.csv", precision="fp32", **KW)
@@ -42,9 +43,6 @@ def test_int8_classify_of_a_real_recording_matches_fp32(tiny_run, hapt_csv, tmp_
 
 
 def test_int8_without_onnxruntime_is_one_sentence_before_any_work(monkeypatch, tmp_path, capsys):
-    from zerohar.cli import main
-    from zerohar.inference.classify import classify_recording
-
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails, find_spec says None
     missing = tmp_path / "no-such-run"  # never read: the error comes first
     with pytest.raises(ZeroharError, match=r"^--precision int8 needs the onnxruntime package, which is not "
@@ -61,8 +59,6 @@ def test_int8_without_onnxruntime_is_one_sentence_before_any_work(monkeypatch, t
 
 
 def test_int8_calibration_is_spread_over_the_recordings_first_worn_windows():
-    from zerohar.inference.classify import int8_calibration
-
     starts = np.arange(10_000) * 2.5
     X = np.arange(10_000, dtype=np.float32)[:, None, None] * np.ones((1, 3, 150), np.float32)  # window i holds i
     batches = [(X[a : a + 1000], starts[a : a + 1000]) for a in range(0, 10_000, 1000)]
@@ -87,8 +83,6 @@ def test_int8_calibration_is_spread_over_the_recordings_first_worn_windows():
 
 
 def test_classify_passes_the_recordings_own_windows_as_calibration(monkeypatch, tiny_run, hapt_csv, tmp_path):
-    from zerohar.inference import classify
-
     seen = []
 
     def fake_embed(model, X, context, **kw):  # records what classify gives the embedding, no ONNX needed

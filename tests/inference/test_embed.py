@@ -8,6 +8,8 @@ import torch
 from helpers import randomise_bn
 from torch import nn
 
+from zerohar.data.layout import Sensor, SensorLayout
+from zerohar.data.prepare import load_windowset
 from zerohar.errors import ZeroharError
 from zerohar.inference import embed
 from zerohar.inference.embed import MicroBatched, embed_backbone, embed_windows
@@ -15,6 +17,8 @@ from zerohar.inference.plan import InferencePlan
 from zerohar.model import precision
 from zerohar.model.harnet import HARNet
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
+from zerohar.text.encoder import get_text_encoder
+from zerohar.text.sensors import sensor_description
 
 needs_bf16 = pytest.mark.skipif(not precision.cpu_has_native_bf16(), reason="the CPU has no native bf16")
 
@@ -137,10 +141,6 @@ def test_embed_windows_sensor_mask(model):
 
 
 def test_embed_windows_with_layout_uses_sensor_descriptions(model):
-    from zerohar.data.layout import Sensor, SensorLayout
-    from zerohar.text.encoder import get_text_encoder
-    from zerohar.text.sensors import sensor_description
-
     layout = SensorLayout((Sensor("acc", "left wrist", "smartwatch", "g"),))
     X, _ = _windows(3, s=1)
     ctx = get_text_encoder().encode([sensor_description(s) for s in layout.sensors], progress=False)
@@ -177,8 +177,6 @@ def _hapt_agreement(n_windows: int | None) -> float:
     (Random directions in the 256-d space would put most windows within bf16's rounding of a tie between two
     prototypes and measure the rounding, not its effect on labels.)
     """
-    from zerohar.data.prepare import load_windowset
-
     try:
         ws = load_windowset("hapt")
     except ZeroharError as e:

@@ -9,8 +9,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pytest
+from helpers import fake_device_parser, signal_of
 
+from zerohar.cli import main
 from zerohar.errors import ZeroharError
+from zerohar.inference import classify
+from zerohar.inference.classify import classify_recording
 from zerohar.inference.summaries import (
     NONWEAR,
     clock_offset_s,
@@ -118,8 +122,6 @@ def test_windows_more_than_half_in_nonwear_are_nonwear():
 @pytest.fixture(scope="module")
 def midnight_csv(tmp_path_factory):
     """Ten minutes at 30 Hz across midnight into 29 March 2026 (the spring change in London), naive UTC times."""
-    from helpers import signal_of
-
     n = 10 * 60 * 30
     t = _utc("2026-03-28T23:55:00") + np.arange(n) / 30.0
     x = signal_of(np.arange(n) / 30.0)
@@ -135,8 +137,6 @@ KW = {"labels": ["walking", "sitting"], "placement": "waist", "device": "smartph
 
 
 def test_out_dir_writes_one_folder_per_recording_with_local_days(tiny_run, midnight_csv, tmp_path):
-    from zerohar.inference.classify import classify_recording
-
     res = classify_recording(tiny_run, midnight_csv, None, out_dir=tmp_path / "study", timezone_name=LONDON, **KW)
     folder = tmp_path / "study" / "night"
     assert res.out == folder
@@ -170,9 +170,6 @@ def test_out_dir_writes_one_folder_per_recording_with_local_days(tiny_run, midni
 
 
 def test_a_failure_leaves_no_half_written_folder(tiny_run, midnight_csv, tmp_path, monkeypatch):
-    from zerohar.inference import classify
-    from zerohar.inference.classify import classify_recording
-
     def boom(*a, **k):
         raise RuntimeError("disk full")
 
@@ -183,8 +180,6 @@ def test_a_failure_leaves_no_half_written_folder(tiny_run, midnight_csv, tmp_pat
 
 
 def test_bad_output_options_are_refused_before_any_work(tiny_run, midnight_csv, tmp_path):
-    from zerohar.inference.classify import classify_recording
-
     with pytest.raises(ZeroharError, match="give one output"):
         classify_recording(tiny_run, midnight_csv, tmp_path / "a.csv", out_dir=tmp_path / "d", **KW)
     with pytest.raises(ZeroharError, match="--timezone sets the days of the --out-dir summaries"):
@@ -199,10 +194,6 @@ def test_bad_output_options_are_refused_before_any_work(tiny_run, midnight_csv, 
 
 
 def test_nonwear_windows_are_marked_and_never_classified(tiny_run, tmp_path, monkeypatch):
-    from helpers import fake_device_parser
-
-    from zerohar.inference import classify
-
     n, rate = 10 * 60 * 30, 30.0  # ten minutes; minutes 3 to 7 not worn (NaN rows: what non-wear was to actipy)
     rng = np.random.default_rng(1)
     x = rng.normal(0, 0.2, (n, 3))
@@ -241,8 +232,6 @@ def test_nonwear_windows_are_marked_and_never_classified(tiny_run, tmp_path, mon
 
 def test_device_file_end_to_end_with_the_command(tiny_run, shared_data, tmp_path, capsys):
     pytest.importorskip("actipy")
-    from zerohar.cli import main
-
     cwa = shared_data / "devices" / "ax3_testfile.cwa"
     if not cwa.is_file():
         pytest.skip(f"needs {cwa}")

@@ -8,9 +8,12 @@ import shutil
 
 import numpy as np
 import pytest
-from helpers import untrained_run
+from helpers import signal_of, tiny_cfg, untrained_run
 
 from zerohar.errors import ZeroharError
+from zerohar.inference.classify import classify_recording
+from zerohar.train.loop import train_stage
+from zerohar.train.runs import load_run
 from zerohar.train.unknown import UNKNOWN_FRACTION, unknown_threshold
 
 LABELS = ["walking", "sitting", "lying"]
@@ -42,8 +45,6 @@ def runs(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def recording(tmp_path_factory):
-    from helpers import signal_of
-
     n = 30 * 30
     t = np.arange(n) / 30.0
     p = tmp_path_factory.mktemp("rec") / "rec.csv"
@@ -53,8 +54,6 @@ def recording(tmp_path_factory):
 
 
 def _labels(run, rec, out, **kw):
-    from zerohar.inference.classify import classify_recording
-
     classify_recording(run, rec, out, labels=LABELS, placement="waist", device="smartphone", top_k=2,
                        progress=False, precision="fp32", **kw)
     with open(out, newline="") as f:
@@ -73,8 +72,6 @@ def test_windows_below_the_threshold_are_unknown_with_their_best_candidate_secon
 
 
 def test_a_candidate_named_unknown_is_refused(runs, recording, tmp_path):
-    from zerohar.inference.classify import classify_recording
-
     with pytest.raises(ZeroharError, match="'unknown' is the label zerohar gives"):
         classify_recording(runs["all"], recording, tmp_path / "x.csv", labels=["walking", "unknown"],
                            placement="waist", device="smartphone", progress=False)
@@ -82,11 +79,6 @@ def test_a_candidate_named_unknown_is_refused(runs, recording, tmp_path):
 
 
 def test_a_stage2_run_stores_its_threshold(tmp_path):
-    from helpers import tiny_cfg
-
-    from zerohar.train.loop import train_stage
-    from zerohar.train.runs import load_run
-
     out = train_stage("stage2", tiny_cfg("stage2"), tmp_path / "s2", progress=False)
     cal = load_run(out, load_model=False).meta["unknown"]
     assert cal["windows"] > 0 and 0 <= cal["threshold"] == pytest.approx(UNKNOWN_FRACTION * cal["median_best_score"])

@@ -14,7 +14,7 @@ from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.errors import ZeroharError
 from zerohar.losses.contrastive import ContrastiveLoss, inverse_temperature
 from zerohar.model.pretrained import export_released
-from zerohar.model.zerohar import ModelConfig, ZeroHARModel
+from zerohar.model.zerohar import ModelConfig, ZeroHARModel, file_identity
 
 ENCODERS = ["harnet", "original"]
 KINDS = ["acc", "gyro", "acc"]
@@ -245,8 +245,6 @@ def test_another_architecture_names_both(tmp_path):
 
 
 def test_weights_of_another_architecture_are_refused(tmp_path):
-    from zerohar.model.zerohar import file_identity
-
     make("harnet").save_pretrained(tmp_path / "a")
     make("original").save_pretrained(tmp_path / "b")
     # b's json with a's weights (identity fixed up): the weights do not fit the described architecture.

@@ -9,6 +9,7 @@ import torch
 
 from zerohar.data.relcon_augment import TRANSFORMS, relcon_augment, rotation_matrix
 from zerohar.errors import ZeroharError
+from zerohar.losses.sparsemax import TOP_K, sparsemax
 from zerohar.model.motif import MotifConfig, MotifDistance, PartialConv1d, load_motif_distance, save_motif_distance
 
 T = 150
@@ -208,8 +209,6 @@ def test_dropout_in_training_keeps_the_per_pair_path():
 
 
 def test_sparsemax_top_k_equals_a_full_sort():
-    from zerohar.losses.sparsemax import TOP_K, sparsemax
-
     def full_sort(z):
         zs, _ = torch.sort(z, dim=-1, descending=True)
         k = torch.arange(1, z.shape[-1] + 1, dtype=z.dtype)

@@ -8,10 +8,11 @@ import torch
 from helpers import randomise_bn
 
 from zerohar.errors import ZeroharError
-from zerohar.inference.embed import embed_backbone
+from zerohar.inference.embed import embed_backbone, embed_windows
 from zerohar.model import onnx_backend
 from zerohar.model.fused import agreement, check_windows
 from zerohar.model.harnet import HARNet
+from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 
 needs_ort = pytest.mark.skipif(not onnx_backend.onnx_available(), reason="onnxruntime is not installed")
 
@@ -101,9 +102,6 @@ def test_missing_onnxruntime_is_one_clear_error(net, monkeypatch):
 def test_embed_windows_int8_calibrates_on_the_models_triads(cache, monkeypatch):
     """`precision="int8"` with training windows: their clipped / scaled triads calibrate the backbone, and the
     window embeddings stay close to fp32."""
-    from zerohar.inference.embed import embed_windows
-    from zerohar.model.zerohar import ModelConfig, ZeroHARModel
-
     monkeypatch.setenv("ZEROHAR_CACHE", str(cache))
     torch.manual_seed(0)
     model = ZeroHARModel(ModelConfig()).eval()

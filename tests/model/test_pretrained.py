@@ -20,6 +20,7 @@ from zerohar.model.pretrained import (
     released_blob_id,
     save_backbone,
 )
+from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 
 
 def random_backbone(variant: str, seed: int = 0) -> HARNet:
@@ -156,8 +157,6 @@ def test_zerohar_safetensors_checkpoint_and_run_directory(tmp_path):
     with torch.no_grad():
         assert torch.equal(load_backbone(path, None).eval()(x), src(x))
         # A run directory holding a whole ZeroHAR model: its `backbone.*` weights.
-        from zerohar.model.zerohar import ModelConfig, ZeroHARModel
-
         model = ZeroHARModel(ModelConfig())
         model.backbone.load_state_dict(src.state_dict())
         model.save_pretrained(tmp_path / "run")

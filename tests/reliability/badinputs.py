@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from helpers import SUBJECTS, TINY_MODEL
 
 HEADER = ["time", "acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
 RATE = 30.0
@@ -60,8 +61,6 @@ def layout_yaml(channels: list[dict] | None = None, name: str = "mine", **top) -
 def tiny_config(stage: str = "stage1") -> str:
     """A settings file (YAML) for a training run of a second or two: three embedded HAPT subjects, a tiny model,
     one step per epoch."""
-    from helpers import SUBJECTS, TINY_MODEL
-
     model = {"backbone": "harnet5"} if stage == "pretrain" else TINY_MODEL
     return json.dumps({
         "data": {"dataset": "hapt", "subjects": SUBJECTS},

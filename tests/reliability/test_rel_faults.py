@@ -24,6 +24,8 @@ from badinputs import csv_text, tiny_config, write
 from llm_server import LLMServer
 
 from zerohar.cli import main
+from zerohar.errors import ZeroharError
+from zerohar.train.runs import load_run
 
 HERE = Path(__file__).parent
 pytestmark = pytest.mark.slow
@@ -91,9 +93,6 @@ def test_kill9_while_writing_model_safetensors_is_never_loaded(tmp_path, capsys)
     _kill_mid_write(proc, marker)
     run = tmp_path / "run"
     assert Path(marker.read_text()).exists() and not (run / "model.safetensors").exists()
-    from zerohar.errors import ZeroharError
-    from zerohar.train.runs import load_run
-
     with pytest.raises(ZeroharError, match="unfinished"):
         load_run(run)  # the torn weights are never read
     assert main([*map(str, args), "--resume"]) == 0  # nothing to resume from: starts again

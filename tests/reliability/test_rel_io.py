@@ -15,6 +15,7 @@ from zerohar.io import (
     STALE_AFTER_S,
     AtomicLog,
     TableWriter,
+    _host,
     atomic_directory,
     atomic_write_text,
     check_input_file,
@@ -32,8 +33,6 @@ def _dead_pid() -> int:
 
 
 def _tag(pid: int) -> str:
-    from zerohar.io import _host
-
     return f"{_host()}-{pid}"
 
 

@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from zerohar.errors import ZeroharError
-from zerohar.text.labels import clean_labels, read_labels_file
+from zerohar.text.label_rule import label_texts
+from zerohar.text.labels import clean_labels, load_label_descriptions, read_labels_file, template_descriptions
 
 # ---------------------------------------------------------------------------------------------- labels
 
@@ -52,9 +53,6 @@ def test_labels_file_text_and_json(tmp_path):
 def test_describe_asks_the_llm_only_for_labels_without_written_descriptions(monkeypatch, tmp_path):
     from llm_server import LLMServer
 
-    from zerohar.text.label_rule import label_texts
-    from zerohar.text.labels import load_label_descriptions
-
     monkeypatch.setenv("ZEROHAR_CACHE", str(tmp_path / "cache"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     with LLMServer() as server:
@@ -68,9 +66,6 @@ def test_describe_asks_the_llm_only_for_labels_without_written_descriptions(monk
 
 
 def test_labels_without_descriptions_fall_back_to_templates_and_names_runs_use_names():
-    from zerohar.text.label_rule import label_texts
-    from zerohar.text.labels import template_descriptions
-
     texts = label_texts(["rock climbing", "sitting"], dataset="hapt")
     assert texts["rock climbing"] == template_descriptions("rock climbing")
     assert len(texts["sitting"]) == 10 and texts["sitting"] != template_descriptions("sitting")

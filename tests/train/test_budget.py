@@ -8,6 +8,7 @@ import pytest
 from helpers import scripted_validation, tiny_cfg
 
 from zerohar.config import TrainConfig
+from zerohar.train import loop as train_mod
 from zerohar.train.budget import Progress, plan_budget
 from zerohar.train.loop import train_stage
 
@@ -106,8 +107,6 @@ def test_adaptive_run_stops_on_its_plateau_and_keeps_the_best(tmp_path, monkeypa
 
 
 def test_adaptive_run_resumed_between_validations_matches(tmp_path, monkeypatch):
-    from zerohar.train import loop as train_mod
-
     def cfg():
         return _adaptive(max_steps=8, patience=5)
 

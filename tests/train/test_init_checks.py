@@ -9,13 +9,15 @@ import torch
 from helpers import tiny_cfg
 
 from zerohar.errors import ZeroharError
+from zerohar.model.harnet import HARNet
+from zerohar.model.pretrained import export_released
+from zerohar.text.labels import template_descriptions
+from zerohar.train import stage2
+from zerohar.train.base import build_zerohar_model
+from zerohar.train.distributed import Dist
 
 
 def test_a_class_without_descriptions_is_refused_not_templated(monkeypatch):
-    from zerohar.text.labels import template_descriptions
-    from zerohar.train import stage2
-    from zerohar.train.distributed import Dist
-
     real = stage2.label_texts
 
     def without_standing(labels, **kw):
@@ -33,10 +35,6 @@ def test_a_class_without_descriptions_is_refused_not_templated(monkeypatch):
 
 
 def test_a_partial_backbone_is_an_error_unless_asked_for(tmp_path):
-    from zerohar.model.harnet import HARNet
-    from zerohar.model.pretrained import export_released
-    from zerohar.train.base import build_zerohar_model
-
     path = export_released(HARNet("harnet5"), tmp_path / "init.mdl")
     state = torch.load(path, weights_only=True)
     del state["module.feature_extractor.layer5.0.weight"]

@@ -8,6 +8,8 @@ import numpy as np
 from zerohar.config import resolve_config
 from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.data.windows import WindowSet
+from zerohar.train.distributed import Dist
+from zerohar.train.stage2 import Stage2Task
 
 
 def _set(path, placement, classes, seed):
@@ -21,9 +23,6 @@ def _set(path, placement, classes, seed):
 
 
 def test_mapped_classes_share_one_text_row_and_the_model_records_the_map(tmp_path):
-    from zerohar.train.distributed import Dist
-    from zerohar.train.stage2 import Stage2Task
-
     a = _set(tmp_path / "a.npz", "waist", ["walking forward", "lying"], 0)
     b = _set(tmp_path / "b.npz", "wrist", ["walking", "rowing"], 1)
     m = tmp_path / "map.yaml"

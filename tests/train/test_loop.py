@@ -12,9 +12,17 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import SUBJECTS, tiny_cfg
+from helpers import SUBJECTS, scripted_validation, tiny_cfg
 
+from zerohar.data.layout import Sensor, SensorLayout
+from zerohar.data.prepare import load_windowset
+from zerohar.data.splits import load_stage_data
 from zerohar.errors import ZeroharError
+from zerohar.model.harnet import HARNet
+from zerohar.model.pretrained import export_released
+from zerohar.text.encoder import TextEncoder
+from zerohar.text.labels import descriptions_for
+from zerohar.train import loop as train_mod
 from zerohar.train.base import epoch_permutation, step_rng
 from zerohar.train.budget import lr_factor
 from zerohar.train.loop import train_stage
@@ -85,8 +93,6 @@ def _stage2_cfg(init, **train):
 
 
 def test_supervised_holds_out_test_subjects(tmp_path):
-    from zerohar.data.splits import load_stage_data
-
     four = {"subjects": ["01", "02", "03", "04"]}
     cfg = tiny_cfg("supervised", data=four, val_fraction=0.25, test_fraction=0.25)
     split = load_stage_data(cfg).subjects
@@ -115,8 +121,6 @@ class _Killed(Exception):
 
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
     """2 epochs straight == 1 epoch, a kill in the middle of epoch 2, then --resume."""
-    from zerohar.train import loop as train_mod
-
     def cfg():
         return tiny_cfg("stage1", epochs=2, max_steps_per_epoch=3)
 
@@ -156,8 +160,6 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path, monkeypatch):
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
-    from zerohar.train import loop as train_mod
-
     def stop_after_epoch(self, val, elapsed):
         original(self, val, elapsed)
         raise _Killed()
@@ -176,8 +178,6 @@ def test_resume_with_other_settings_is_refused(tmp_path, monkeypatch):
 
 def test_model_selection_keeps_the_best_epoch(tmp_path, monkeypatch):
     """The saved model is the one of the best validation epoch, not the last one."""
-    from helpers import scripted_validation
-
     scripted_validation(monkeypatch, [0.5, 0.9, 0.7])
     out = train_stage("stage1", tiny_cfg("stage1", epochs=3, max_steps_per_epoch=1), tmp_path / "sel",
                       progress=False)
@@ -210,8 +210,6 @@ def test_fold_whose_unseen_classes_are_missing(tmp_path):
                                            r"from the data hapt"):
         train_stage("stage1", cfg, tmp_path / "out", progress=False)
     # a class the data names but has no window of (here: its windows were dropped)
-    from zerohar.data.prepare import load_windowset
-
     ws = load_windowset("hapt")
     ws = ws.subset(np.isin(ws.subject, SUBJECTS) & (ws.y != ws.class_names.index("sitting")))
     path = ws.save(tmp_path / "no-sitting.npz")
@@ -222,9 +220,6 @@ def test_fold_whose_unseen_classes_are_missing(tmp_path):
 
 
 def test_backbone_checkpoint_of_another_architecture(tmp_path):
-    from zerohar.model.harnet import HARNet
-    from zerohar.model.pretrained import export_released
-
     ckpt = export_released(HARNet("harnet10"), tmp_path / "mtl_best.mdl")
     cfg = tiny_cfg("stage1", model={"encoder": "harnet", "backbone": "harnet5"})
     cfg.init = str(ckpt)
@@ -233,9 +228,6 @@ def test_backbone_checkpoint_of_another_architecture(tmp_path):
 
 
 def test_corrupt_or_truncated_checkpoint(tmp_path, stage1_run):
-    from zerohar.model.harnet import HARNet
-    from zerohar.model.pretrained import export_released
-
     ckpt = export_released(HARNet("harnet5"), tmp_path / "mtl_5_best.mdl")
     data = ckpt.read_bytes()
     ckpt.write_bytes(data[: len(data) // 2])
@@ -265,9 +257,6 @@ def test_init_run_that_is_not_stage1(stage1_run, tmp_path):
 
 def test_layout_with_a_sensor_kind_the_model_does_not_know(stage1_run, tmp_path):
     """Stage I saw acc + gyro; Stage II data declaring a magnetometer is refused."""
-    from zerohar.data.layout import Sensor, SensorLayout
-    from zerohar.data.prepare import load_windowset
-
     ws = load_windowset("hapt")
     ws = ws.subset(np.isin(ws.subject, SUBJECTS))
     # The same signals, the second triad declared as a magnetometer: a layout Stage I never saw.
@@ -288,9 +277,6 @@ def test_time_limit_stops_and_finishes(tmp_path):
 
 
 def test_freeze_layers_keeps_early_backbone_layers(tmp_path):
-    from zerohar.model.harnet import HARNet
-    from zerohar.model.pretrained import export_released
-
     init = HARNet("harnet5")
     ckpt = export_released(init, tmp_path / "init.mdl")
     cfg = tiny_cfg("stage1", model={"encoder": "harnet"}, freeze_layers=2, max_steps_per_epoch=1)
@@ -306,8 +292,6 @@ def test_freeze_layers_keeps_early_backbone_layers(tmp_path):
 
 
 def _spy_texts(monkeypatch) -> list[str]:
-    from zerohar.text.encoder import TextEncoder
-
     seen: list[str] = []
     real = TextEncoder.encode
 
@@ -321,8 +305,6 @@ def _spy_texts(monkeypatch) -> list[str]:
 
 @pytest.mark.parametrize("transductive", [False, True])
 def test_unseen_label_text_never_enters_training(stage1_run, tmp_path, monkeypatch, transductive):
-    from zerohar.text.labels import descriptions_for
-
     texts = _spy_texts(monkeypatch)
     cfg = _stage2_cfg(stage1_run, transductive=transductive)
     train_stage("stage2", cfg, tmp_path / "s2", progress=False)

@@ -8,9 +8,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from helpers import window_set_file
 
 from zerohar.config import resolve_config
+from zerohar.data.layout import Sensor, SensorLayout
 from zerohar.errors import ZeroharError
+from zerohar.losses.relcon import relative_contrastive_loss
 from zerohar.model.motif import MOTIF_FORMAT
 from zerohar.model.pretrained import BACKBONE_FORMAT, load_backbone
 from zerohar.train.base import step_rng
@@ -127,7 +130,6 @@ def test_grouped_batches_are_groups_of_one_recording_and_distances_line_up(runs)
     assert torch.isfinite(loss) and task.model.backbone.layer1[0].weight.grad is not None
     # the same windows as a separate computation of the relative loss over the batch
     z = task.model(b["x"])
-    from zerohar.losses.relcon import relative_contrastive_loss
     torch.testing.assert_close(loss, relative_contrastive_loss(z, z[others], b["dist"], 0.1))
 
 
@@ -194,10 +196,6 @@ def test_bad_settings_are_one_clear_error(runs, tmp_path):
 def test_relcon_on_several_sources_draws_balanced_epochs_of_its_own_anchors(tmp_path):
     """The anchors are a subset of the training windows (too-short recordings drop out): the balanced epoch
     order of several sources must index the anchors, not the training windows."""
-    from helpers import window_set_file
-
-    from zerohar.data.layout import Sensor, SensorLayout
-
     waist = SensorLayout((Sensor("acc", "waist", "smartphone", "g"),))
     wrist = SensorLayout((Sensor("acc", "wrist", "smartwatch", "g"),))
     a = window_set_file(tmp_path / "a.npz", waist, ["walking", "sitting"], 5, 40, 0)

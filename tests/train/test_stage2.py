@@ -6,6 +6,9 @@ import numpy as np
 import torch
 from helpers import tiny_cfg
 
+from zerohar.model.zerohar import ZeroHARModel
+from zerohar.train.distributed import Dist
+from zerohar.train.registry import make_task
 from zerohar.train.stage2 import sensor_dropout_mask
 
 
@@ -22,10 +25,6 @@ def test_sensor_dropout_drops_whole_sensors_and_keeps_at_least_one():
 
 
 def test_stage2_batches_carry_the_mask_into_the_model(monkeypatch):
-    from zerohar.model.zerohar import ZeroHARModel
-    from zerohar.train.distributed import Dist
-    from zerohar.train.registry import make_task
-
     task = make_task(tiny_cfg("stage2", sensor_dropout=0.5), Dist())
     assert len(task.layout.sensors) == 2  # HAPT: accelerometer and gyroscope
     idx = np.arange(8)
@@ -49,9 +48,6 @@ def test_stage2_batches_carry_the_mask_into_the_model(monkeypatch):
 
 
 def test_negatives_all_contrasts_every_trained_label_at_every_step():
-    from zerohar.train.distributed import Dist
-    from zerohar.train.registry import make_task
-
     idx = np.arange(4)
     batch_only = make_task(tiny_cfg("stage2"), Dist())
     every = make_task(tiny_cfg("stage2", negatives="all"), Dist())
