@@ -11,7 +11,8 @@ with the reference path (fp32) and with each option, and the script reports:
   computation of `zerohar eval`), next to fp32's.
 
 Options: `int8` (`--precision int8`: the backbone on ONNX Runtime, calibrated on 256 of the windows, as `zerohar
-eval --precision int8` does) and `distilled` (`--distilled`: the run's student backbone from `zerohar distill`).
+eval --precision int8` does), `distilled` (`--distilled`: the run's student backbone from `zerohar distill`), and
+both at once (`distilled-int8`: `--distilled --precision int8`, the student's HARNet on ONNX Runtime).
 `--step` is an option of recordings, not of window sets: its agreement is measured by classify (README).
 
     python scripts/less_work.py --run RUN [RUN ...] --options int8 distilled --out eval/results/less-work
@@ -40,8 +41,8 @@ def option_model(run, option: str):
     """(model, precision) of an option: the run's model in fp32 or int8, or with its distilled student backbone."""
     if option in ("fp32", "int8"):
         return run.model, option
-    if option == "distilled":
-        return load_run(run.path, distilled=True).window_model, "fp32"
+    if option in ("distilled", "distilled-int8"):
+        return load_run(run.path, distilled=True).window_model, "int8" if option.endswith("int8") else "fp32"
     raise SystemExit(f"unknown option {option!r}")
 
 
@@ -80,7 +81,7 @@ def measure(run_dir: str, options: list[str], root: str | None) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", nargs="+", required=True, help="finished Stage II runs (benchmark folds)")
-    ap.add_argument("--options", nargs="+", default=["int8"], choices=["int8", "distilled"])
+    ap.add_argument("--options", nargs="+", default=["int8"], choices=["int8", "distilled", "distilled-int8"])
     ap.add_argument("--root", help="the datasets' raw folder, if not the runs' own")
     ap.add_argument("--out", required=True, help="folder for results.json and results.md")
     a = ap.parse_args(argv)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from zerohar.errors import ZeroharError
-from zerohar.model.harnet import VARIANTS, HARNet, ResBlock, downsample_kernel
+from zerohar.model.harnet import VARIANTS, HARNet, ResBlock, downsample_kernel, layer_channels, narrowed
 
 PREFIX = "feature_extractor."
 
@@ -176,3 +176,41 @@ def test_trains_in_training_mode():
     net(x).square().mean().backward()
     assert net.layer1[0].weight.grad.abs().sum() > 0
     assert int(net.layer1[1].bn1.num_batches_tracked) == 1
+
+
+def _all_channels(net: HARNet) -> dict[str, torch.Tensor]:
+    keep = {}
+    for i in range(1, 6):
+        layer = getattr(net, f"layer{i}")
+        keep[f"layer{i}"] = torch.arange(layer[0].out_channels)
+        for b in range(1, sum(isinstance(m, ResBlock) for m in layer) + 1):
+            keep[f"layer{i}.{b}"] = torch.arange(layer[0].out_channels)
+    return keep
+
+
+def test_narrowed_keeping_every_channel_is_the_same_network():
+    net = randomise_bn(HARNet("harnet5"), seed=3).eval()
+    same = narrowed(net, 1.0, _all_channels(net)).eval()
+    x = torch.randn(4, 3, 150)
+    with torch.no_grad():
+        torch.testing.assert_close(same(x), net(x), rtol=0, atol=0)
+
+
+def test_narrowed_copies_the_kept_channels_weights_and_refuses_other_counts():
+    torch.manual_seed(0)
+    net = randomise_bn(HARNet("harnet5"), seed=4).eval()
+    g = torch.Generator().manual_seed(1)
+    keep = {k: torch.sort(torch.randperm(len(v), generator=g)[: len(v) // 2]).values
+            for k, v in _all_channels(net).items()}
+    small = narrowed(net, 0.5, keep)
+    assert [getattr(small, f"layer{i}")[0].out_channels for i in range(1, 6)] == list(layer_channels("harnet5", 0.5))
+    k1, k2, j = keep["layer1"], keep["layer2"], keep["layer2.1"]
+    torch.testing.assert_close(small.layer1[0].weight, net.layer1[0].weight[k1])  # all three inputs
+    torch.testing.assert_close(small.layer2[0].weight, net.layer2[0].weight[k2][:, k1])
+    torch.testing.assert_close(small.layer2[1].conv1.weight, net.layer2[1].conv1.weight[j][:, k2])
+    torch.testing.assert_close(small.layer2[1].conv2.weight, net.layer2[1].conv2.weight[k2][:, j])
+    torch.testing.assert_close(small.layer2[1].bn2.running_var, net.layer2[1].bn2.running_var[j])
+    torch.testing.assert_close(small.layer5[1].weight, net.layer5[1].weight[keep["layer5"]])  # layer5's final BN
+    assert small(torch.randn(2, 3, 150)).shape == (2, 256)
+    with pytest.raises(ZeroharError, match="are not those of harnet5 at width 0.25"):
+        narrowed(net, 0.25, keep)

@@ -276,3 +276,50 @@ class DistilledHARNet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"variant={self.variant!r}, width={self.width:g}, out_dim={self.out_dim}"
+
+
+def narrowed(net: HARNet, width: float, keep: dict[str, torch.Tensor]) -> HARNet:
+    """A narrower HARNet made of `net`'s own weights: the channels `keep` names, every other one removed.
+
+    `keep["layer{i}"]` are the kept channels of layer i's residual stream (its first conv's outputs, every
+    block's input and output, its final BN and downsample), `keep["layer{i}.{b}"]` those inside residual block b
+    of it (conv1's outputs, bn2, conv2's inputs); each holds as many as `layer_channels(variant, width)` gives
+    the layer. Weights, BN parameters and running statistics are copied for the
+    kept channels; the result is an ordinary `HARNet(variant, width=width)`. With every channel kept it is `net`
+    again (the test); with fewer, the layers after a cut see fewer inputs, so their BN statistics are stale until
+    recalibrated (:func:`zerohar.train.distill.pruned_student` does).
+
+    Raises:
+        ZeroharError: `keep` does not give every layer and block the channel count of `width`.
+    """
+    out = HARNet(net.variant, clip_input=net.clip_input, width=width)
+    counts = tuple(len(keep[f"layer{i}"]) for i in range(1, 6))
+    if counts != layer_channels(net.variant, out.width):
+        raise ZeroharError(f"channels kept per layer {list(counts)} are not those of {net.variant} at width "
+                           f"{out.width:g} ({list(layer_channels(net.variant, out.width))})")
+    prev = torch.arange(3)
+    with torch.no_grad():
+        for i in range(1, 6):
+            src, dst, k = getattr(net, f"layer{i}"), getattr(out, f"layer{i}"), keep[f"layer{i}"].long()
+            dst[0].weight.copy_(src[0].weight[k][:, prev])
+            n_blocks = sum(isinstance(m, ResBlock) for m in src)
+            for b in range(1, n_blocks + 1):
+                j = keep[f"layer{i}.{b}"].long()
+                if len(j) != len(k):
+                    raise ZeroharError(f"block {b} of layer {i} keeps {len(j)} channels, its stream {len(k)}")
+                _copy_bn(dst[b].bn1, src[b].bn1, k)
+                _copy_bn(dst[b].bn2, src[b].bn2, j)
+                dst[b].conv1.weight.copy_(src[b].conv1.weight[j][:, k])
+                dst[b].conv2.weight.copy_(src[b].conv2.weight[k][:, j])
+            _copy_bn(dst[n_blocks + 1], src[n_blocks + 1], k)
+            prev = k
+    return out
+
+
+def _copy_bn(dst: nn.BatchNorm1d, src: nn.BatchNorm1d, idx: torch.Tensor) -> None:
+    """Copy BN parameters and running statistics of channels `idx` of `src` into `dst` (in place)."""
+    dst.weight.copy_(src.weight[idx])
+    dst.bias.copy_(src.bias[idx])
+    dst.running_mean.copy_(src.running_mean[idx])
+    dst.running_var.copy_(src.running_var[idx])
+    dst.num_batches_tracked.copy_(src.num_batches_tracked)
