@@ -60,6 +60,27 @@ def test_tempo_changes_the_movements_frequency_within_its_range():
     assert np.isfinite(y).all() and np.abs(y).max() <= np.abs(x).max() + 1e-5  # interpolation, no overshoot
 
 
+def test_mix_blends_a_share_of_windows_with_others_of_their_group():
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(400, 6, 150)).astype(np.float32)
+    x[200:] += 10.0  # a second group, far from the first
+    groups = np.repeat([0, 1], 200)
+    y = broad_augment(x, np.random.default_rng(5), 1.0, 1.0, 0.5, groups)
+    changed = ~np.all(np.isclose(y, x), axis=(1, 2))
+    assert 0.35 < changed.mean() < 0.6  # about half (a window drawn as its own partner stays)
+    assert (y[:200] < 5).all() and (y[200:] > 5).mean() > 0.99  # mixed within its group only
+    for i in np.flatnonzero(changed)[:20]:  # each a convex combination of itself and one other window
+        pool = range(200) if i < 200 else range(200, 400)
+        fits = []
+        for j in pool:
+            d = x[i] - x[j]
+            lam = float((y[i] - x[j]).ravel() @ d.ravel() / max(float(d.ravel() @ d.ravel()), 1e-12))
+            fits.append((np.abs(lam * x[i] + (1 - lam) * x[j] - y[i]).max(), lam))
+        err, lam = min(fits)
+        assert err < 1e-4 and -1e-6 <= lam <= 1 + 1e-6
+    assert np.array_equal(broad_augment(x, np.random.default_rng(5), 1.0, 1.0, 0.0), x)
+
+
 def test_the_same_seed_gives_the_same_copy():
     x = _windows()
     a = broad_augment(x, np.random.default_rng(7), 2.0, 1.5)
@@ -68,7 +89,7 @@ def test_the_same_seed_gives_the_same_copy():
 
 
 @pytest.mark.parametrize("bad", [{"augment_deg": 200.0}, {"augment_scale": 1.0}, {"augment_intensity": 0.5},
-                                 {"augment_tempo": 3.0}])
+                                 {"augment_tempo": 3.0}, {"augment_mix": 1.5}])
 def test_distill_refuses_augmentation_out_of_range(tmp_path, bad):
     run = untrained_run(tmp_path / "run")
     with pytest.raises(ZeroharError, match="augmentation takes"):

@@ -182,7 +182,7 @@ def test_distillation_on_the_runs_own_windows_writes_both_files(distilled):
     # acc + gyro of every window, and of its two augmented copies (turned every way); validation: one copy
     assert data["train_triads"] == 2 * 3 * data["train_windows"] and data["val_triads"] == 2 * 2 * data["val_windows"]
     assert data["augment_copies"] == 2 and data["augment"] == {"max_deg": 180.0, "scale": 0.3, "intensity": 1.0,
-                                                               "tempo": 1.0}
+                                                               "tempo": 1.0, "mix": 0.0}
     assert not [p for p in distilled.iterdir() if p.name.startswith(".")], "temporary files left behind"
 
 

@@ -67,6 +67,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "run's labels: 92.6%% vs 95.4%%)")
     p.add_argument("--augment-tempo", type=float, default=1.0, metavar="F",
                    help="resample each augmented window to a tempo log-uniform in [1/F, F] (default 1: off)")
+    p.add_argument("--augment-mix", type=float, default=0.0, metavar="P",
+                   help="mix this share of each augmented copy's windows with another window, lam * a + (1 - lam) * "
+                   "b with lam uniform in [0, 1] (mixup; default 0: off)")
     p.add_argument("--student-init", choices=("teacher", "random"), default="teacher",
                    help="how the student starts: 'teacher' (default) keeps the teacher's own weights on the channels "
                    "its later layers read most, recalibrated and with a fitted output map; 'random' starts from "
@@ -87,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         args.run, width=args.width, data=args.data, dataset=args.dataset, root=args.root, max_steps=args.max_steps,
         batch_size=args.batch_size, lr=args.lr, augment_copies=args.augment_copies,
         augment_deg=args.augment_rotation, augment_scale=args.augment_scale, augment_intensity=args.augment_intensity,
-        augment_tempo=args.augment_tempo, init=args.student_init, seed=args.seed,
+        augment_tempo=args.augment_tempo, augment_mix=args.augment_mix, init=args.student_init, seed=args.seed,
         allow_transductive_init=args.allow_transductive_init, force=args.force, progress=not args.no_progress,
     )
     r = read_distilled(args.run)

@@ -39,7 +39,8 @@ def augment(x: np.ndarray, rng: np.random.Generator, max_deg: float, scale: floa
 
 
 
-def broad_augment(x: np.ndarray, rng: np.random.Generator, intensity: float, tempo: float) -> np.ndarray:
+def broad_augment(x: np.ndarray, rng: np.random.Generator, intensity: float, tempo: float, mix: float = 0.0,
+                  groups: np.ndarray | None = None) -> np.ndarray:
     """Windows `(B, C, T)` played at another tempo and intensity, for distillation (not for training on labels).
 
     A student learns its teacher's function only on the inputs it is shown, and a fold's unseen activities are
@@ -51,10 +52,27 @@ def broad_augment(x: np.ndarray, rng: np.random.Generator, intensity: float, tem
     - made more or less intense: each triad's deviation from its own mean (gravity stays) scaled by a factor
       log-uniform in `[1 / intensity, intensity]`.
 
-    A `tempo` or `intensity` of 1 leaves that part out. Rotation and amplitude scale are :func:`augment`'s.
+    - mixed (`mix`, the share of windows): `lam * x_i + (1 - lam) * x_j` with another window `j` of `x` (of the
+      same group, when `groups` `(B,)` is given: windows of one sensor layout) and `lam` uniform in [0, 1], the
+      mixup of function-matching distillation (Beyer et al., CVPR 2022): inputs between the movements the
+      windows hold.
+
+    A `tempo` or `intensity` of 1, or a `mix` of 0, leaves that part out (and draws nothing). Rotation and
+    amplitude scale are :func:`augment`'s.
     """
     b, c, t = x.shape
     tri = np.asarray(x, dtype=np.float32).reshape(b, c // 3, 3, t)  # (B, S, 3, T)
+    if mix > 0 and b > 1:
+        who = np.flatnonzero(rng.random(b) < mix)
+        g = np.zeros(b, np.int64) if groups is None else np.asarray(groups)
+        partner = who.copy()
+        for v in np.unique(g[who]):
+            pool = np.flatnonzero(g == v)
+            sel = who[g[who] == v]
+            partner[g[who] == v] = pool[rng.integers(0, len(pool), size=len(sel))]
+        lam = rng.uniform(0.0, 1.0, size=(len(who), 1, 1, 1)).astype(np.float32)
+        tri = tri.copy()
+        tri[who] = lam * tri[who] + (1 - lam) * tri[partner]
     if tempo > 1:
         f = np.exp(rng.uniform(-np.log(tempo), np.log(tempo), size=(b, 1)))
         last = t - 1

@@ -415,6 +415,7 @@ def distill_run(
     augment_scale: float = AUG_SCALE,
     augment_intensity: float = 1.0,
     augment_tempo: float = 1.0,
+    augment_mix: float = 0.0,
     init: str = INITS[0],
     seed: int = 0,
     allow_transductive_init: bool = False,
@@ -434,6 +435,7 @@ def distill_run(
         augment_copies: augmented copies of the training windows (with their own teacher features); 0: none.
         augment_deg, augment_scale: the copies' largest rotation (degrees) and amplitude scale.
         augment_intensity, augment_tempo: factors (>= 1; 1 = off) of :func:`zerohar.data.augment.broad_augment`.
+        augment_mix: the share of each copy's windows mixed with another window (`broad_augment`'s mixup).
         init: "teacher" (start as the teacher's most read channels, :func:`pruned_student`) or "random".
         seed: student initialisation, batches, augmentation, subsets.
         allow_transductive_init: accept data holding the teacher's unseen classes or test subjects (recorded).
@@ -458,10 +460,11 @@ def distill_run(
                            f"step and no negative number of copies (found batch {batch_size}, lr {lr:g}, "
                            f"max steps {max_steps}, copies {augment_copies})")
     if not (0 <= augment_deg <= 180 and 0 <= augment_scale < 1 and 1 <= augment_intensity <= 4
-            and 1 <= augment_tempo <= 2):
+            and 1 <= augment_tempo <= 2 and 0 <= augment_mix <= 1):
         raise ZeroharError(f"the augmentation takes a rotation of 0-180 degrees, a scale in [0, 1), an intensity "
-                           f"factor in [1, 4] and a tempo factor in [1, 2] (found {augment_deg:g} degrees, scale "
-                           f"{augment_scale:g}, intensity {augment_intensity:g}, tempo {augment_tempo:g})")
+                           f"factor in [1, 4], a tempo factor in [1, 2] and a mixed share in [0, 1] (found "
+                           f"{augment_deg:g} degrees, scale {augment_scale:g}, intensity {augment_intensity:g}, "
+                           f"tempo {augment_tempo:g}, mix {augment_mix:g})")
     if init not in INITS:
         raise ZeroharError(f"a student starts from one of {', '.join(INITS)}, not {init!r}")
     check_writable(out / "student.json", "distilled backbone")
@@ -479,7 +482,8 @@ def distill_run(
     val_rows = _cap(dd.val, sensors, MAX_VAL_TRIADS, seed, 0x7A1)
     rng = np.random.default_rng([seed, 0xA06])
     train_x = [window_triads(model, dd.X, train_rows, dd.kinds, dd.present)]
-    settings = {"deg": augment_deg, "scale": augment_scale, "intensity": augment_intensity, "tempo": augment_tempo}
+    settings = {"deg": augment_deg, "scale": augment_scale, "intensity": augment_intensity, "tempo": augment_tempo,
+                "mix": augment_mix}
     for _ in range(augment_copies):
         train_x.append(_augmented_triads(model, dd, train_rows, rng, **settings))
     x_train = np.concatenate(train_x)  # (N, 3, T)
@@ -525,7 +529,7 @@ def distill_run(
                  "train_windows": int(len(train_rows)), "val_windows": int(len(val_rows)),
                  "train_triads": int(len(x_train)), "val_triads": int(len(x_val)), "augment_copies": augment_copies,
                  "augment": {"max_deg": augment_deg, "scale": augment_scale, "intensity": augment_intensity,
-                             "tempo": augment_tempo} if augment_copies else None,
+                             "tempo": augment_tempo, "mix": augment_mix} if augment_copies else None,
                  "labels_read": False},
         "saw": merge_saw(run.meta.get("saw") or {}, dd.record.get("saw")),
         "transductive_init": list(run.meta.get("transductive_init") or []) + dd.record.get("transductive_init", []),
@@ -545,12 +549,14 @@ def distill_run(
 
 
 def _augmented_triads(model, dd: DistillData, rows: np.ndarray, rng: np.random.Generator, *, deg: float,
-                      scale: float, intensity: float, tempo: float) -> np.ndarray:
-    """The triads `(N, 3, T)` of one augmented copy of windows `rows`: tempo and intensity
-    (:func:`zerohar.data.augment.broad_augment`), then rotation and amplitude scale
-    (:func:`zerohar.data.augment.augment`)."""
-    aug = augment(broad_augment(dd.X[rows], rng, intensity, tempo), rng, deg, scale)
-    return window_triads(model, aug, np.arange(len(aug)), dd.kinds, None if dd.present is None else dd.present[rows])
+                      scale: float, intensity: float, tempo: float, mix: float) -> np.ndarray:
+    """The triads `(N, 3, T)` of one augmented copy of windows `rows`: tempo, intensity and mixup
+    (:func:`zerohar.data.augment.broad_augment`; windows are mixed within one sensor layout), then rotation and
+    amplitude scale (:func:`zerohar.data.augment.augment`)."""
+    present = None if dd.present is None else dd.present[rows]
+    groups = None if present is None else np.unique(present, axis=0, return_inverse=True)[1].reshape(-1)
+    aug = augment(broad_augment(dd.X[rows], rng, intensity, tempo, mix, groups), rng, deg, scale)
+    return window_triads(model, aug, np.arange(len(aug)), dd.kinds, present)
 
 
 @dataclass
