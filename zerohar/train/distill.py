@@ -298,16 +298,11 @@ def channel_importance(net: HARNet, x: np.ndarray, batch: int = 512) -> dict[str
             hooks += [blk.bn1.register_forward_hook(keep(f"layer{i}.{b}.in")),
                       blk.bn2.register_forward_hook(keep(f"layer{i}.{b}"))]
         hooks.append(layer[len(blocks) + 1].register_forward_hook(keep(f"layer{i}.out")))
-    was = net.training
-    net.eval()
     try:
-        with torch.inference_mode():
-            for a in range(0, len(x), batch):
-                net(torch.from_numpy(np.ascontiguousarray(x[a : a + batch])))
+        _forward(net, x, batch, training=False)
     finally:
         for h in hooks:
             h.remove()
-        net.train(was)
     n = max(1, len(x))
 
     def norm2(conv) -> torch.Tensor:  # squared weight norm per input channel
@@ -329,18 +324,26 @@ def _recalibrate_bn(net: torch.nn.Module, x: np.ndarray, batch: int = 512) -> No
     """Replace every BN's running statistics by those of triads `x` (a cumulative average over batches)."""
     bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm1d)]
     momenta = [m.momentum for m in bns]
-    was = net.training
     for m in bns:
         m.reset_running_stats()
         m.momentum = None  # cumulative moving average: every batch weighs the same
-    net.train()
     try:
-        with torch.no_grad():
-            for a in range(0, len(x), batch):
-                net(torch.from_numpy(np.ascontiguousarray(x[a : a + batch])))
+        _forward(net, x, batch, training=True)
     finally:
         for m, mom in zip(bns, momenta):
             m.momentum = mom
+
+
+def _forward(net: torch.nn.Module, x: np.ndarray, batch: int = 512, *, training: bool = False) -> torch.Tensor:
+    """`net`'s outputs on triads `x` `(N, 3, T)` in batches, without gradients, in training or eval mode (the
+    mode `net` had is restored)."""
+    was = net.training
+    net.train(training)
+    try:
+        with torch.no_grad():
+            return torch.cat([net(torch.from_numpy(np.ascontiguousarray(x[a : a + batch])))
+                              for a in range(0, len(x), batch)])
+    finally:
         net.train(was)
 
 
@@ -362,10 +365,7 @@ def pruned_student(teacher: HARNet, width: float, x: np.ndarray, t: np.ndarray) 
     _recalibrate_bn(net, x)
     student = DistilledHARNet(teacher.variant, width, teacher.out_dim)
     student.net.load_state_dict(net.state_dict())
-    student.eval()
-    with torch.inference_mode():
-        f = torch.cat([student.net(torch.from_numpy(np.ascontiguousarray(x[a : a + 512])))
-                       for a in range(0, len(x), 512)]).double()  # (N, d)
+    f = _forward(student.net, x).double()  # (N, d)
     tt = torch.from_numpy(t).double()  # (N, D)
     mf, mt = f.mean(0), tt.mean(0)
     fc, tc = f - mf, tt - mt
