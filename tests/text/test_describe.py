@@ -200,7 +200,7 @@ def test_ctrl_c_then_rerun_asks_only_for_the_labels_not_yet_cached(server, tmp_p
         _, err = proc.communicate(timeout=30)
     finally:
         proc.kill()
-    assert proc.returncode == 130 and "interrupted" in err
+    assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, err[-2000:])  # its stderr if not
     assert not out.exists()
     server.reset()
     server.per_label.clear()

@@ -69,8 +69,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="resample each augmented window to a tempo log-uniform in [1/F, F] (default 1: off)")
     p.add_argument("--augment-mix", type=float, default=0.0, metavar="P",
                    help="mix this share of each augmented copy's windows with another window, lam * a + (1 - lam) * "
-                   "b with lam uniform in [0, 1] (mixup; default 0: off; 0.5 kept fewer of a HAPT run's labels: "
-                   "94.3%% vs 95.4%%)")
+                   "b with lam uniform in [0, 1] (mixup; default 0: off; 0.5 kept fewer of the labels of a HAPT and a "
+                   "USC-HAD run: 94.3%% vs 95.4%%, 92.5%% vs 95.4%%)")
     p.add_argument("--student-init", choices=("random", "teacher"), default="random",
                    help="how the student starts: 'random' (default) or 'teacher', the teacher's own weights on the "
                    "channels its later layers read most, recalibrated and with a fitted output map (a closer start, "
