@@ -24,7 +24,7 @@ import os
 import random
 import re
 import threading
-from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -58,8 +58,6 @@ USER_PROMPT = "Activity label: {label}"
 #: Placeholder key sent to a `base_url` server when no key is set (local servers ignore it).
 NO_KEY = "no-key-set"
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-#: Seconds the main thread sleeps at most between looks at the workers (so Ctrl-C stops a run at once).
-WAKE_S = 0.2
 
 
 def instruction(n: int = N_DESCRIPTIONS) -> str:
@@ -351,24 +349,19 @@ def describe_labels(
     pool = ThreadPoolExecutor(max_workers=min(opt.concurrency, len(todo)), thread_name_prefix="describe")
     try:
         futures = {pool.submit(one, lb): lb for lb in todo}
-        pending = set(futures)
         with tqdm(total=len(todo), desc="describing labels", unit="label", disable=not opt.progress) as bar:
-            while pending:
-                # A short wait, not one blocking wait: Ctrl-C may land in a worker thread, and the main thread only
-                # raises KeyboardInterrupt when it runs again (a blocking wait kept it asleep for a label's retries)
-                done, pending = wait(pending, timeout=WAKE_S, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    label = futures[fut]
-                    try:
-                        results[label] = fut.result()
-                    except _InvalidReply as e:
-                        invalid[label] = str(e)
-                    except _Cancelled:
-                        pass
-                    except (_GaveUp, ZeroharError) as e:
-                        stop.set()  # the server is down or refuses us: do not start the other labels
-                        fatal = fatal or e
-                    bar.update(1)
+            for fut in as_completed(futures):
+                label = futures[fut]
+                try:
+                    results[label] = fut.result()
+                except _InvalidReply as e:
+                    invalid[label] = str(e)
+                except _Cancelled:
+                    pass
+                except (_GaveUp, ZeroharError) as e:
+                    stop.set()  # the server is down or refuses us: do not start the other labels
+                    fatal = fatal or e
+                bar.update(1)
     except BaseException:  # Ctrl-C: stop at once; answers already received are cached
         interrupted = True
         stop.set()
