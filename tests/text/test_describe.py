@@ -190,7 +190,10 @@ def test_ctrl_c_then_rerun_asks_only_for_the_labels_not_yet_cached(server, tmp_p
     cmd = [sys.executable, "-m", "zerohar.cli", "describe", "a", "b", "c", "--llm-model", "test-model", "--base-url",
            server.url, "--out", str(out), "--concurrency", "1", "--timeout", "1", "--retries", "9", "--backoff",
            "0.001", "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it: a test run started in the background (`make test &`) ignores SIGINT, the
+    # child would inherit that, and Python then installs no KeyboardInterrupt handler
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 30
         while "c" not in server.labels_requested():
