@@ -6,11 +6,21 @@ import pytest
 
 from zerohar.errors import ZeroharError
 from zerohar.inference import plan as plan_mod
-from zerohar.inference.plan import BACKBONE_RULES, NO_BF16_KINDS, cpu_kind, inference_plan
-from zerohar.model import precision
+from zerohar.inference.plan import BACKBONE_RULES, NO_BF16_KINDS, choose, cpu_kind, inference_plan
+from zerohar.model import precision, tuning
 
 AVX2 = {"avx2"}
 AVX512_BF16 = {"avx2", "avx512f", "avx512_bf16"}
+# Measured triads/s (harnet5, 256 per call, 2 threads; `zerohar speed`) of the three CPUs seen so far.
+ZEN3_AVX2 = {"fp32 plain": 438.0, "fp32 fused": 495.0}
+ZEN4_BF16 = {"fp32 plain": 700.0, "fp32 fused": 690.0, "bf16 fused": 1400.0}
+XEON_BF16_NO_AMX = {"fp32 plain": 620.0, "fp32 fused": 752.0, "bf16 fused": 550.0}
+
+
+@pytest.fixture
+def flags_only(monkeypatch):
+    """The plan as the CPU flags alone make it (no timing of this machine)."""
+    monkeypatch.setenv(tuning.TUNE_ENV, "off")
 
 
 def test_cpu_kind():
@@ -45,7 +55,7 @@ def test_every_cpu_kind_and_precision_has_a_rule():
 
 
 @pytest.mark.parametrize(("flags", "native"), [(AVX2, False), (AVX512_BF16, True)])
-def test_plan_follows_the_cpu_flags_reader(monkeypatch, flags, native):
+def test_plan_follows_the_cpu_flags_reader(monkeypatch, flags_only, flags, native):
     """With no flags passed, the plan (and the precision rule) read this machine's through `cpu_flags`."""
     monkeypatch.setattr(precision, "cpu_flags", lambda: [f for f in precision.SPEED_FLAGS if f in flags])
     monkeypatch.setattr(precision, "mkldnn_bf16_supported", lambda: True)
@@ -56,7 +66,7 @@ def test_plan_follows_the_cpu_flags_reader(monkeypatch, flags, native):
     assert (p.precision, p.backbone, p.cpu) == want
 
 
-def test_native_flags_without_onednn_bf16_fall_back_to_fp32(monkeypatch):
+def test_native_flags_without_onednn_bf16_fall_back_to_fp32(monkeypatch, flags_only):
     monkeypatch.setattr(precision, "cpu_flags", lambda: sorted(AVX512_BF16))
     monkeypatch.setattr(precision, "mkldnn_bf16_supported", lambda: False)
     assert not precision.cpu_has_native_bf16()
@@ -86,3 +96,63 @@ def test_int8_runs_the_onnx_backbone_on_request_only(flags):
 def test_int8_on_a_gpu_is_refused():
     with pytest.raises(ZeroharError, match=r"int8 inference \(ONNX Runtime\) runs on the CPU only"):
         inference_plan("int8", device="cuda")
+
+
+# ---------------------------------------------------------------------------------------------- measured plans
+def test_measured_speeds_pick_bf16_only_where_it_pays():
+    """The same avx512_bf16 flag: bf16 at 2x on one CPU (chosen), at 0.73x on the other (fp32 fused chosen)."""
+    assert choose("auto", "native-bf16", ZEN4_BF16)[:2] == ("bf16", "fused")
+    prec, backbone, reason = choose("auto", "native-bf16", XEON_BF16_NO_AMX)
+    assert (prec, backbone) == ("fp32", "fused")
+    assert "bf16 only 0.73x fp32" in reason and "fp32 fused 752/s" in reason
+    assert choose("bf16", "native-bf16", XEON_BF16_NO_AMX)[:2] == ("bf16", "fused")  # asked for: it runs
+    assert choose("fp32", "native-bf16", ZEN4_BF16)[:2] == ("fp32", "plain")  # the faster fp32 one there
+
+
+def test_measured_speeds_on_avx2_never_run_bf16():
+    for prec in ("auto", "fp32", "bf16"):
+        assert choose(prec, "avx2", ZEN3_AVX2)[:2] == ("fp32", "fused"), prec
+    # a bf16 figure that somehow got measured on an AVX2 CPU is ignored: oneDNN has no bf16 convolution there
+    assert choose("bf16", "avx2", {**ZEN3_AVX2, "bf16 autocast": 900.0})[:2] == ("fp32", "fused")
+    assert "no bf16 convolution" in choose("bf16", "avx2", ZEN3_AVX2)[2]
+
+
+def test_a_small_bf16_gain_stays_fp32():
+    gain = tuning.BF16_MIN_GAIN
+    just_under = {"fp32 plain": 100.0, "bf16 fused": 100.0 * gain - 1}
+    assert choose("auto", "native-bf16", just_under)[0] == "fp32"
+    assert choose("auto", "native-bf16", {"fp32 plain": 100.0, "bf16 fused": 100.0 * gain})[0] == "bf16"
+    # on an AVX512 CPU without native bf16 "auto" never picks bf16, whatever was measured
+    assert choose("auto", "avx512", {"fp32 plain": 100.0, "bf16 autocast": 300.0})[0] == "fp32"
+
+
+def test_plain_wins_where_the_fused_backbone_does_not_pay():
+    assert choose("fp32", "avx2", {"fp32 plain": 500.0, "fp32 fused": 480.0})[:2] == ("fp32", "plain")
+
+
+def test_choose_needs_an_fp32_figure():
+    with pytest.raises(ZeroharError, match="no fp32 backbone speed"):
+        choose("auto", "native-bf16", {"bf16 fused": 100.0})
+
+
+@pytest.mark.parametrize(("flags", "speeds", "want"), [
+    (AVX512_BF16, ZEN4_BF16, ("bf16", "fused", "bf16")),
+    (AVX512_BF16, XEON_BF16_NO_AMX, ("fp32", "fused", "fp32")),
+    (AVX2, ZEN3_AVX2, ("fp32", "fused", "fp32")),
+])
+def test_this_machines_plan_and_auto_precision_follow_its_timing(monkeypatch, flags, speeds, want):
+    """On a (simulated) machine, the plan and the training precision of "auto" both read its kept timing."""
+    monkeypatch.setattr(precision, "cpu_flags", lambda: [f for f in precision.SPEED_FLAGS if f in flags])
+    monkeypatch.setattr(precision, "mkldnn_bf16_supported", lambda: True)
+    asked = []
+    monkeypatch.setattr(tuning, "backbone_speeds", lambda bf16, refresh=False: asked.append(bf16) or dict(speeds))
+    p = inference_plan("auto")
+    assert (p.precision, p.backbone, precision.resolve_precision("auto")) == want
+    assert "measured here" in p.reason
+    assert asked[0] is (flags == AVX512_BF16)  # bf16 candidates are timed only where oneDNN has bf16 convolutions
+
+
+def test_simulated_flags_never_time_this_machine(monkeypatch):
+    monkeypatch.setattr(tuning, "backbone_speeds", lambda *a, **k: pytest.fail("timed this machine"))
+    assert inference_plan("auto", flags=AVX2).backbone == "fused"
+    assert inference_plan("auto", flags=AVX512_BF16, speeds=XEON_BF16_NO_AMX).precision == "fp32"

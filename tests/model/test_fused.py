@@ -9,7 +9,7 @@ from torch import nn
 
 from zerohar.errors import ZeroharError
 from zerohar.model import fused as fused_mod
-from zerohar.model import precision
+from zerohar.model import precision, tuning
 from zerohar.model.fused import FusedHARNet, agreement, check_windows, fused_backbone
 from zerohar.model.harnet import HARNet
 from zerohar.model.precision import resolve_precision
@@ -21,7 +21,11 @@ def test_resolve_precision(monkeypatch):
     assert resolve_precision("fp32") == "fp32"
     assert resolve_precision("bf16") == "bf16"
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setenv(tuning.TUNE_ENV, "off")  # the flags alone
     assert resolve_precision("auto") == "bf16"
+    monkeypatch.setenv(tuning.TUNE_ENV, "on")  # native, but timed slower than fp32 here: fp32
+    monkeypatch.setattr(tuning, "backbone_speeds", lambda bf16, refresh=False: {"fp32 fused": 750, "bf16 fused": 550})
+    assert resolve_precision("auto") == "fp32"
     monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto") == "fp32"
 

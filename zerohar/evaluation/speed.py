@@ -89,7 +89,7 @@ from zerohar.data.synthetic import write_csv, write_geneactiv
 from zerohar.errors import ZeroharError
 from zerohar.inference.embed import embed_backbone, embed_windows, plan_backbone
 from zerohar.inference.index import LabelIndex
-from zerohar.inference.plan import inference_plan
+from zerohar.inference.plan import NO_BF16_KINDS, inference_plan, machine_speeds
 from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
@@ -97,7 +97,7 @@ from zerohar.model.fused import FusedHARNet, check_windows
 from zerohar.model.harnet import CircularConv1d, DistilledHARNet, Downsample, HARNet
 from zerohar.model.motif import MotifConfig, MotifDistance
 from zerohar.model.onnx_backend import onnx_available, onnx_backbone
-from zerohar.model.precision import SPEED_FLAGS, cpu_flags, resolve_precision
+from zerohar.model.precision import SPEED_FLAGS, cpu_flags, mkldnn_bf16_supported, resolve_precision
 from zerohar.model.pretrained import load_backbone
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 from zerohar.paths import cache_dir
@@ -208,10 +208,11 @@ def _backbone_figure(variant: str, quick: bool) -> dict:
             return net(x)
 
     others: dict[str, Callable[[], object]] = {}
-    for prec in ("fp32", "bf16") if plan.precision == "bf16" else ("fp32",):
+    bf16_kind = plan.cpu not in NO_BF16_KINDS and mkldnn_bf16_supported()  # the alternatives the plan timed
+    for prec in ("fp32", "bf16") if bf16_kind else ("fp32",):
         fused = FusedHARNet(net, torch.float32 if prec == "fp32" else torch.bfloat16)
         others[f"fused {prec}"] = lambda fused=fused: _no_grad(fused, x)
-    if plan.precision == "bf16":
+    if bf16_kind:
         others["plain under bf16 autocast"] = autocast
     if onnx_available():  # the optional ONNX Runtime backbone (the `onnx` extra), fp32 and int8
         for prec in ("fp32", "int8"):
@@ -748,6 +749,9 @@ def run_speed(
     else:
         names = [f for f in FIGURES
                  if not (quick and f in SLOW_FIGURES) and (f not in ONNX_FIGURES or onnx_available())]
+    # The plan's one-off timing of this CPU, measured afresh: every figure's worker reads this one (the default
+    # path of each figure is what classify would run now, not what an older or disturbed timing chose).
+    machine_speeds(refresh=True)
     results: dict[str, dict] = {}
     for name in names:
         for attempt in range(1, max(1, repeats) + 1):
@@ -785,7 +789,7 @@ def machine_summary() -> str:
     plan = inference_plan("auto")
     return (f"{model}, {os.cpu_count()} CPUs (flags: {flags}), torch {torch.__version__} with "
             f"{torch.get_num_threads()} threads, fast path precision {resolve_precision('auto')} "
-            f"({plan.describe()}), load average {load:.2f}")
+            f"({plan.describe()}; {plan.reason}), load average {load:.2f}")
 
 
 def format_table(results: dict[str, dict]) -> str:

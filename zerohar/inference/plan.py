@@ -2,16 +2,21 @@
 
 The default path of `zerohar classify`, `eval` and `index` (:func:`zerohar.inference.embed.embed_windows`) has
 three parts, and each has a plain implementation (the PyTorch modules in fp32, the reference) and possibly a
-faster one. A faster one is used only where it measured faster on that kind of CPU; everywhere else the plain
-module runs. The rules (:data:`BACKBONE_RULES`) come from `zerohar speed`, which prints the fast and the plain
-figure of each part next to each other, and fails when a default path is slower than plain by more than noise:
+faster one. A faster one is used only where it measured faster; everywhere else the plain module runs. For the
+backbone that measurement is made **on this machine**, once (:mod:`zerohar.model.tuning`): CPU flags do not
+predict it (two CPUs with the same `avx512_bf16` flag ran bf16 at 2x and at 0.73x fp32), so the flag rules
+(:data:`BACKBONE_RULES`) serve only with `ZEROHAR_TUNE=off` and for simulated CPUs. `zerohar speed` prints the
+fast and the plain figure of each part next to each other, and fails when a default path is slower than plain
+by more than noise:
 
 - **backbone** (HARNet over every triad, >97% of the work): `"fused"` is :class:`~zerohar.model.fused.FusedHARNet`
   (BatchNorm folded, ReLU and residual add fused into oneDNN convolutions); `"plain"` the module as trained;
   `"autocast"` the module under bf16 autocast (a GPU, or a backbone that cannot be fused). With native bf16
-  (AVX512-BF16 or AMX-BF16) the fused bf16 backbone is about 2x fp32. On an AVX2-only CPU oneDNN has no bf16
-  convolution at all: the fused bf16 backbone cannot be built and autocast falls back to a reference kernel
-  (harnet5: about 6 windows/s instead of 500), so a `bf16` request runs the fp32 backbone there and says so.
+  (AVX512-BF16 or AMX-BF16) the fused bf16 backbone was about 2x fp32 on an AMD EPYC, but 0.73x the fused fp32
+  one on an Intel Xeon with AVX512-BF16 and AVX512-FP16 and no AMX (harnet5: fused fp32 752, plain fp32 620,
+  fused bf16 550 triads/s), where the measured plan runs fused fp32 and "auto" is fp32. On an AVX2-only CPU
+  oneDNN has no bf16 convolution at all: the fused bf16 backbone cannot be built and autocast falls back to a
+  reference kernel (harnet5: about 6 windows/s instead of 500), so a `bf16` request runs the fp32 backbone there and says so.
   On that AVX2 CPU the fused fp32 backbone measured 1.14x the plain one for harnet5 and 1.09x for harnet10
   (best of 5-6 interleaved rounds, 256 triads per call, a shared 2-core AMD EPYC), so fp32 runs fused there.
   `backbone_batch` caps the triads per backbone call (a batch of 512 windows of 2 sensors is 1,024 triads):
@@ -42,8 +47,10 @@ from dataclasses import dataclass
 
 import torch
 
+from zerohar.config import PRECISIONS
 from zerohar.errors import ZeroharError
 from zerohar.model import precision as _precision
+from zerohar.model import tuning
 
 #: `(CPU kind, precision) -> (backbone, triads per backbone call)`; see the module docstring for the kinds.
 BACKBONE_RULES: dict[tuple[str, str], tuple[str, int]] = {
@@ -104,15 +111,65 @@ def cpu_kind(flags: Iterable[str] | None = None) -> str:
     return "avx2" if "avx2" in have else "other"
 
 
+def machine_kind() -> str:
+    """This CPU's kind; "native-bf16" only where oneDNN can also run bf16 (else the kind its other flags give)."""
+    kind = cpu_kind()
+    if kind == "native-bf16" and not _precision.cpu_has_native_bf16():
+        kind = cpu_kind(set(_precision.cpu_flags()) - _precision.NATIVE_BF16_FLAGS)
+    return kind
+
+
+def machine_speeds(refresh: bool = False) -> dict[str, float] | None:
+    """This machine's timing of the backbone implementations the plan chooses from (see :mod:`~zerohar.model.
+    tuning`; bf16 ones where oneDNN has bf16 convolutions); `refresh` measures afresh (`zerohar speed`)."""
+    bf16 = machine_kind() not in NO_BF16_KINDS and _precision.mkldnn_bf16_supported()
+    return tuning.backbone_speeds(bf16=bf16, refresh=refresh)
+
+
+def choose(precision: str, kind: str, speeds: dict[str, float]) -> tuple[str, str, str]:
+    """`(precision, backbone, reason)` from measured triads/s (:func:`zerohar.model.tuning.backbone_speeds`).
+
+    An explicit precision runs its fastest measured implementation. `"auto"` runs bf16 only on a native-bf16
+    CPU where its fastest implementation is at least :data:`~zerohar.model.tuning.BF16_MIN_GAIN` times the
+    fastest fp32 one: bf16 changes up to about 1% of labels, which only a real gain pays for; otherwise the
+    fastest fp32 one.
+
+    Args:
+        precision: "auto", "bf16" or "fp32" (a bf16 request on a CPU kind without bf16 convolutions is fp32).
+        kind: the CPU kind (:func:`cpu_kind`).
+        speeds: `{"<precision> <implementation>": triads/s}`, implementations "plain", "fused", "autocast".
+    """
+    fp32 = tuning.fastest(speeds, "fp32")
+    bf16 = tuning.fastest(speeds, "bf16") if kind not in NO_BF16_KINDS else None
+    if fp32 is None:
+        raise ZeroharError(f"no fp32 backbone speed among the measured ones: {sorted(speeds)}")
+    shown = ", ".join(f"{k} {v:.0f}/s" for k, v in sorted(speeds.items(), key=lambda kv: -kv[1]))
+    if precision == "bf16" and bf16 is not None:
+        return "bf16", bf16[0], f"{kind} CPU, bf16 asked for; measured here: {shown}"
+    gain = bf16[1] / fp32[1] if bf16 is not None and kind == "native-bf16" else None
+    if precision == "auto" and gain is not None and gain >= tuning.BF16_MIN_GAIN:
+        return "bf16", bf16[0], f"{kind} CPU, bf16 {gain:.2f}x fp32; measured here: {shown}"
+    why = f"bf16 only {gain:.2f}x fp32" if precision == "auto" and gain is not None else "fp32"
+    if precision == "bf16":
+        why = "oneDNN has no bf16 convolution here, the backbone runs in fp32"
+    return "fp32", fp32[0], f"{kind} CPU, {why}; measured here: {shown}"
+
+
 def inference_plan(precision: str = "auto", device: torch.device | str | None = None,
-                   flags: Iterable[str] | None = None) -> InferencePlan:
+                   flags: Iterable[str] | None = None, speeds: dict[str, float] | None = None) -> InferencePlan:
     """The plan of the default inference path for `precision` on `device` (default: this CPU).
+
+    On this machine's CPU the backbone is the fastest implementation measured here (:func:`choose` over
+    :func:`zerohar.model.tuning.backbone_speeds`, measured once per machine); with `ZEROHAR_TUNE=off`, or
+    for simulated `flags`, the CPU flags' rule (:data:`BACKBONE_RULES`).
 
     Args:
         precision: "auto", "bf16" or "fp32" (see :func:`zerohar.model.precision.resolve_precision`), or "int8":
             the int8 backbone on ONNX Runtime (:mod:`zerohar.model.onnx_backend`), on request only.
         device: where the model is; on CUDA the backbone is the plain module (under bf16 autocast for bf16).
         flags: CPU flags to plan for (default: this machine's); tests pass another CPU's.
+        speeds: measured triads/s per implementation (see :func:`choose`) to plan from instead of this
+            machine's; tests pass another CPU's.
 
     Raises:
         ZeroharError: `precision` is not known, or int8 is asked for on a GPU.
@@ -125,13 +182,18 @@ def inference_plan(precision: str = "auto", device: torch.device | str | None = 
     if device is not None and torch.device(device).type == "cuda":
         prec = _precision.resolve_precision(precision, device)
         return InferencePlan(prec, "autocast" if prec == "bf16" else "plain", 0, "cuda", "CUDA")
-    kind = cpu_kind(flags)
-    if precision == "auto":
-        native = kind == "native-bf16" and (flags is not None or _precision.cpu_has_native_bf16())
-        prec = _precision.resolve_precision("fp32" if not native else "bf16")
-    else:
-        prec = _precision.resolve_precision(precision)
-    reason = f"{kind} CPU, {prec}"
+    if precision not in PRECISIONS:
+        _precision.resolve_precision(precision)  # its one-sentence refusal
+    kind = cpu_kind(flags) if flags is not None else machine_kind()
+    native = kind == "native-bf16"
+    if speeds is None and flags is None:
+        speeds = machine_speeds()
+    if speeds:
+        prec, backbone, reason = choose(precision, kind, speeds)
+        return InferencePlan(prec, backbone, BACKBONE_RULES[(kind, prec)][1], kind, reason)
+    prec = _precision.resolve_precision("bf16" if precision == "auto" and native else
+                                        "fp32" if precision == "auto" else precision)
+    reason = f"{kind} CPU, {prec} (by its flags)"
     if prec == "bf16" and kind in NO_BF16_KINDS:
         prec, reason = "fp32", f"{kind} CPU: oneDNN has no bf16 convolution here, the backbone runs in fp32"
     backbone, batch = BACKBONE_RULES[(kind, prec)]

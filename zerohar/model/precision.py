@@ -1,9 +1,17 @@
 """bf16 or fp32: one rule for training (autocast) and inference (the fused bf16 backbone).
 
-`"auto"` means bf16 where the hardware computes in bf16 natively: on the CPU, AMX-BF16 or AVX512-BF16 (an
-AVX512 CPU without the bf16 extension would emulate bf16, slower than fp32, so the flag matters); on CUDA,
-`torch.cuda.is_bf16_supported()`. Measured on an AVX512-BF16 CPU without AMX (`zerohar speed`, idle, 2 cores):
-Stage I / Stage II training steps 1.55x / 1.43x the fp32 ones, harnet5 inference about 2x.
+`"auto"` means bf16 where the hardware computes in bf16 natively **and it measured faster here**: on the CPU,
+AMX-BF16 or AVX512-BF16 (an AVX512 CPU without the bf16 extension would emulate bf16, slower than fp32, so the
+flag matters), and the fastest bf16 backbone at least :data:`zerohar.model.tuning.BF16_MIN_GAIN` times the
+fastest fp32 one in this machine's one-off timing (:func:`zerohar.model.tuning.backbone_speeds`); on CUDA,
+`torch.cuda.is_bf16_supported()`. The flag alone is not enough (`zerohar speed`, idle, 2 cores):
+
+- AMD EPYC, AVX512-BF16, no AMX: Stage I / Stage II training steps 1.55x / 1.43x the fp32 ones, harnet5
+  inference about 2x: bf16 pays;
+- Intel Xeon, AVX512-BF16 + AVX512-FP16, no AMX: training steps 0.71x / 0.69x, harnet5 inference 0.73x of the
+  fused fp32 backbone: bf16 is slower, and "auto" is fp32 there.
+
+The inference timing decides for training too: on both machines the two moved together.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
 @functools.lru_cache(maxsize=1)
-def _proc_flags() -> frozenset[str] | None:
+def proc_flags() -> frozenset[str] | None:
     """Every flag of the first `flags` line of /proc/cpuinfo, or None where that cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
@@ -41,7 +49,7 @@ def cpu_flags() -> list[str]:
     The one reader of the CPU's flags: the precision rule, the inference plan and the speed figures all ask it
     (tests simulate another CPU by replacing it).
     """
-    have = _proc_flags() or frozenset()
+    have = proc_flags() or frozenset()
     return [flag for flag in SPEED_FLAGS if flag in have]
 
 
@@ -62,16 +70,18 @@ def cpu_has_native_bf16() -> bool:
     """
     if not mkldnn_bf16_supported():
         return False
-    if _proc_flags() is None and not cpu_flags():
+    if proc_flags() is None and not cpu_flags():
         return "AMX" in str(torch.backends.cpu.get_cpu_capability()).upper()
     return bool(NATIVE_BF16_FLAGS & set(cpu_flags()))
 
 
 def resolve_precision(precision: str = "auto", device: torch.device | str | None = None) -> str:
-    """`"bf16"` or `"fp32"`: `"auto"` is bf16 where the hardware computes in bf16 natively.
+    """`"bf16"` or `"fp32"`: `"auto"` is bf16 where the hardware computes in bf16 natively and that pays.
 
     On the CPU (the default `device`) that means AMX-BF16 or AVX512-BF16 (see :func:`cpu_has_native_bf16`);
     on a CUDA device, `torch.cuda.is_bf16_supported()`.
+
+    On the CPU, "auto" is :func:`bf16_pays`.
 
     Raises:
         ZeroharError: `precision` is not one of auto, bf16, fp32.
@@ -82,7 +92,20 @@ def resolve_precision(precision: str = "auto", device: torch.device | str | None
         return precision
     if device is not None and torch.device(device).type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "bf16" if bf16_pays() else "fp32"
+
+
+def bf16_pays() -> bool:
+    """True when the CPU has native bf16 and, where its backbones were timed, bf16 measured faster than fp32.
+
+    With `ZEROHAR_TUNE=off` (or a timing that failed) the flags alone decide, as before the timing existed.
+    """
+    if not cpu_has_native_bf16():
+        return False
+    from zerohar.model import tuning  # tuning imports this module (the CPU flags): imported when first asked
+
+    speeds = tuning.backbone_speeds(bf16=True)
+    return True if not speeds else tuning.bf16_gain(speeds) >= tuning.BF16_MIN_GAIN
 
 
 def autocast(enabled: bool, device: torch.device):
