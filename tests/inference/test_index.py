@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from zerohar.errors import ZeroharError
-from zerohar.inference.index import LabelIndex, model_identity
+from zerohar.inference import index as index_mod
+from zerohar.inference.index import LabelIndex, model_identity, numpy_search_pays, top_k
+
+
+@pytest.fixture(params=["faiss", "numpy"])
+def search_impl(request, monkeypatch):
+    """Each search test runs on both implementations the machine's timing can choose."""
+    monkeypatch.setattr(index_mod, "numpy_search_pays", lambda n, speeds=None: request.param == "numpy")
+    return request.param
 
 
 def _random_labels(n_labels: int, k: int, dim: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -29,7 +37,7 @@ def test_prototype_is_normalised_mean_of_normalised_descriptions():
     np.testing.assert_allclose(np.linalg.norm(index.prototypes, axis=1), 1.0, rtol=1e-5)
 
 
-def test_search_returns_the_nearest_prototypes_best_first():
+def test_search_returns_the_nearest_prototypes_best_first(search_impl):
     vecs = _random_labels(6, 3, 16, seed=1)
     index = LabelIndex.from_embeddings(vecs)
     q = np.random.default_rng(2).normal(size=(20, 16)).astype(np.float32)
@@ -42,7 +50,7 @@ def test_search_returns_the_nearest_prototypes_best_first():
     assert (np.diff(scores, axis=1) <= 1e-7).all()
 
 
-def test_candidate_restriction_never_returns_other_labels():
+def test_candidate_restriction_never_returns_other_labels(search_impl):
     vecs = _random_labels(10, 2, 12, seed=3)
     index = LabelIndex.from_embeddings(vecs)
     # Queries equal to the prototypes of labels outside the candidate set: unrestricted, they find themselves.
@@ -68,7 +76,7 @@ def test_per_query_candidates():
     assert labels[2, 0] == "label 4"
 
 
-def test_large_candidate_sets_go_through_faiss_and_agree_with_brute_force():
+def test_large_candidate_sets_agree_with_brute_force(search_impl):
     vecs = _random_labels(3000, 1, 16, seed=5)
     index = LabelIndex.from_embeddings(vecs)
     rng = np.random.default_rng(6)
@@ -168,3 +176,32 @@ def test_loading_a_corrupt_index_is_an_error(tmp_path):
     (tmp_path / "idx2" / "prototypes.faiss").write_bytes(b"garbage")
     with pytest.raises(ZeroharError, match="idx2 is corrupt or was not written by zerohar"):
         LabelIndex.load(tmp_path / "idx2")
+
+
+def test_numpy_top_k_in_blocks_equals_one_product(monkeypatch):
+    rng = np.random.default_rng(7)
+    x, P = _unit(rng.normal(size=(50, 8))).astype(np.float32), _unit(rng.normal(size=(30, 8))).astype(np.float32)
+    whole = top_k(x, P, 4)
+    monkeypatch.setattr(index_mod, "_NUMPY_BLOCK", 7 * 30)  # 7 windows per block: 8 blocks, the last short
+    blocked = top_k(x, P, 4)
+    np.testing.assert_array_equal(whole[1], blocked[1])
+    np.testing.assert_allclose(whole[0], blocked[0], rtol=1e-6)
+    sims = x @ P.T
+    np.testing.assert_array_equal(whole[1], np.argsort(-sims, axis=1)[:, :4])
+    assert top_k(x, P, 99)[1].shape == (50, 30)  # k capped at the number of labels
+
+
+def test_the_faster_search_is_chosen_at_the_nearest_timed_size():
+    intel = {"faiss 100": 90_000.0, "numpy 100": 110_000.0, "faiss 10000": 2_600.0, "numpy 10000": 5_100.0}
+    epyc = {"faiss 100": 200_000.0, "numpy 100": 90_000.0, "faiss 10000": 6_000.0, "numpy 10000": 2_500.0}
+    mixed = {"faiss 100": 80_000.0, "numpy 100": 100_000.0, "faiss 10000": 6_000.0, "numpy 10000": 2_500.0}
+    for n in (1, 12, 1000, 100_000):
+        assert numpy_search_pays(n, intel) and not numpy_search_pays(n, epyc)
+    assert numpy_search_pays(500, mixed) and not numpy_search_pays(5000, mixed)  # 1,000 is the boundary
+    assert not numpy_search_pays(10, {})  # no timing (ZEROHAR_TUNE=off): faiss
+
+
+def test_label_search_is_timed_for_both_implementations_at_each_size():
+    got = index_mod.measure_search(rounds=1, queries=8, dim=16)
+    assert set(got) == {f"{impl} {n}" for impl in ("faiss", "numpy") for n in index_mod.SEARCH_SIZES}
+    assert all(v > 0 for v in got.values())

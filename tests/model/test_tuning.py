@@ -33,7 +33,8 @@ def test_measured_once_then_kept_on_disk(counted, tmp_path):
     tuning._MEMO.clear()  # a new process: reads the kept file, measures nothing
     assert tuning.backbone_speeds(bf16=False) == first and counted == [False]
     kept = json.loads(next((tmp_path / "tuning").glob("backbone-*.json")).read_text())
-    assert kept["identity"] == tuning.machine_identity(False) and kept["windows_per_s"] == first
+    assert kept["identity"]["part"] == "backbone" and kept["identity"]["bf16_candidates"] is False
+    assert kept["identity"]["threads"] >= 1 and kept["per_s"] == first
 
 
 def test_refresh_measures_again_and_replaces_the_kept_result(counted):
@@ -53,11 +54,11 @@ def test_bf16_candidates_are_kept_apart(counted):
 def test_a_damaged_or_foreign_kept_file_is_measured_again(counted, tmp_path):
     tuning.backbone_speeds(bf16=False)
     path = next((tmp_path / "tuning").glob("backbone-*.json"))
-    for text in ("{not json", json.dumps({"identity": {"cpu": "another"}, "windows_per_s": {"fp32 plain": 1}})):
+    for text in ("{not json", json.dumps({"identity": {"cpu": "another"}, "per_s": {"fp32 plain": 1}}), "[1, 2]"):
         path.write_text(text)
         tuning._MEMO.clear()
         assert tuning.backbone_speeds(bf16=False)["fp32 fused"] == 120.0
-    assert len(counted) == 3
+    assert len(counted) == 4
 
 
 def test_off_measures_nothing(counted, monkeypatch):
@@ -78,6 +79,15 @@ def test_a_failed_measurement_falls_back_to_the_flags(monkeypatch, tmp_path, cap
     assert tuning.backbone_speeds(bf16=False) is None
     assert "following the CPU flags" in caplog.text
     assert not list((tmp_path / "tuning").glob("*.json"))  # nothing kept: the next process tries again
+
+
+def test_parts_are_kept_apart(counted, tmp_path):
+    """The label search's timing and the backbone's live in their own files, each under its own identity."""
+    tuning.backbone_speeds(bf16=False)
+    other = tuning.kept_speeds(tuning.machine_identity("label-search", sizes=[1, 2]), lambda: {"numpy 1": 3.0})
+    assert other == {"numpy 1": 3.0}
+    names = sorted(p.name.split("-")[0] for p in (tmp_path / "tuning").glob("*.json"))
+    assert names == ["backbone", "label"]
 
 
 def _speeds_in_child(cache: str, queue) -> None:

@@ -88,7 +88,7 @@ from zerohar.data.relcon_augment import relcon_augment
 from zerohar.data.synthetic import write_csv, write_geneactiv
 from zerohar.errors import ZeroharError
 from zerohar.inference.embed import embed_backbone, embed_windows, plan_backbone
-from zerohar.inference.index import LabelIndex
+from zerohar.inference.index import LabelIndex, numpy_search_pays, search_speeds
 from zerohar.inference.plan import NO_BF16_KINDS, inference_plan, machine_speeds
 from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
@@ -120,6 +120,8 @@ FIGURES = (
 #: A default path slower than plain by more than this (fast / plain below it after `repeats` tries) fails the run:
 #: best-of-rounds timings on a shared 2-core machine differ by up to about 3% between identical paths.
 MIN_RATIO = 0.97
+#: The note of a training figure where "auto" is fp32 (no native bf16, or bf16 measured no faster here).
+FP32_TRAIN_NOTE = "fp32 (auto: no native bf16, or bf16 not measured faster here; the fast path is the plain one)"
 #: The figures read against the matmul ceiling: backbone variant and triads per window of each.
 CEILING_FIGURES = {"harnet5_inference": ("harnet5", 1), "harnet10_inference": ("harnet10", 1),
                    "model_inference": ("harnet5", 2), "model_inference_int8": ("harnet5", 2)}
@@ -329,7 +331,7 @@ def _train_figure(stage: str, quick: bool) -> dict:
 
     f, p = _compare_same(make_step(bf16), make_step(False), batch, quick, not bf16)
     what = "channel embeddings" if stage == "stage1" else "window embeddings + label prototypes"
-    return _result(f, p, f"{'bf16 autocast' if bf16 else 'fp32 (no native bf16: the fast path is the plain one)'}; "
+    return _result(f, p, f"{'bf16 autocast' if bf16 else FP32_TRAIN_NOTE}; "
                          f"batch {batch} windows of "
                          f"2 sensors, {what}, AdamW step; model step only, no data loading")
 
@@ -357,7 +359,9 @@ def _index_figure(n_labels: int, quick: bool) -> dict:
 
     names = np.asarray(index.labels, dtype=str)
     f, p, _ = compare(lambda: index.search(q, k=k), plain, 1000, quick)
-    return _result(f, p, f"build {build_s:.2f} s ({k_desc} description(s) per label); query of 1,000 windows "
+    impl = "numpy" if numpy_search_pays(n_labels) else "faiss"
+    return _result(f, p, f"search in {impl} (measured faster here); "
+                         f"build {build_s:.2f} s ({k_desc} description(s) per label); query of 1,000 windows "
                          f"{1000 / f:.4f} s (top-{k}); baseline = the same search in numpy (normalise, matrix "
                          "product, top-k best first, label names)")
 
@@ -387,7 +391,7 @@ def _pretrain_figure(name: str, quick: bool, batch: int = 64, within: int | None
     t = Config(stage="pretrain").train
     k = t.relcon_within_cands if within is None else within
     bf16 = resolve_precision("auto") == "bf16"
-    prec = "bf16 autocast" if bf16 else "fp32 (no native bf16: the fast path is the plain one)"
+    prec = "bf16 autocast" if bf16 else FP32_TRAIN_NOTE
     g = torch.Generator().manual_seed(0)
     x = (torch.randn(batch, 3, 150, generator=g) * 0.5).clamp(-3, 3)  # (B, 3, T): one accelerometer triad each
     cpu = torch.device("cpu")
@@ -752,6 +756,7 @@ def run_speed(
     # The plan's one-off timing of this CPU, measured afresh: every figure's worker reads this one (the default
     # path of each figure is what classify would run now, not what an older or disturbed timing chose).
     machine_speeds(refresh=True)
+    search_speeds(refresh=True)
     results: dict[str, dict] = {}
     for name in names:
         for attempt in range(1, max(1, repeats) + 1):

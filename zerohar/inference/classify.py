@@ -469,7 +469,7 @@ def write_study_outputs(
         "labels": list(names),
         "window_s": window_s,
         "step_s": step_s,
-        "inference": None if arguments is None else inference_plan(arguments.get("precision", "auto")).describe(),
+        "inference": None if arguments is None else _plan_note(arguments.get("precision", "auto")),
         "sensors": None if used_layout is None else [
             {"sensor": s.sensor, "placement": s.placement, "device": s.device} for s in used_layout.sensors
         ],
@@ -498,3 +498,9 @@ def write_study_outputs(
     info = _json_ready(info)
     atomic_write_json(folder / "info.json", info)
     return info
+
+
+def _plan_note(precision: str) -> str:
+    """What ran and why, for info.json: `"backbone fused fp32 (...), head plain fp32 (native-bf16 CPU, ...)"`."""
+    plan = inference_plan(precision)
+    return f"{plan.describe()} ({plan.reason})"

@@ -5,6 +5,13 @@ normalised mean (the label *prototype*, as Stage II trains it). Windows are name
 over the prototypes (`faiss.IndexFlatIP`, exact); the individual descriptions are kept to explain a
 decision (which description matched best).
 
+The search itself is exact either way, so it runs on whichever measured faster on this machine: faiss, or
+one matrix product and a partial sort in numpy (:func:`numpy_search_pays`, timed once per machine at 100 and
+10,000 labels through :func:`zerohar.model.tuning.kept_speeds`). 1,000 windows, top 5 (`zerohar speed`): on
+the AVX2 AMD EPYC faiss was 1.15x numpy at 10 labels and 2.2x at 1,000; on the Intel Xeon with AVX512-BF16
+numpy was 1.2x faiss at 10 labels, 1.9x at 1,000 and 1.5x at 100,000 (faiss' OpenMP top-k heaps cost more
+than they save there).
+
 On disk an index is a directory: `prototypes.faiss`, `descriptions.faiss` (faiss files) and `index.json`
 (labels, description texts and their owners, the identity of the model whose text projector made the
 vectors, and of the sentence encoder). Vectors only make sense for the model that projected them, so
@@ -16,6 +23,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -25,6 +34,7 @@ import torch
 
 from zerohar.errors import ZeroharError
 from zerohar.io import atomic_directory
+from zerohar.model import tuning
 from zerohar.model.zerohar import label_prototypes
 
 logger = logging.getLogger(__name__)
@@ -33,6 +43,73 @@ FORMAT = "zerohar.LabelIndex/1"
 #: Above this many candidates a restricted search goes through faiss with an id selector; below it, one
 #: matrix product over the candidate prototypes is faster than faiss' per-call overhead.
 _SELECTOR_MIN_CANDIDATES = 2048
+#: Label counts at which faiss and numpy are timed (1,000 query windows of 256 dimensions, top 5).
+SEARCH_SIZES = (100, 10_000)
+#: The numpy search scores at most this many (window, label) pairs at a time (64 MB of float32).
+_NUMPY_BLOCK = 1 << 24
+
+
+def top_k(x: np.ndarray, P: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """The `k` largest inner products of each row of `x (N, E)` with the rows of `P (L, E)`, best first.
+
+    numpy: one matrix product per block of rows, a partial sort, then a sort of the k. Returns
+    `(scores (N, k) float32, row ids (N, k) int64)`.
+    """
+    k = min(k, len(P))
+    scores = np.empty((len(x), k), np.float32)
+    ids = np.empty((len(x), k), np.int64)
+    step = max(1, _NUMPY_BLOCK // max(1, len(P)))
+    for a in range(0, len(x), step):
+        sims = x[a : a + step] @ P.T  # (n, L)
+        if k < len(P):
+            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (n, k) unordered
+        else:
+            part = np.broadcast_to(np.arange(len(P)), sims.shape).copy()
+        part_scores = np.take_along_axis(sims, part, axis=1)
+        order = np.argsort(-part_scores, axis=1, kind="stable")
+        ids[a : a + step] = np.take_along_axis(part, order, axis=1)
+        scores[a : a + step] = np.take_along_axis(part_scores, order, axis=1)
+    return scores, ids
+
+
+def measure_search(rounds: int = 3, queries: int = 1000, dim: int = 256) -> dict[str, float]:
+    """Queries/s of faiss (`IndexFlatIP`) and of :func:`top_k` at each of :data:`SEARCH_SIZES` labels."""
+    rng = np.random.default_rng(0)
+    q = _normalize(rng.normal(size=(queries, dim)))
+    out = {}
+    for n in SEARCH_SIZES:
+        P = _normalize(rng.normal(size=(n, dim)))
+        index = faiss.IndexFlatIP(dim)
+        index.add(P)
+        fns = {f"faiss {n}": lambda index=index: index.search(q, 5), f"numpy {n}": lambda P=P: top_k(q, P, 5)}
+        best = dict.fromkeys(fns, float("inf"))
+        for fn in fns.values():
+            fn()  # warm-up
+        for _ in range(max(1, rounds)):
+            for name, fn in fns.items():
+                t0 = time.perf_counter()
+                fn()
+                best[name] = min(best[name], time.perf_counter() - t0)
+        out.update({name: round(queries / t, 1) for name, t in best.items()})
+    return out
+
+
+def search_speeds(refresh: bool = False) -> dict[str, float] | None:
+    """This machine's :func:`measure_search`, measured once and kept (None with `ZEROHAR_TUNE=off`)."""
+    identity = tuning.machine_identity("label-search", sizes=list(SEARCH_SIZES))
+    return tuning.kept_speeds(identity, measure_search, refresh)
+
+
+def numpy_search_pays(n_labels: int, speeds: dict[str, float] | None = None) -> bool:
+    """True when numpy measured faster than faiss at the timed label count nearest to `n_labels` (log scale).
+
+    `speeds` default to this machine's (:func:`search_speeds`); without a timing (`ZEROHAR_TUNE=off`) faiss.
+    """
+    speeds = search_speeds() if speeds is None else speeds
+    if not speeds:
+        return False
+    size = min(SEARCH_SIZES, key=lambda s: abs(math.log(max(n_labels, 1) / s)))
+    return speeds.get(f"numpy {size}", 0.0) > speeds.get(f"faiss {size}", float("inf"))
 
 
 def model_identity(model) -> str:
@@ -193,6 +270,8 @@ class LabelIndex:
             raise ZeroharError("the label index is empty")
         if candidates is None:
             k = min(k, len(self.labels))
+            if numpy_search_pays(len(self.labels)):
+                return top_k(x, self.prototypes, k)
             scores, ids = self._proto_index.search(x, k)
             return scores, ids.astype(np.int64)
         if len(candidates) and not isinstance(candidates[0], str):  # one candidate list per query
@@ -214,19 +293,12 @@ class LabelIndex:
         if len(cand) == 0:
             raise ZeroharError("the candidate label list is empty")
         k = min(k, len(cand))
-        if len(cand) >= _SELECTOR_MIN_CANDIDATES:
+        if len(cand) >= _SELECTOR_MIN_CANDIDATES and not numpy_search_pays(len(cand)):
             params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(cand))
             scores, ids = self._proto_index.search(x, k, params=params)
             return scores, ids.astype(np.int64)
-        sims = x @ self.prototypes[cand].T  # (N, Lc)
-        if k < len(cand):
-            part = np.argpartition(-sims, k - 1, axis=1)[:, :k]  # (N, k) unordered
-        else:
-            part = np.broadcast_to(np.arange(len(cand)), sims.shape).copy()
-        part_scores = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-part_scores, axis=1, kind="stable")
-        top = np.take_along_axis(part, order, axis=1)
-        return np.take_along_axis(sims, top, axis=1).astype(np.float32), cand[top]
+        scores, top = top_k(x, self.prototypes[cand], k)
+        return scores, cand[top]
 
     def search(
         self, embeddings: np.ndarray, k: int = 1, candidates: Sequence[str] | Sequence[Sequence[str]] | None = None

@@ -12,16 +12,16 @@ by more than noise:
 - **backbone** (HARNet over every triad, >97% of the work): `"fused"` is :class:`~zerohar.model.fused.FusedHARNet`
   (BatchNorm folded, ReLU and residual add fused into oneDNN convolutions); `"plain"` the module as trained;
   `"autocast"` the module under bf16 autocast (a GPU, or a backbone that cannot be fused). With native bf16
-  (AVX512-BF16 or AMX-BF16) the fused bf16 backbone was about 2x fp32 on an AMD EPYC, but 0.73x the fused fp32
-  one on an Intel Xeon with AVX512-BF16 and AVX512-FP16 and no AMX (harnet5: fused fp32 752, plain fp32 620,
-  fused bf16 550 triads/s), where the measured plan runs fused fp32 and "auto" is fp32. On an AVX2-only CPU
-  oneDNN has no bf16 convolution at all: the fused bf16 backbone cannot be built and autocast falls back to a
-  reference kernel (harnet5: about 6 windows/s instead of 500), so a `bf16` request runs the fp32 backbone there and says so.
-  On that AVX2 CPU the fused fp32 backbone measured 1.14x the plain one for harnet5 and 1.09x for harnet10
-  (best of 5-6 interleaved rounds, 256 triads per call, a shared 2-core AMD EPYC), so fp32 runs fused there.
-  `backbone_batch` caps the triads per backbone call (a batch of 512 windows of 2 sensors is 1,024 triads):
-  activations of a few hundred triads stay in the caches. harnet5 on that CPU, triads/s at 256 vs 1,024 per
-  call: plain 537 vs 339, fused 610 vs 431; harnet10 at 128 vs 256: plain 134 vs 181, fused 106 vs 197.
+  (AVX512-BF16 or AMX-BF16) the fused bf16 backbone was about 2x fp32 on an AMD EPYC, but 0.73x the fused fp32 one
+  on an Intel Xeon with AVX512-BF16 and AVX512-FP16 and no AMX (harnet5: fused fp32 752, plain fp32 620, fused bf16
+  550 triads/s), where the measured plan runs fused fp32 and "auto" is fp32. On an AVX2-only CPU oneDNN has no bf16
+  convolution at all: the fused bf16 backbone cannot be built and autocast falls back to a reference kernel
+  (harnet5: about 6 windows/s instead of 500), so a `bf16` request runs the fp32 backbone there and says so. On that
+  AVX2 CPU the fused fp32 backbone measured 1.14x the plain one for harnet5 and 1.09x for harnet10 (best of 5-6
+  interleaved rounds, 256 triads per call, a shared 2-core AMD EPYC), so fp32 runs fused there. `backbone_batch`
+  caps the triads per backbone call (a batch of 512 windows of 2 sensors is 1,024 triads): activations of a few
+  hundred triads stay in the caches. harnet5 on that CPU, triads/s at 256 vs 1,024 per call: plain 537 vs 339, fused
+  610 vs 431; harnet10 at 128 vs 256: plain 134 vs 181, fused 106 vs 197.
 - **less work per window, on request** (`precision="int8"`, never a default): the backbone in int8 on ONNX
   Runtime (:mod:`zerohar.model.onnx_backend`, the optional `onnx` extra; weights per channel, activations
   calibrated on unlabelled windows: `classify` takes 256 of the recording's own). Same on every CPU kind.
@@ -33,11 +33,13 @@ by more than noise:
 - **sensor transformer and heads**: always the plain fp32 modules. In eval mode under `inference_mode` PyTorch
   already runs `nn.TransformerEncoder` on its fused fast path, and the whole head costs about 1% of the
   backbone's FLOPs (2 tokens per window: ~6 MFLOP vs 468): nothing to gain from another implementation.
-- **label search**: faiss `IndexFlatIP` (:class:`~zerohar.inference.index.LabelIndex`) at every index size:
-  against the same search in numpy (normalised queries, matrix product, the k best labels best first, names)
-  it measured 1.15x at 10 labels, 2.3x at 100, 2.2x at 1,000 (`index_*` figures). A restricted search over
-  fewer than 2,048 candidates is already one numpy matrix product inside the index (faiss' id selector costs
-  more there).
+- **label search** (:class:`~zerohar.inference.index.LabelIndex`, exact either way): faiss `IndexFlatIP` or the
+  same search in numpy (matrix product, partial sort), whichever measured faster on this machine at the nearest
+  of 100 and 10,000 labels (:func:`~zerohar.inference.index.numpy_search_pays`, timed once like the backbone).
+  On the AVX2 EPYC faiss measured 1.15x numpy at 10 labels, 2.3x at 100, 2.2x at 1,000 (`index_*` figures); on
+  the Intel Xeon numpy was faster at every size (1.2x at 10, 1.9x at 1,000, 1.5x at 100,000). A restricted
+  search over fewer than 2,048 candidates is always one numpy matrix product (faiss' id selector costs more
+  there).
 """
 
 from __future__ import annotations

@@ -91,16 +91,16 @@ def _cpu_model() -> str:
         return ""
 
 
-def machine_identity(bf16: bool) -> dict:
-    """What a kept measurement is valid for: CPU model and flags, torch, threads, the candidates' version."""
-    return {"cpu": _cpu_model() or platform.processor() or platform.machine(),
+def machine_identity(part: str, **settings) -> dict:
+    """What a kept measurement of `part` is valid for: CPU model and flags, torch, threads, the settings."""
+    return {"part": part, "cpu": _cpu_model() or platform.processor() or platform.machine(),
             "flags": sorted(proc_flags() or ()), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "bf16_candidates": bool(bf16), "variant": VARIANT, "batch": BATCH, "version": TUNING_VERSION}
+            "version": TUNING_VERSION, **settings}
 
 
 def _path(identity: dict) -> Path:
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-    return cache_dir() / "tuning" / f"backbone-{digest}.json"
+    return cache_dir() / "tuning" / f"{identity['part']}-{digest}.json"
 
 
 def _read(path: Path, identity: dict) -> dict[str, float] | None:
@@ -108,8 +108,10 @@ def _read(path: Path, identity: dict) -> dict[str, float] | None:
         kept = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    speeds = kept.get("windows_per_s") if isinstance(kept, dict) else None
-    if kept.get("identity") != identity or not isinstance(speeds, dict) or not speeds:
+    if not isinstance(kept, dict) or kept.get("identity") != identity:
+        return None
+    speeds = kept.get("per_s")
+    if not isinstance(speeds, dict) or not speeds:
         return None
     return {str(k): float(v) for k, v in speeds.items()}
 
@@ -174,12 +176,24 @@ def backbone_speeds(bf16: bool, refresh: bool = False) -> dict[str, float] | Non
         refresh: measure again and replace the kept result (`zerohar speed` does).
 
     Returns:
-        `{"fp32 plain": ..., "fp32 fused": ..., ["bf16 fused": ..., "bf16 autocast": ...]}`, or None when
+        `{"fp32 plain": ..., "fp32 fused": ..., ["bf16 fused" or "bf16 autocast": ...]}`, or None when
         `ZEROHAR_TUNE` is off or the measurement failed (the plan then follows the CPU flags).
+    """
+    identity = machine_identity("backbone", bf16_candidates=bool(bf16), variant=VARIANT, batch=BATCH)
+    return kept_speeds(identity, lambda: measure(bf16), refresh)
+
+
+def kept_speeds(identity: dict, measure_part: Callable[[], dict[str, float]],
+                refresh: bool = False) -> dict[str, float] | None:
+    """`measure_part()` on this machine once, kept in the cache under `identity` (:func:`machine_identity`).
+
+    The one mechanism of every part the plans time (the backbone here, the label search in
+    :mod:`zerohar.inference.index`): a process reads the kept result, or measures it under a file lock (the
+    processes of one machine measure once between them) and keeps it atomically. None when `ZEROHAR_TUNE` is
+    off or the measurement failed; the caller then follows its fixed rule.
     """
     if not tuning_enabled():
         return None
-    identity = machine_identity(bf16)
     path = _path(identity)
     if not refresh:
         kept = _MEMO.get(path) or _read(path, identity)
@@ -189,17 +203,19 @@ def backbone_speeds(bf16: bool, refresh: bool = False) -> dict[str, float] | Non
     with _locked(path):
         kept = None if refresh else _read(path, identity)  # another process may have measured meanwhile
         if kept is None:
-            logger.info("timing the backbone implementations on this CPU once (a few seconds; kept in %s)", path)
+            logger.info("timing the %s implementations on this CPU once (a few seconds; kept in %s)",
+                        identity["part"], path)
             try:
-                kept = measure(bf16)
+                kept = measure_part()
             except (RuntimeError, TypeError, ValueError) as e:
-                logger.warning("could not time the backbone implementations (%s); following the CPU flags", e)
+                logger.warning("could not time the %s implementations (%s); following the CPU flags",
+                               identity["part"], e)
                 return None
             try:
-                atomic_write_json(path, {"identity": identity, "windows_per_s": kept,
+                atomic_write_json(path, {"identity": identity, "per_s": kept,
                                          "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
             except OSError as e:  # a read-only cache: the next process measures again, still correct
-                logger.warning("could not keep the backbone timings in %s (%s)", path, e)
+                logger.warning("could not keep the %s timings in %s (%s)", identity["part"], path, e)
     _MEMO[path] = kept
     return kept
 
