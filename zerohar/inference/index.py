@@ -95,9 +95,18 @@ def measure_search(rounds: int = 3, queries: int = 1000, dim: int = 256) -> dict
 
 
 def search_speeds(refresh: bool = False) -> dict[str, float] | None:
-    """This machine's :func:`measure_search`, measured once and kept (None with `ZEROHAR_TUNE=off`)."""
-    identity = tuning.machine_identity("label-search", sizes=list(SEARCH_SIZES))
-    return tuning.kept_speeds(identity, measure_search, refresh)
+    """This machine's :func:`measure_search`, measured once and kept (None with `ZEROHAR_TUNE=off`).
+
+    Asked on every search, so the answer of this process is remembered (per `ZEROHAR_TUNE` and thread count).
+    """
+    key = (tuning.tuning_enabled(), torch.get_num_threads())
+    if refresh or key not in _SEARCH_SPEEDS:
+        identity = tuning.machine_identity("label-search", sizes=list(SEARCH_SIZES))
+        _SEARCH_SPEEDS[key] = tuning.kept_speeds(identity, measure_search, refresh)
+    return _SEARCH_SPEEDS[key]
+
+
+_SEARCH_SPEEDS: dict[tuple, dict[str, float] | None] = {}
 
 
 def numpy_search_pays(n_labels: int, speeds: dict[str, float] | None = None) -> bool:

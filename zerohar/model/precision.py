@@ -24,8 +24,9 @@ import torch
 from zerohar.config import PRECISIONS
 from zerohar.errors import ZeroharError
 
-#: The CPU features the precision rule and the speed figures depend on.
-SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16")
+#: The CPU features the precision rule and the speed figures depend on (the VNNI and FP16 ones for int8 and
+#: the record: an Intel Xeon with avx512_fp16 and avx_vnni ran bf16 slower than fp32 and int8 at 2x).
+SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "avx512_vnni", "avx_vnni", "avx512_fp16")
 #: The flags that mean native bf16 arithmetic (an AVX512 CPU without them would emulate bf16, slower than fp32).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 

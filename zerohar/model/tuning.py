@@ -30,6 +30,7 @@ replaces the kept result; a run's `info.json` / speed notes say which implementa
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -83,6 +84,7 @@ def tuning_enabled() -> bool:
     return os.environ.get(TUNE_ENV, "").strip().lower() not in OFF
 
 
+@functools.lru_cache(maxsize=1)
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo") as f:
