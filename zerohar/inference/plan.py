@@ -34,8 +34,9 @@ by more than noise:
   already runs `nn.TransformerEncoder` on its fused fast path, and the whole head costs about 1% of the
   backbone's FLOPs (2 tokens per window: ~6 MFLOP vs 468): nothing to gain from another implementation.
 - **label search** (:class:`~zerohar.inference.index.LabelIndex`, exact either way): faiss `IndexFlatIP` or the
-  same search in numpy (matrix product, partial sort), whichever measured faster on this machine at the nearest
-  of 100 and 10,000 labels (:func:`~zerohar.inference.index.numpy_search_pays`, timed once like the backbone).
+  same search in numpy (matrix product, partial sort), numpy unless faiss measured 1.1x it on this machine at the
+  nearest of 10, 1,000 and 10,000 labels (:func:`~zerohar.inference.index.numpy_search_pays`, timed once like
+  the backbone).
   On the AVX2 EPYC faiss measured 1.15x numpy at 10 labels, 2.3x at 100, 2.2x at 1,000 (`index_*` figures); on
   the Intel Xeon numpy was faster at every size (1.2x at 10, 1.9x at 1,000, 1.5x at 100,000). A restricted
   search over fewer than 2,048 candidates is always one numpy matrix product (faiss' id selector costs more
