@@ -195,7 +195,7 @@ class TrainConfig:
     cooldown: float = 0.2  # wsd: the decay lasts this fraction of the steps trained before it
     grad_clip: float | None = 1.0  # max gradient norm; None = no clipping
     seed: int = 0  # initialisation, subject split, shuffling, augmentation
-    precision: str = "auto"  # auto (bf16 autocast when the CPU has native bf16) | bf16 | fp32
+    precision: str = "auto"  # auto (bf16 autocast where native bf16 measured faster than fp32) | bf16 | fp32
     val_fraction: float = 0.2  # fraction of subjects held out for model selection (0 = keep the last epoch)
     #: fraction of subjects every stage holds out for testing (GZSL seen accuracy, calibration, the demo's
     #: recording, the supervised bound), never trained or selected on; one value for every stage, so the stages

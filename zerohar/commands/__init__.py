@@ -81,9 +81,10 @@ def add_inference_arguments(p: argparse.ArgumentParser, *, precision: str = "aut
             calibrates it (classify, eval); not where a table of many runs must be exact (benchmark).
     """
     p.add_argument("--batch-size", type=int, default=256, help="windows per forward pass (default 256)")
-    why = {"auto": "auto = bf16 on CPUs with native bf16 (default), fp32 to force it",
-           "fp32": "default fp32: an evaluation is exact and the same on every CPU; auto = bf16 on CPUs with "
-                   "native bf16"}[precision]
+    why = {"auto": "auto = bf16 where the CPU has native bf16 and it measured faster than fp32 here (timed once "
+                   "per machine; default), fp32 to force it",
+           "fp32": "default fp32: an evaluation is exact and the same on every CPU; auto = bf16 where the CPU has "
+                   "native bf16 and it measured faster here"}[precision]
     choices = PRECISIONS + (("int8",) if int8 else ())
     p.add_argument("--precision", choices=choices, default=precision,
                    help=f"inference precision: {why}" + (f"; {INT8_HELP}" if int8 else ""))

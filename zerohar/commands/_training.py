@@ -79,7 +79,9 @@ def add_training_arguments(parser, stage: str) -> None:
     g.add_argument("--lr", type=float, metavar="LR", help="peak learning rate of AdamW (after warm-up)")
     g.add_argument("--seed", type=int, metavar="N",
                    help="seed of the subject split, shuffling, augmentation and initialisation (default 0)")
-    g.add_argument("--precision", choices=PRECISIONS, help="auto: bf16 autocast when the CPU has native bf16")
+    g.add_argument("--precision", choices=PRECISIONS,
+                   help="auto: bf16 autocast where the CPU has native bf16 and bf16 measured faster than fp32 here "
+                        "(timed once per machine)")
     g = parser.add_argument_group("run")
     g.add_argument("--out", metavar="RUN", help="run directory (default runs/<stage>/<dataset>-<fold>)")
     g.add_argument("--resume", action="store_true", help="continue an unfinished run in --out")
