@@ -55,9 +55,6 @@ TUNING_VERSION = 1
 #: The environment variable that turns the measurement off (values in :data:`OFF`).
 TUNE_ENV = "ZEROHAR_TUNE"
 OFF = frozenset({"0", "off", "false", "no"})
-#: The candidates per precision, as `"<precision> <implementation>"` keys of the measured speeds.
-FP32_CANDIDATES = ("fp32 plain", "fp32 fused")
-BF16_CANDIDATES = ("bf16 fused", "bf16 autocast")
 #: Triads per timed call (the plan's calls are this size) and the variant timed.
 BATCH, VARIANT = 256, "harnet5"
 #: Timed rounds after the warm-up call; each candidate keeps its fastest call.
