@@ -93,6 +93,7 @@ from zerohar.inference.plan import NO_BF16_KINDS, inference_plan, machine_speeds
 from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
+from zerohar.model.cpu import cpu_model
 from zerohar.model.fused import FusedHARNet, check_windows
 from zerohar.model.harnet import CircularConv1d, DistilledHARNet, Downsample, HARNet
 from zerohar.model.motif import MotifConfig, MotifDistance
@@ -783,12 +784,7 @@ def run_speed(
 
 def machine_summary() -> str:
     """CPU, threads, precision and load: what the numbers depend on."""
-    model = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), model)
-    except OSError:
-        pass
+    model = cpu_model() or "unknown CPU"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     flags = " ".join(cpu_flags()) or "none of " + "/".join(SPEED_FLAGS)
     plan = inference_plan("auto")

@@ -23,25 +23,14 @@ import torch
 
 from zerohar.config import PRECISIONS
 from zerohar.errors import ZeroharError
+from zerohar.model import tuning
+from zerohar.model.cpu import proc_flags
 
 #: The CPU features the precision rule and the speed figures depend on (the VNNI and FP16 ones for int8 and
 #: the record: an Intel Xeon with avx512_fp16 and avx_vnni ran bf16 slower than fp32 and int8 at 2x).
 SPEED_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "avx512_vnni", "avx_vnni", "avx512_fp16")
 #: The flags that mean native bf16 arithmetic (an AVX512 CPU without them would emulate bf16, slower than fp32).
 NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
-
-
-@functools.lru_cache(maxsize=1)
-def proc_flags() -> frozenset[str] | None:
-    """Every flag of the first `flags` line of /proc/cpuinfo, or None where that cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return None
 
 
 def cpu_flags() -> list[str]:
@@ -103,8 +92,6 @@ def bf16_pays() -> bool:
     """
     if not cpu_has_native_bf16():
         return False
-    from zerohar.model import tuning  # tuning imports this module (the CPU flags): imported when first asked
-
     speeds = tuning.backbone_speeds(bf16=True)
     return True if not speeds else tuning.bf16_gain(speeds) >= tuning.BF16_MIN_GAIN
 

@@ -30,7 +30,6 @@ replaces the kept result; a run's `info.json` / speed notes say which implementa
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
 import logging
@@ -43,9 +42,9 @@ from pathlib import Path
 import torch
 
 from zerohar.io import atomic_write_json
+from zerohar.model.cpu import cpu_model, proc_flags
 from zerohar.model.fused import check_windows, fused_backbone
 from zerohar.model.harnet import HARNet
-from zerohar.model.precision import proc_flags
 from zerohar.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -81,18 +80,9 @@ def tuning_enabled() -> bool:
     return os.environ.get(TUNE_ENV, "").strip().lower() not in OFF
 
 
-@functools.lru_cache(maxsize=1)
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), "")
-    except OSError:
-        return ""
-
-
 def machine_identity(part: str, **settings) -> dict:
     """What a kept measurement of `part` is valid for: CPU model and flags, torch, threads, the settings."""
-    return {"part": part, "cpu": _cpu_model() or platform.processor() or platform.machine(),
+    return {"part": part, "cpu": cpu_model() or platform.processor() or platform.machine(),
             "flags": sorted(proc_flags() or ()), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "version": TUNING_VERSION, **settings}
 
