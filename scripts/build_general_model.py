@@ -18,6 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
+from zerohar.cli import main as zerohar
+from zerohar.data.multi import class_text, load_data
+from zerohar.evaluation.metrics import zero_shot_report
+from zerohar.inference.embed import embed_windows
+from zerohar.inference.index import LabelIndex
+from zerohar.models.export import export_release
+from zerohar.text.encoder import get_text_encoder
+from zerohar.train.runs import load_run
+
 DATASETS = {  # name: (folder under --root, licence / terms as the dataset's README states them)
     "hapt": ("hapt", "CC BY 4.0 (UCI Machine Learning Repository)"),
     "shoulder": ("shoulder-exercises", "released with seglearn (BSD-3-Clause)"),
@@ -47,8 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--force", action="store_true", help="replace an existing release")
     a = p.parse_args(argv)
 
-    from zerohar.cli import main as zerohar  # heavy: after argument parsing
-
     names = ",".join(DATASETS)
     out = Path(a.out)
     common = ["--dataset", names, "--root", a.root, "--no-progress"]
@@ -63,9 +70,6 @@ def main(argv: list[str] | None = None) -> int:
             rc = zerohar([stage, *common, *extra, "--out", str(out / stage), "--resume"])
             if rc:
                 return rc
-    from zerohar.data.multi import load_data  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.models.export import export_release  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.train.runs import load_run  # heavy (torch, faiss): loaded after argument parsing
 
     run = load_run(out / "stage2")
     data = load_data(run.config)  # the merged windows: test-subject scores, and the fp16 release's check
@@ -80,12 +84,6 @@ def main(argv: list[str] | None = None) -> int:
 def test_scores(run, data) -> dict[str, dict]:
     """Each source's held-out test subjects (never trained or selected on), every class of that dataset a
     candidate: accuracy and macro-F1 of the run's model, fp32."""
-    from zerohar.data.multi import class_text  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.evaluation.metrics import zero_shot_report  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.inference.embed import embed_windows  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.inference.index import LabelIndex  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.text.encoder import get_text_encoder  # heavy (torch, faiss): loaded after argument parsing
-
     enc = get_text_encoder(run.text_encoder)
     out = {}
     for i, part in enumerate(data.parts):

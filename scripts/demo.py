@@ -14,17 +14,34 @@ Runs go to `runs/demo/` (`--out`); a second call reuses the finished runs and ta
 
 from __future__ import annotations
 
-import argparse
-import csv
 import os
-import sys
-import time
-from pathlib import Path
 
-from zerohar.errors import ZeroharError
-
+# Offline before any import that could load the sentence-transformers stack (the Makefile sets these too).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import argparse  # noqa: E402 (after the offline environment above)
+import csv  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from zerohar.cli import configure_logging  # noqa: E402
+from zerohar.cli import main as zerohar  # noqa: E402
+from zerohar.config import resolve_config  # noqa: E402
+from zerohar.data.folds import load_folds  # noqa: E402
+from zerohar.data.prepare import class_table, load_windowset  # noqa: E402
+from zerohar.data.sources import embedded  # noqa: E402
+from zerohar.errors import ZeroharError  # noqa: E402
+from zerohar.evaluation.benchmark import chance_metrics, evaluation_is_current, settings_diff  # noqa: E402
+from zerohar.evaluation.evaluate import evaluate_run  # noqa: E402
+from zerohar.inference.summaries import segments  # noqa: E402
+from zerohar.models import general_model_dir  # noqa: E402
+from zerohar.train.loop import summary_line, train_stage  # noqa: E402
+from zerohar.train.runs import has_run_files, is_finished, load_run  # noqa: E402
 
 DATASET, FOLD = "hapt", "fold1"
 #: The demo's own training budget (a demo should take minutes): the defaults let a run go on until its validation
@@ -59,11 +76,6 @@ GENERAL_LABELS = ["strolling", "climbing stairs", "going down stairs", "lying in
 
 def _general_model_step(out: Path, labels, progress: bool) -> int:
     """Step 0: the shipped general model on one recording of a subject it never trained on, with new labels."""
-    from zerohar.cli import main as zerohar  # heavy: after argument parsing
-    from zerohar.data.sources import embedded  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.models import general_model_dir  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.train.runs import load_run  # heavy (torch, faiss): loaded after argument parsing
-
     print("\n[0/5] The general model (shipped, no training): one recording, label text of your choice", flush=True)
     try:
         run = load_run(general_model_dir(), load_model=False)
@@ -96,8 +108,6 @@ def _hms(seconds: float) -> str:
 
 def _write_recording_csv(rec, path: Path) -> None:
     """A recording as a user would have it: `time` (seconds) first, then the channel columns."""
-    import numpy as np
-
     t = np.arange(rec.n_samples) / rec.rate
     cols = list(rec.layout.columns) or [f"{s.sensor}_{a}" for s in rec.layout.sensors for a in "xyz"]
     tmp = path.with_suffix(".tmp.csv")
@@ -111,8 +121,6 @@ def _write_recording_csv(rec, path: Path) -> None:
 
 def _true_label(rec, class_names, start: float, end: float) -> str:
     """The activity covering most of [start, end) in the recording's own labels ("-" if unlabelled)."""
-    import numpy as np
-
     lab = rec.labels[int(start * rec.rate) : int(end * rec.rate)]
     lab = lab[lab >= 0]
     return class_names[int(np.bincount(lab).argmax())] if len(lab) else "-"
@@ -139,10 +147,6 @@ def _train(stage: str, cfg, where: Path, force: bool, progress: bool) -> Path:
     A finished run trained with other settings (e.g. after an update of the defaults) is reused with a note;
     an unfinished one is resumed, or restarted if its settings differ.
     """
-    from zerohar.evaluation.benchmark import settings_diff  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.train.loop import train_stage  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.train.runs import has_run_files, is_finished  # heavy (torch, faiss): loaded after argument parsing
-
     if not force and has_run_files(where) and (where / "config.yaml").is_file():
         diff = settings_diff(where, cfg)
         if is_finished(where):
@@ -157,22 +161,7 @@ def _train(stage: str, cfg, where: Path, force: bool, progress: bool) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse(argv)
-    from zerohar.cli import configure_logging  # heavy: after argument parsing
-
     configure_logging(1 if args.verbose else 0)
-    import numpy as np
-
-    from zerohar.cli import main as zerohar  # heavy: after argument parsing
-    from zerohar.config import resolve_config  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.data.folds import load_folds  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.data.prepare import class_table, load_windowset  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.data.sources import embedded  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.evaluation.benchmark import chance_metrics, evaluation_is_current  # heavy: after argument parsing
-    from zerohar.evaluation.evaluate import evaluate_run  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.inference.summaries import segments  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.train.loop import summary_line  # heavy (torch, faiss): loaded after argument parsing
-    from zerohar.train.runs import load_run  # heavy (torch, faiss): loaded after argument parsing
-
     t_start = time.perf_counter()
     out = Path(args.out)
     progress = not args.no_progress
@@ -202,8 +191,6 @@ def main(argv: list[str] | None = None) -> int:
         _step(4, f"Zero-shot evaluation on the unseen classes: {', '.join(unseen)}")
         eval_dir = s2 / "eval"
         if evaluation_is_current(eval_dir / "metrics.json", s2 / "model.safetensors"):
-            import json
-
             m = json.loads((eval_dir / "metrics.json").read_text())
         else:
             m = evaluate_run(s2, eval_dir, force=True, progress=progress)
