@@ -89,7 +89,7 @@ from zerohar.data.synthetic import write_csv, write_geneactiv
 from zerohar.errors import ZeroharError
 from zerohar.inference.embed import embed_backbone, embed_windows, plan_backbone
 from zerohar.inference.index import LabelIndex, numpy_search_pays, search_speeds
-from zerohar.inference.plan import NO_BF16_KINDS, inference_plan, machine_speeds
+from zerohar.inference.plan import inference_plan, machine_has_bf16_convolutions, machine_speeds
 from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
@@ -98,7 +98,7 @@ from zerohar.model.fused import FusedHARNet, check_windows
 from zerohar.model.harnet import CircularConv1d, DistilledHARNet, Downsample, HARNet
 from zerohar.model.motif import MotifConfig, MotifDistance
 from zerohar.model.onnx_backend import onnx_available, onnx_backbone
-from zerohar.model.precision import SPEED_FLAGS, cpu_flags, mkldnn_bf16_supported, resolve_precision
+from zerohar.model.precision import SPEED_FLAGS, cpu_flags, resolve_precision
 from zerohar.model.pretrained import load_backbone
 from zerohar.model.zerohar import ModelConfig, ZeroHARModel
 from zerohar.paths import cache_dir
@@ -211,7 +211,7 @@ def _backbone_figure(variant: str, quick: bool) -> dict:
             return net(x)
 
     others: dict[str, Callable[[], object]] = {}
-    bf16_kind = plan.cpu not in NO_BF16_KINDS and mkldnn_bf16_supported()  # the alternatives the plan timed
+    bf16_kind = machine_has_bf16_convolutions()  # the alternatives the plan timed
     for prec in ("fp32", "bf16") if bf16_kind else ("fp32",):
         fused = FusedHARNet(net, torch.float32 if prec == "fp32" else torch.bfloat16)
         others[f"fused {prec}"] = lambda fused=fused: _no_grad(fused, x)

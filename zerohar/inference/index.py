@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -85,15 +84,7 @@ def measure_search(rounds: int = 3, queries: int = 1000, dim: int = 256) -> dict
         index = faiss.IndexFlatIP(dim)
         index.add(P)
         fns = {f"faiss {n}": lambda index=index: index.search(q, 5), f"numpy {n}": lambda P=P: top_k(q, P, 5)}
-        best = dict.fromkeys(fns, float("inf"))
-        for fn in fns.values():
-            fn()  # warm-up
-        for _ in range(max(1, rounds)):
-            for name, fn in fns.items():
-                t0 = time.perf_counter()
-                fn()
-                best[name] = min(best[name], time.perf_counter() - t0)
-        out.update({name: round(queries / t, 1) for name, t in best.items()})
+        out.update(tuning.interleaved_rates(fns, queries, rounds))
     return out
 
 

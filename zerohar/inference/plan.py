@@ -122,11 +122,15 @@ def machine_kind() -> str:
     return kind
 
 
+def machine_has_bf16_convolutions() -> bool:
+    """True where oneDNN runs bf16 convolutions on this CPU (natively or emulated): the bf16 candidates exist."""
+    return machine_kind() not in NO_BF16_KINDS and _precision.mkldnn_bf16_supported()
+
+
 def machine_speeds(refresh: bool = False) -> dict[str, float] | None:
     """This machine's timing of the backbone implementations the plan chooses from (see :mod:`~zerohar.model.
     tuning`; bf16 ones where oneDNN has bf16 convolutions); `refresh` measures afresh (`zerohar speed`)."""
-    bf16 = machine_kind() not in NO_BF16_KINDS and _precision.mkldnn_bf16_supported()
-    return tuning.backbone_speeds(bf16=bf16, refresh=refresh)
+    return tuning.backbone_speeds(bf16=machine_has_bf16_convolutions(), refresh=refresh)
 
 
 def choose(precision: str, kind: str, speeds: dict[str, float]) -> tuple[str, str, str]:

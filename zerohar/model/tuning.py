@@ -139,22 +139,28 @@ def candidates(net: torch.nn.Module, bf16: bool) -> dict[str, Callable[[torch.Te
     return out
 
 
+def interleaved_rates(fns: dict[str, Callable[[], object]], n: int, rounds: int = ROUNDS) -> dict[str, float]:
+    """Items/s of each call in `fns` (each handles `n` items): one warm-up call each (kernels are built on the
+    first), then `rounds` rounds calling each once in turn, the fastest call of each kept."""
+    best = dict.fromkeys(fns, float("inf"))
+    for fn in fns.values():
+        fn()
+    for _ in range(max(1, rounds)):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {name: round(n / s, 1) for name, s in best.items()}
+
+
 def measure(bf16: bool, rounds: int = ROUNDS, batch: int = BATCH, variant: str = VARIANT) -> dict[str, float]:
     """Triads/s of each candidate implementation of a random-weight `variant` (see the module docstring)."""
     torch.manual_seed(0)
     net = HARNet(variant).eval()
     x = check_windows(batch, net.window)  # (batch, 3, T): gravity on one axis, like worn accelerometers
-    fns = candidates(net, bf16)
-    best = dict.fromkeys(fns, float("inf"))
     with torch.inference_mode():
-        for fn in fns.values():
-            fn(x)  # warm-up: oneDNN creates its kernels on the first call
-        for _ in range(max(1, rounds)):
-            for name, fn in fns.items():
-                t0 = time.perf_counter()
-                fn(x)
-                best[name] = min(best[name], time.perf_counter() - t0)
-    return {name: round(batch / s, 1) for name, s in best.items()}
+        fns = {name: (lambda fn=fn: fn(x)) for name, fn in candidates(net, bf16).items()}
+        return interleaved_rates(fns, batch, rounds)
 
 
 def backbone_speeds(bf16: bool, refresh: bool = False) -> dict[str, float] | None:
