@@ -12,7 +12,10 @@ with the reference path (fp32) and with each option, and the script reports:
 
 Options: `int8` (`--precision int8`: the backbone on ONNX Runtime, calibrated on 256 of the windows, as `zerohar
 eval --precision int8` does), `distilled` (`--distilled`: the run's student backbone from `zerohar distill`), and
-both at once (`distilled-int8`: `--distilled --precision int8`, the student's HARNet on ONNX Runtime).
+both at once (`distilled-int8`: `--distilled --precision int8`, the student's HARNet on ONNX Runtime). The bf16
+implementations the plan chooses between, each forced whatever this machine's plan is: `bf16` (the fused
+backbone, first layer in fp32), `bf16-all` (fused, every residual block in bf16), `bf16-autocast` (the plain
+module under bf16 autocast).
 `--step` is an option of recordings, not of window sets: its agreement is measured by classify (README).
 
     python scripts/less_work.py --run RUN [RUN ...] --options int8 distilled --out eval/results/less-work
@@ -21,26 +24,47 @@ both at once (`distilled-int8`: `--distilled --precision int8`, the student's HA
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
 from zerohar.evaluation.evaluate import load_eval_windows
 from zerohar.evaluation.metrics import ids_of, zero_shot_report
+from zerohar.inference import embed
 from zerohar.inference.embed import embed_windows
 from zerohar.inference.index import LabelIndex
+from zerohar.inference.plan import InferencePlan
 from zerohar.io import atomic_write_json, atomic_write_text
 from zerohar.model.precision import cpu_flags
 from zerohar.text.encoder import get_text_encoder
 from zerohar.train.runs import load_run
 
+#: The bf16 implementations, each run whatever this machine's plan would pick (:mod:`zerohar.inference.plan`).
+BF16_OPTIONS = {"bf16": "fused", "bf16-all": "fused-all", "bf16-autocast": "plain"}
+
+
+@contextlib.contextmanager
+def forced_plan(option: str):
+    """For a bf16 option, embed with its implementation (`"plain"` in bf16 is the module under autocast)."""
+    if option not in BF16_OPTIONS:
+        yield
+        return
+    plan = InferencePlan("bf16", BF16_OPTIONS[option], 256, "native-bf16", f"{option}, forced by less_work.py")
+    with mock.patch.object(embed, "inference_plan", lambda precision, device=None: plan):
+        yield
+
 
 def option_model(run, option: str):
-    """(model, precision) of an option: the run's model in fp32 or int8, or with its distilled student backbone."""
+    """(model, precision) of an option: the run's model in fp32, int8 or a bf16 implementation, or with its
+    distilled student backbone."""
     if option in ("fp32", "int8"):
         return run.model, option
+    if option in BF16_OPTIONS:
+        return run.model, "bf16"
     if option in ("distilled", "distilled-int8"):
         return load_run(run.path, distilled=True).window_model, "int8" if option.endswith("int8") else "fp32"
     raise SystemExit(f"unknown option {option!r}")
@@ -58,7 +82,8 @@ def measure(run_dir: str, options: list[str], root: str | None) -> dict:
     for option in ["fp32", *options]:
         model, precision = option_model(run, option)
         t0 = time.perf_counter()
-        emb = np.asarray(embed_windows(model, ws.X, ws.layout, precision=precision), dtype=np.float32)  # (N, E)
+        with forced_plan(option):
+            emb = np.asarray(embed_windows(model, ws.X, ws.layout, precision=precision), dtype=np.float32)  # (N, E)
         seconds = time.perf_counter() - t0
         _, top_all = index.search(emb, k=1, candidates=classes)
         _, top_zs = index.search(emb[zs], k=min(3, len(unseen)), candidates=unseen)
@@ -81,7 +106,8 @@ def measure(run_dir: str, options: list[str], root: str | None) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", nargs="+", required=True, help="finished Stage II runs (benchmark folds)")
-    ap.add_argument("--options", nargs="+", default=["int8"], choices=["int8", "distilled", "distilled-int8"])
+    ap.add_argument("--options", nargs="+", default=["int8"],
+                    choices=["int8", "distilled", "distilled-int8", *BF16_OPTIONS])
     ap.add_argument("--root", help="the datasets' raw folder, if not the runs' own")
     ap.add_argument("--out", required=True, help="folder for results.json and results.md")
     a = ap.parse_args(argv)

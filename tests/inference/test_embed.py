@@ -59,9 +59,9 @@ def test_embed_windows_runs_the_planned_backbone(model, monkeypatch, kind):
     built, calls = [], []
     real = embed.fused_backbone
 
-    def spy(net, prec):
+    def spy(net, prec, fp32_layers):
         built.append(prec)
-        fused = real(net, prec)  # checked against the plain backbone on a few windows when built
+        fused = real(net, prec, fp32_layers)  # checked against the plain backbone on a few windows when built
         calls.clear()
         return fused
 

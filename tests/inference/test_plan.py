@@ -15,6 +15,7 @@ AVX512_BF16 = {"avx2", "avx512f", "avx512_bf16"}
 ZEN3_AVX2 = {"fp32 plain": 438.0, "fp32 fused": 495.0}
 ZEN4_BF16 = {"fp32 plain": 700.0, "fp32 fused": 690.0, "bf16 fused": 1400.0}
 XEON_BF16_NO_AMX = {"fp32 plain": 620.0, "fp32 fused": 752.0, "bf16 fused": 550.0}
+XEON_AMX = {"fp32 plain": 726.0, "fp32 fused": 871.0, "bf16 fused": 2275.0, "bf16 fused-all": 2915.0}
 
 
 @pytest.fixture
@@ -124,6 +125,22 @@ def test_a_small_bf16_gain_stays_fp32():
     assert choose("auto", "native-bf16", {"fp32 plain": 100.0, "bf16 fused": 100.0 * gain})[0] == "bf16"
     # on an AVX512 CPU without native bf16 "auto" never picks bf16, whatever was measured
     assert choose("auto", "avx512", {"fp32 plain": 100.0, "bf16 autocast": 300.0})[0] == "fp32"
+
+
+def test_amx_runs_every_residual_block_in_bf16_where_that_pays():
+    """With AMX the first layer's fp32 convolutions were 30% of the bf16 backbone: fused-all is chosen there."""
+    assert choose("auto", "native-bf16", XEON_AMX)[:2] == ("bf16", "fused-all")
+    assert choose("fp32", "native-bf16", XEON_AMX)[:2] == ("fp32", "fused")
+    # it changes more labels than "fused": a gain below LESS_EXACT_MIN_GAIN keeps "fused"
+    bar = tuning.LESS_EXACT_MIN_GAIN * XEON_AMX["bf16 fused"]
+    assert choose("bf16", "native-bf16", {**XEON_AMX, "bf16 fused-all": bar - 1})[:2] == ("bf16", "fused")
+    assert choose("bf16", "native-bf16", {**XEON_AMX, "bf16 fused-all": bar})[:2] == ("bf16", "fused-all")
+    # on the Zen 4 EPYC the two ran within a few percent: "fused"
+    assert choose("auto", "native-bf16", {**ZEN4_BF16, "bf16 fused-all": 1440.0})[:2] == ("bf16", "fused")
+
+
+def test_the_less_exact_implementation_alone_is_still_a_candidate():
+    assert tuning.fastest({"fp32 plain": 1.0, "bf16 fused-all": 3.0}, "bf16") == ("fused-all", 3.0)
 
 
 def test_plain_wins_where_the_fused_backbone_does_not_pay():

@@ -10,7 +10,7 @@ from torch import nn
 from zerohar.errors import ZeroharError
 from zerohar.model import fused as fused_mod
 from zerohar.model import precision, tuning
-from zerohar.model.fused import FusedHARNet, agreement, check_windows, fused_backbone
+from zerohar.model.fused import FUSED_IMPLEMENTATIONS, FusedHARNet, agreement, check_windows, fused_backbone
 from zerohar.model.harnet import HARNet
 from zerohar.model.precision import resolve_precision
 
@@ -103,6 +103,21 @@ def test_fused_backbone_cache_follows_weights():
         torch.testing.assert_close(fresh(x), net(x), rtol=1e-4, atol=1e-4)
 
 
+@needs_bf16
+def test_fused_backbone_cache_keeps_each_implementation():
+    torch.manual_seed(4)
+    net = randomise_bn(HARNet("harnet5")).eval()
+    fused, every = (fused_backbone(net, "bf16", FUSED_IMPLEMENTATIONS[k]) for k in ("fused", "fused-all"))
+    assert fused is not None and every is not None and fused is not every
+    assert [layer[-1] for layer in every.layers] == [torch.bfloat16] * len(every.layers)
+    assert fused.layers[0][-1] == torch.float32 and fused_backbone(net, "bf16") is fused
+    x = check_windows(16, 150)
+    with torch.no_grad():  # both close to the fp32 network on gravity windows
+        ref = net(x)
+        for f in (fused, every):
+            assert torch.nn.functional.cosine_similarity(f(x).float(), ref, dim=1).min() > 0.999
+
+
 def test_fused_backbone_rejects_other_modules():
     other = nn.Sequential(nn.Conv1d(3, 8, 5), nn.AdaptiveAvgPool1d(1), nn.Flatten())
     assert fused_backbone(other, "bf16") is None
@@ -146,6 +161,6 @@ def test_self_check_uses_gravity_windows(monkeypatch):
     seen = []
     real = fused_mod.agreement
     monkeypatch.setattr(fused_mod, "agreement", lambda n, c, x=None: seen.append(c) or real(n, c, x))
-    monkeypatch.setattr(fused_mod, "FusedHARNet", lambda n, dt: broken)
+    monkeypatch.setattr(fused_mod, "FusedHARNet", lambda n, dt, fp32_layers: broken)
     assert fused_backbone(net, "fp32") is None  # refused: the caller runs the plain module
     assert seen == [broken]

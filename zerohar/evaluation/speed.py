@@ -18,8 +18,8 @@ Figures (names as in BENCHMARK.md):
 - `harnet5_inference`, `harnet10_inference`: the backbone alone, batches of 256 triads:
   :func:`zerohar.inference.embed.embed_backbone` (the default path: the :mod:`~zerohar.inference.plan` of this
   CPU) vs `backbone(x)` in fp32 under `torch.no_grad()`; the note gives the alternatives timed in the same
-  rounds (fused fp32, on native-bf16 CPUs fused bf16 and bf16 autocast, and with the `onnx` extra the ONNX
-  Runtime backbone in fp32 and int8).
+  rounds (fused fp32, on native-bf16 CPUs fused and fused-all bf16 and bf16 autocast, and with the `onnx` extra
+  the ONNX Runtime backbone in fp32 and int8).
 - `model_inference`: a ZeroHAR model on 2-sensor windows (accelerometer + gyroscope, as HAPT), all sensors of a
   window + label search in a 12-label index: :func:`zerohar.inference.embed.embed_windows` vs
   `model.encode_windows` in fp32, both followed by the same search. The default backbone path alone on the
@@ -94,7 +94,7 @@ from zerohar.io import atomic_write_json
 from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
 from zerohar.model.cpu import cpu_model
-from zerohar.model.fused import FusedHARNet, check_windows
+from zerohar.model.fused import FUSED_IMPLEMENTATIONS, FusedHARNet, check_windows
 from zerohar.model.harnet import CircularConv1d, DistilledHARNet, Downsample, HARNet
 from zerohar.model.motif import MotifConfig, MotifDistance
 from zerohar.model.onnx_backend import onnx_available, onnx_backbone
@@ -194,8 +194,8 @@ def _result(fast: float, plain: float, note: str = "") -> dict:
 # ---------------------------------------------------------------------------------------------- figures (in a worker)
 def _backbone_figure(variant: str, quick: bool) -> dict:
     """The default backbone path (:func:`embed_backbone`, as planned for this CPU) vs the plain module in fp32;
-    the note gives the alternatives the plan chose between (fused fp32, and on bf16 CPUs fused bf16 and
-    autocast), timed in the same rounds."""
+    the note gives the alternatives the plan chose between (fused fp32, and on bf16 CPUs fused bf16, fused-all
+    bf16 and autocast), timed in the same rounds."""
     torch.manual_seed(0)
     net = HARNet(variant).eval()
     x = torch.randn(256, 3, net.window)  # (256, 3, T)
@@ -212,9 +212,11 @@ def _backbone_figure(variant: str, quick: bool) -> dict:
 
     others: dict[str, Callable[[], object]] = {}
     bf16_kind = machine_has_bf16_convolutions()  # the alternatives the plan timed
-    for prec in ("fp32", "bf16") if bf16_kind else ("fp32",):
-        fused = FusedHARNet(net, torch.float32 if prec == "fp32" else torch.bfloat16)
-        others[f"fused {prec}"] = lambda fused=fused: _no_grad(fused, x)
+    for name in ("fp32 fused", "bf16 fused", "bf16 fused-all") if bf16_kind else ("fp32 fused",):
+        prec, impl = name.split()
+        fused = FusedHARNet(net, torch.float32 if prec == "fp32" else torch.bfloat16,
+                            fp32_layers=FUSED_IMPLEMENTATIONS[impl])
+        others[f"{impl} {prec}"] = lambda fused=fused: _no_grad(fused, x)
     if bf16_kind:
         others["plain under bf16 autocast"] = autocast
     if onnx_available():  # the optional ONNX Runtime backbone (the `onnx` extra), fp32 and int8

@@ -35,7 +35,7 @@ from torch import nn
 from zerohar.data.layout import SensorLayout
 from zerohar.errors import ZeroharError
 from zerohar.inference.plan import InferencePlan, inference_plan
-from zerohar.model.fused import fused_backbone
+from zerohar.model.fused import FUSED_IMPLEMENTATIONS, fused_backbone
 from zerohar.model.harnet import DistilledHARNet
 from zerohar.model.onnx_backend import onnx_backbone
 from zerohar.text.encoder import get_text_encoder
@@ -112,8 +112,8 @@ def plan_backbone(backbone: nn.Module, plan: InferencePlan, device: torch.device
     run = None
     if plan.backbone == "onnx":
         run = onnx_backbone(net, plan.precision, calibration)
-    elif plan.backbone == "fused" and device.type == "cpu":
-        run = fused_backbone(net, plan.precision)
+    elif plan.backbone in FUSED_IMPLEMENTATIONS and device.type == "cpu":
+        run = fused_backbone(net, plan.precision, FUSED_IMPLEMENTATIONS[plan.backbone])
     autocast = run is None and plan.precision == "bf16"
     if run is None:
         run = backbone

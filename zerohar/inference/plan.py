@@ -14,7 +14,13 @@ by more than noise:
   `"autocast"` the module under bf16 autocast (a GPU, or a backbone that cannot be fused). With native bf16
   (AVX512-BF16 or AMX-BF16) the fused bf16 backbone was about 2x fp32 on an AMD EPYC, but 0.73x the fused fp32 one
   on an Intel Xeon with AVX512-BF16 and AVX512-FP16 and no AMX (harnet5: fused fp32 752, plain fp32 620, fused bf16
-  550 triads/s), where the measured plan runs fused fp32 and "auto" is fp32. On an AVX2-only CPU oneDNN has no bf16
+  550 triads/s), where the measured plan runs fused fp32 and "auto" is fp32. On an Intel Xeon **with AMX** bf16 is
+  3.3x fp32, and the first layer's fp32 convolutions (kept for gravity) became 30% of the fused bf16 backbone:
+  `"fused-all"` (every residual block in bf16; the network's first convolution and the residual stream still fp32)
+  ran 2,915 vs 2,275 triads/s and kept 99.97% of fp32's labels on all HAPT windows (a trained fold1 run; "fused"
+  100%), so it runs there; being less exact, it is chosen only where it measured at least
+  :data:`~zerohar.model.tuning.LESS_EXACT_MIN_GAIN` times "fused" (not on the AMD EPYC, where the two were within
+  3%). On an AVX2-only CPU oneDNN has no bf16
   convolution at all: the fused bf16 backbone cannot be built and autocast falls back to a reference kernel
   (harnet5: about 6 windows/s instead of 500), so a `bf16` request runs the fp32 backbone there and says so. On that
   AVX2 CPU the fused fp32 backbone measured 1.14x the plain one for harnet5 and 1.09x for harnet10 (best of 5-6
@@ -77,7 +83,7 @@ class InferencePlan:
     Attributes:
         precision: the precision the backbone computes in, "bf16", "fp32" or "int8" (a bf16 request can run in
             fp32 where the CPU has no bf16 convolutions; `reason` says so).
-        backbone: "fused", "plain", "autocast" or "onnx" (int8 on ONNX Runtime).
+        backbone: "fused", "fused-all", "plain", "autocast" or "onnx" (int8 on ONNX Runtime).
         backbone_batch: at most this many triads per backbone call (0: all of a batch at once).
         cpu: the CPU kind the rule was chosen for ("native-bf16", "avx512", "avx2", "other", or "cuda").
         reason: one line for logs and speed notes.
@@ -144,7 +150,8 @@ def choose(precision: str, kind: str, speeds: dict[str, float]) -> tuple[str, st
     Args:
         precision: "auto", "bf16" or "fp32" (a bf16 request on a CPU kind without bf16 convolutions is fp32).
         kind: the CPU kind (:func:`cpu_kind`).
-        speeds: `{"<precision> <implementation>": triads/s}`, implementations "plain", "fused", "autocast".
+        speeds: `{"<precision> <implementation>": triads/s}`, implementations "plain", "fused", "fused-all",
+            "autocast" (see :func:`zerohar.model.tuning.fastest` for the rule of the less exact "fused-all").
     """
     fp32 = tuning.fastest(speeds, "fp32")
     bf16 = tuning.fastest(speeds, "bf16") if kind not in NO_BF16_KINDS else None

@@ -3,16 +3,19 @@
 A CPU's flags do not say which implementation of the backbone is fastest. harnet5, 256 triads per call, 2
 threads, windows/s (`zerohar speed`):
 
-| CPU | plain fp32 | fused fp32 | fused bf16 |
-|---|---:|---:|---:|
-| AMD EPYC (Zen 3), AVX2 only | 438 | 495 | no bf16 convolution |
-| AMD EPYC, AVX512-BF16, no AMX (an earlier session) | | | about 2x fp32 |
-| Intel Xeon, AVX512-BF16 + AVX512-FP16 + AVX-VNNI, no AMX | 620 | 752 | 550 |
+| CPU | plain fp32 | fused fp32 | fused bf16 | fused-all bf16 |
+|---|---:|---:|---:|---:|
+| AMD EPYC (Zen 3), AVX2 only | 438 | 495 | no bf16 convolution | |
+| AMD EPYC, AVX512-BF16, no AMX (an earlier session) | | | about 2x fp32 | within 3% of fused |
+| Intel Xeon, AVX512-BF16 + AVX512-FP16 + AVX-VNNI, no AMX | 620 | 752 | 550 | |
+| Intel Xeon with AMX-BF16 / AMX-INT8 | 726 | 871 | 2,275 | 2,915 |
 
 The same flag (`avx512_bf16`) means bf16 at 2x fp32 on one machine and at 0.73x on the other, so a rule keyed by
 flags picks the slowest path on the second. On a real CPU the plan (:func:`zerohar.inference.plan.
 inference_plan`) therefore asks :func:`backbone_speeds`: each candidate (plain and fused fp32; where oneDNN has
-bf16 convolutions, fused bf16, or where that cannot be built the plain module under bf16 autocast) is timed on a
+bf16 convolutions, fused and fused-all bf16, or where those cannot be built the plain module under bf16
+autocast; fused-all, which keeps fewer labels, counts only where it is :data:`LESS_EXACT_MIN_GAIN` times the
+others) is timed on a
 random-weight harnet5, 256 triads per call, the calls of the candidates interleaved over a few rounds and the best
 kept, after one warm-up call each (oneDNN builds its kernels on the first). That takes about 5-10 s, once per
 machine: the result is kept in `$ZEROHAR_CACHE/tuning/`, keyed by the CPU model and every flag of /proc/cpuinfo,
@@ -43,14 +46,14 @@ import torch
 
 from zerohar.io import atomic_write_json
 from zerohar.model.cpu import cpu_model, proc_flags
-from zerohar.model.fused import check_windows, fused_backbone
+from zerohar.model.fused import FUSED_IMPLEMENTATIONS, check_windows, fused_backbone
 from zerohar.model.harnet import HARNet
 from zerohar.paths import cache_dir
 
 logger = logging.getLogger(__name__)
 
 #: Bump when the candidates or the way they are timed change: kept results of another version are ignored.
-TUNING_VERSION = 1
+TUNING_VERSION = 2
 #: The environment variable that turns the measurement off (values in :data:`OFF`).
 TUNE_ENV = "ZEROHAR_TUNE"
 OFF = frozenset({"0", "off", "false", "no"})
@@ -63,9 +66,23 @@ ROUNDS = 3
 BF16_MIN_GAIN = 1.15
 
 
+#: Implementations that keep fewer labels of fp32 than the others of their precision (`"fused-all"`: every
+#: residual block in bf16), and the gain over the fastest of the others they must measure to be chosen.
+LESS_EXACT = frozenset({"fused-all"})
+LESS_EXACT_MIN_GAIN = 1.15
+
+
 def fastest(speeds: dict[str, float], precision: str) -> tuple[str, float] | None:
-    """`(implementation, triads/s)` of the fastest measured candidate of `precision`, or None."""
+    """`(implementation, triads/s)` of the fastest measured candidate of `precision`, or None.
+
+    An implementation of :data:`LESS_EXACT` counts only where it measured at least :data:`LESS_EXACT_MIN_GAIN`
+    times the fastest of the others (it changes more labels; README "The plan is measured on each machine").
+    """
     got = [(k.split()[1], v) for k, v in speeds.items() if k.split()[0] == precision and v > 0]
+    exact = [kv for kv in got if kv[0] not in LESS_EXACT]
+    if exact:
+        bar = LESS_EXACT_MIN_GAIN * max(v for _, v in exact)
+        got = exact + [kv for kv in got if kv[0] in LESS_EXACT and kv[1] >= bar]
     return max(got, key=lambda kv: kv[1]) if got else None
 
 
@@ -130,8 +147,9 @@ def candidates(net: torch.nn.Module, bf16: bool) -> dict[str, Callable[[torch.Te
             return net(x)
 
     out: dict[str, Callable] = {"fp32 plain": net}
-    for name in ("fp32 fused", "bf16 fused") if bf16 else ("fp32 fused",):
-        fused = fused_backbone(net, name.split()[0])
+    for name in ("fp32 fused", "bf16 fused", "bf16 fused-all") if bf16 else ("fp32 fused",):
+        prec, impl = name.split()
+        fused = fused_backbone(net, prec, FUSED_IMPLEMENTATIONS[impl])
         if fused is not None:
             out[name] = fused
     if bf16 and "bf16 fused" not in out:  # the fused one keeps gravity in fp32 (more labels kept): preferred
@@ -171,8 +189,8 @@ def backbone_speeds(bf16: bool, refresh: bool = False) -> dict[str, float] | Non
         refresh: measure again and replace the kept result (`zerohar speed` does).
 
     Returns:
-        `{"fp32 plain": ..., "fp32 fused": ..., ["bf16 fused" or "bf16 autocast": ...]}`, or None when
-        `ZEROHAR_TUNE` is off or the measurement failed (the plan then follows the CPU flags).
+        `{"fp32 plain": ..., "fp32 fused": ..., ["bf16 fused", "bf16 fused-all" or "bf16 autocast": ...]}`, or
+        None when `ZEROHAR_TUNE` is off or the measurement failed (the plan then follows the CPU flags).
     """
     identity = machine_identity("backbone", bf16_candidates=bool(bf16), variant=VARIANT, batch=BATCH)
     return kept_speeds(identity, lambda: measure(bf16), refresh)
