@@ -157,6 +157,24 @@ def test_embed_windows_bad_input(model):
         embed_windows(model, 3.0, ctx)
 
 
+def test_fused_all_that_fails_its_check_runs_fused(monkeypatch):
+    """The plan's "fused-all" falls back to "fused" (not to autocast) where its self-check refuses it."""
+    net = HARNet("harnet5").eval()
+    fused = nn.Identity()
+    asked = []
+
+    def built(n, prec, fp32_layers):
+        asked.append(fp32_layers)
+        return None if fp32_layers == 0 else fused
+
+    monkeypatch.setattr(embed, "fused_backbone", built)
+    run, autocast = embed.plan_backbone(net, InferencePlan("bf16", "fused-all", 0, "native-bf16"), torch.device("cpu"))
+    assert run is fused and not autocast and asked == [0, 1]
+    asked.clear()
+    run, autocast = embed.plan_backbone(net, InferencePlan("bf16", "fused", 0, "native-bf16"), torch.device("cpu"))
+    assert run is fused and asked == [1]
+
+
 def test_original_encoder_takes_the_generic_path():
     torch.manual_seed(0)
     m = ZeroHARModel(ModelConfig(encoder="original")).eval()
