@@ -15,10 +15,9 @@ flags picks the slowest path on the second. On a real CPU the plan (:func:`zeroh
 inference_plan`) therefore asks :func:`backbone_speeds`: each candidate (plain and fused fp32; where oneDNN has
 bf16 convolutions, fused and fused-all bf16, or where those cannot be built the plain module under bf16
 autocast; fused-all, which keeps fewer labels, counts only where it is :data:`LESS_EXACT_MIN_GAIN` times the
-others) is timed on a
-random-weight harnet5, 256 triads per call, the calls of the candidates interleaved over a few rounds and the best
-kept, after one warm-up call each (oneDNN builds its kernels on the first). That takes about 5-10 s, once per
-machine: the result is kept in `$ZEROHAR_CACHE/tuning/`, keyed by the CPU model and every flag of /proc/cpuinfo,
+others) is timed on a random-weight harnet5, 256 triads per call, the calls of the candidates interleaved over a
+few rounds and the best kept, after one warm-up call each (oneDNN builds its kernels on the first). That takes
+about 5-10 s, once per machine: the result is kept in `$ZEROHAR_CACHE/tuning/`, keyed by the CPU model and every flag of /proc/cpuinfo,
 the torch version, the number of threads and this module's :data:`TUNING_VERSION`, and a file lock makes the
 workers of one machine (a cohort) measure once between them. Weights do not change the speed of these kernels, and
 harnet10 ranks the candidates as harnet5 does on the machines above, so one measurement serves every variant.
@@ -76,7 +75,7 @@ def fastest(speeds: dict[str, float], precision: str) -> tuple[str, float] | Non
     """`(implementation, triads/s)` of the fastest measured candidate of `precision`, or None.
 
     An implementation of :data:`LESS_EXACT` counts only where it measured at least :data:`LESS_EXACT_MIN_GAIN`
-    times the fastest of the others (it changes more labels; README "The plan is measured on each machine").
+    times the fastest of the others (it changes more labels; README "An Intel Xeon with AMX").
     """
     got = [(k.split()[1], v) for k, v in speeds.items() if k.split()[0] == precision and v > 0]
     exact = [kv for kv in got if kv[0] not in LESS_EXACT]
