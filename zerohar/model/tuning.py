@@ -17,10 +17,11 @@ bf16 convolutions, fused and fused-all bf16, or where those cannot be built the 
 autocast; fused-all, which keeps fewer labels, counts only where it is :data:`LESS_EXACT_MIN_GAIN` times the
 others) is timed on a random-weight harnet5, 256 triads per call, the calls of the candidates interleaved over a
 few rounds and the best kept, after one warm-up call each (oneDNN builds its kernels on the first). That takes
-about 5-10 s, once per machine: the result is kept in `$ZEROHAR_CACHE/tuning/`, keyed by the CPU model and every flag of /proc/cpuinfo,
-the torch version, the number of threads and this module's :data:`TUNING_VERSION`, and a file lock makes the
-workers of one machine (a cohort) measure once between them. Weights do not change the speed of these kernels, and
-harnet10 ranks the candidates as harnet5 does on the machines above, so one measurement serves every variant.
+about 5-10 s, once per machine: the result is kept in `$ZEROHAR_CACHE/tuning/`, keyed by the CPU model and
+every flag of /proc/cpuinfo, the torch version, the number of threads and this module's
+:data:`TUNING_VERSION`, and a file lock makes the workers of one machine (a cohort) measure once between them.
+Weights do not change the speed of these kernels, and harnet10 ranks the candidates as harnet5 does on the
+machines above, so one measurement serves every variant.
 
 Both rules read it: the plan's choice of implementation per precision, and `"auto"`'s choice of precision for
 inference and training (:func:`zerohar.model.precision.bf16_pays`: bf16 only where it measured at least
