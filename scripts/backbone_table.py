@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from zerohar.data.sources import dataset_roots
+from zerohar.evaluation.probe import probe_backbone
+
 DATASETS = ("hapt", "shoulder", "spswhar", "uschad")
 
 
@@ -82,9 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="runs/backbones/probes", help="cache of the probe results (JSON)")
     p.add_argument("--out", default="eval/results/backbones", help="where results.md / results.csv go")
     a = p.parse_args(argv)
-
-    from zerohar.data.sources import dataset_roots  # heavy (torch): loaded after argument parsing
-    from zerohar.evaluation.probe import probe_backbone  # heavy (torch): loaded after argument parsing
 
     datasets = [d for d in a.datasets.split(",") if d]
     roots = dataset_roots(datasets, a.root)

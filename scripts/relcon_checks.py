@@ -23,6 +23,14 @@ import json
 import sys
 
 import numpy as np
+import torch
+
+from zerohar.data.prepare import load_windowset
+from zerohar.data.relcon_augment import rotate
+from zerohar.evaluation.probe import backbone_features
+from zerohar.io import atomic_write_text
+from zerohar.model.motif import load_motif_distance
+from zerohar.model.pretrained import load_backbone
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,14 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=None)
     a = p.parse_args(argv)
-
-    import torch
-
-    from zerohar.data.prepare import load_windowset  # heavy (torch): loaded after argument parsing
-    from zerohar.data.relcon_augment import rotate  # heavy (torch): loaded after argument parsing
-    from zerohar.evaluation.probe import backbone_features  # heavy (torch): loaded after argument parsing
-    from zerohar.model.motif import load_motif_distance  # heavy (torch): loaded after argument parsing
-    from zerohar.model.pretrained import load_backbone  # heavy (torch): loaded after argument parsing
 
     torch.set_num_threads(1)
     rng = np.random.default_rng(a.seed)
@@ -101,8 +101,6 @@ def main(argv: list[str] | None = None) -> int:
     text = json.dumps(out, indent=2)
     print(text)
     if a.out:
-        from zerohar.io import atomic_write_text  # only when writing
-
         atomic_write_text(a.out, text + "\n")
     return 0
 

@@ -93,10 +93,8 @@ def test_parts_are_kept_apart(counted, tmp_path):
 def _speeds_in_child(cache: str, queue) -> None:
     import os
 
-    os.environ["ZEROHAR_CACHE"] = cache
-    from zerohar.model import tuning as t
-
-    queue.put(t.backbone_speeds(bf16=False))
+    os.environ["ZEROHAR_CACHE"] = cache  # read by cache_dir() at each call, so after the module's import
+    queue.put(tuning.backbone_speeds(bf16=False))
 
 
 def test_processes_of_one_machine_share_one_measurement(tmp_path, monkeypatch):
