@@ -12,7 +12,12 @@ with the reference path (fp32) and with each option, and the script reports:
 
 Options: `int8` (`--precision int8`: the backbone on ONNX Runtime, calibrated on 256 of the windows, as `zerohar
 eval --precision int8` does), `distilled` (`--distilled`: the run's student backbone from `zerohar distill`), and
-both at once (`distilled-int8`: `--distilled --precision int8`, the student's HARNet on ONNX Runtime). The bf16
+both at once (`distilled-int8`: `--distilled --precision int8`, the student's HARNet on ONNX Runtime), and
+`cascade` (`classify --cascade`: the student on every window, the fp32 teacher again on the windows whose label
+the student's error could change; bounds from :data:`~zerohar.inference.embed.CALIBRATION_WINDOWS` windows spread
+over the set, as `eval` spreads int8's calibration; the candidates of each decision make their own bounds, so
+the all-class and the zero-shot decisions each report the share checked again, `checked_all` / `checked_zero_shot`,
+and the same at other quantiles than the default, `by_quantile`). The bf16
 implementations the plan chooses between, each forced whatever this machine's plan is: `bf16` (the fused
 backbone, first layer in fp32), `bf16-all` (fused, every residual block in bf16), `bf16-autocast` (the plain
 module under bf16 autocast).
@@ -35,7 +40,8 @@ import numpy as np
 from zerohar.evaluation.evaluate import load_eval_windows
 from zerohar.evaluation.metrics import ids_of, zero_shot_report
 from zerohar.inference import embed
-from zerohar.inference.embed import embed_windows
+from zerohar.inference.cascade import QUANTILE, calibrate
+from zerohar.inference.embed import calibration_windows, embed_windows
 from zerohar.inference.index import LabelIndex
 from zerohar.inference.plan import InferencePlan
 from zerohar.io import atomic_write_json, atomic_write_text
@@ -65,9 +71,38 @@ def option_model(run, option: str):
         return run.model, option
     if option in BF16_OPTIONS:
         return run.model, "bf16"
-    if option in ("distilled", "distilled-int8"):
+    if option in ("distilled", "distilled-int8", "cascade"):
         return load_run(run.path, distilled=True).window_model, "int8" if option.endswith("int8") else "fp32"
     raise SystemExit(f"unknown option {option!r}")
+
+
+def _spread(n: int) -> np.ndarray:
+    """Indices of the calibration windows of a set of `n`: :func:`calibration_windows`' choice."""
+    return calibration_windows(np.arange(n))
+
+
+def _cascade(index, student, teacher, cal, classes, unseen, zs) -> tuple[np.ndarray, dict]:
+    """`classify --cascade` on a window set: replaces `student`'s rows in place for the all-class decision and
+    returns the zero-shot rows (their own bounds), with the shares checked again at the default quantile and at
+    others (`by_quantile`: agreement with fp32 and share checked, for the all-class decision)."""
+    def run(cands, rows, q):
+        P = index.prototypes[index.label_ids(cands)]
+        check = calibrate(student[cal], teacher[cal], P, q)
+        again = check.unsure(student[rows] @ P.T)
+        return np.where(again[:, None], teacher[rows], student[rows]), again
+
+    every = np.arange(len(student))
+    ref = index.search(teacher, k=1, candidates=classes)[1][:, 0]
+    curve = {}
+    for q in (0.9, 0.95, 0.99, 0.999, 1.0):
+        e, again = run(classes, every, q)
+        curve[f"{q:g}"] = {"agree_all": float(np.mean(index.search(e, k=1, candidates=classes)[1][:, 0] == ref)),
+                           "checked_all": float(again.mean())}
+    e_all, again_all = run(classes, every, QUANTILE)
+    e_zs, again_zs = run(unseen, np.flatnonzero(zs), QUANTILE)
+    student[:] = e_all
+    return e_zs, {"checked_all": float(again_all.mean()), "checked_zero_shot": float(again_zs.mean()),
+                  "quantile": QUANTILE, "calibration_windows": int(len(cal)), "by_quantile": curve}
 
 
 def measure(run_dir: str, options: list[str], root: str | None) -> dict:
@@ -78,25 +113,32 @@ def measure(run_dir: str, options: list[str], root: str | None) -> dict:
     index = LabelIndex.build(run.model, run.label_texts(classes), get_text_encoder(run.text_encoder), progress=False)
     zs = np.isin(ws.y, ids_of(unseen, classes))
     rows = {}
-    ref_all = ref_zs = None
+    ref_all = ref_zs = ref_emb = None
+    cal = _spread(len(ws))  # the cascade's calibration windows
     for option in ["fp32", *options]:
         model, precision = option_model(run, option)
         t0 = time.perf_counter()
         with forced_plan(option):
             emb = np.asarray(embed_windows(model, ws.X, ws.layout, precision=precision), dtype=np.float32)  # (N, E)
         seconds = time.perf_counter() - t0
+        extra = {}
+        if option == "cascade":  # the fp32 teacher again where the student could change the decision
+            emb_zs, extra = _cascade(index, emb, ref_emb, cal, classes, unseen, zs)
+        else:
+            emb_zs = emb[zs]
         _, top_all = index.search(emb, k=1, candidates=classes)
-        _, top_zs = index.search(emb[zs], k=min(3, len(unseen)), candidates=unseen)
+        _, top_zs = index.search(emb_zs, k=min(3, len(unseen)), candidates=unseen)
         rep = zero_shot_report(ws.y[zs], top_zs, unseen, classes)
         lab_all, lab_zs = np.asarray(top_all)[:, 0], np.asarray(top_zs)[:, 0]
         if option == "fp32":
-            ref_all, ref_zs = lab_all, lab_zs
+            ref_all, ref_zs, ref_emb = lab_all, lab_zs, emb
         same = lab_all == ref_all
         rows[option] = {
             "agree_all": float(np.mean(same)), "agree_zero_shot": float(np.mean(lab_zs == ref_zs)),
             "macro_f1": float(rep["macro_f1"]), "accuracy": float(rep["accuracy"]), "embed_seconds": seconds,
             # where an option differs: the share of each true class's windows keeping fp32's label
             "agree_by_class": {c: float(np.mean(same[ws.y == i])) for i, c in enumerate(classes) if (ws.y == i).any()},
+            **extra,
         }
         print(f"{run_dir} {option}: {dict(list(rows[option].items())[:5])}", flush=True)
     return {"run": str(run_dir), "dataset": run.dataset, "fold": run.fold, "windows": int(len(ws)),
@@ -107,7 +149,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", nargs="+", required=True, help="finished Stage II runs (benchmark folds)")
     ap.add_argument("--options", nargs="+", default=["int8"],
-                    choices=["int8", "distilled", "distilled-int8", *BF16_OPTIONS])
+                    choices=["int8", "distilled", "distilled-int8", "cascade", *BF16_OPTIONS])
     ap.add_argument("--root", help="the datasets' raw folder, if not the runs' own")
     ap.add_argument("--out", required=True, help="folder for results.json and results.md")
     a = ap.parse_args(argv)

@@ -9,6 +9,7 @@ import pytest
 from zerohar.cli import main
 from zerohar.evaluation import speed
 from zerohar.evaluation.speed import (
+    CLASSIFY_CASCADE,
     CLASSIFY_DISTILLED,
     FIGURES,
     PRETRAIN_FIGURES,
@@ -81,6 +82,27 @@ def test_distilled_figures_are_listed_and_their_run_gets_a_random_student(tmp_pa
     run = load_run(run_dir, distilled=True)
     assert isinstance(run.student, DistilledHARNet) and run.student.width == DEFAULT_WIDTH
     assert random_distilled(run_dir) == run_dir  # written once, then reused
+
+
+def test_cascade_figure_needs_a_run_and_reports_the_share_checked_again(tmp_path, monkeypatch):
+    """`classify_7day_cascade` times `--cascade` on a given run (here a random one: the harness, not its speed) and
+    is left out of the default figures without a run."""
+    assert set(CLASSIFY_CASCADE) <= set(SLOW_FIGURES) & set(FIGURES)
+    with pytest.raises(speed.ZeroharError, match="--run RUN"):
+        classify_figure(quick=True, days=0.01, cascade=True)
+    run_dir = random_distilled(random_run(tmp_path / "run"))
+    r = classify_figure(quick=True, days=0.01, cascade=True, run=run_dir)
+    assert 0 <= r["checked_share"] <= 1 and "checked again" in r["note"] and str(run_dir) in r["note"]
+    assert r["windows_per_s"] > 0 and r["baseline_windows_per_s"] > 0
+    ran = []
+    monkeypatch.setattr(speed, "classify_figure", lambda *a, **k: ran.append(k) or {"error": "not timed"})
+    monkeypatch.setattr(speed, "_worker", lambda name, quick: {"error": "not timed"})
+    monkeypatch.setattr(speed, "FIGURES", ("classify_7day", "classify_7day_cascade"))
+    speed.run_speed()
+    assert [k["cascade"] for k in ran] == [False]
+    ran.clear()
+    speed.run_speed(run=str(run_dir))
+    assert [k["cascade"] for k in ran] == [False, True] and all(k["run"] == str(run_dir) for k in ran)
 
 
 # ---------------------------------------------------------------------------------------------- ceiling and the gate

@@ -13,7 +13,7 @@ from helpers import hapt_recording_csv
 from zerohar.cli import main
 from zerohar.errors import ZeroharError
 from zerohar.inference import classify
-from zerohar.inference.classify import classify_recording, int8_calibration
+from zerohar.inference.classify import classify_recording, stream_calibration
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,7 @@ def test_int8_without_onnxruntime_is_one_sentence_before_any_work(monkeypatch, t
     assert not list(tmp_path.iterdir())
 
 
-def test_int8_calibration_is_spread_over_the_recordings_first_worn_windows():
+def test_stream_calibration_is_spread_over_the_recordings_first_worn_windows():
     starts = np.arange(10_000) * 2.5
     X = np.arange(10_000, dtype=np.float32)[:, None, None] * np.ones((1, 3, 150), np.float32)  # window i holds i
     batches = [(X[a : a + 1000], starts[a : a + 1000]) for a in range(0, 10_000, 1000)]
@@ -70,16 +70,16 @@ def test_int8_calibration_is_spread_over_the_recordings_first_worn_windows():
             yield b
 
     nonwear = np.array([[0.0, 500 * 2.5]])  # the first 500 windows: device on a table
-    cal, replay = int8_calibration(stream(), window_s=5.0, nonwear=nonwear, span=2048)
+    cal, replay = stream_calibration(stream(), window_s=5.0, nonwear=nonwear, span=2048)
     assert len(pulled) == 3  # read ahead 3 batches, not the whole recording
     ids = cal[:, 0, 0].astype(int)
     assert len(ids) == 256 and ids.min() >= 499 and ids.max() <= 2047  # worn (half-covered counts) of the first 2,048
     assert np.diff(ids).min() > 1  # spread, not the first 256
     again = list(replay)
     assert len(again) == 10 and all(a[0] is b[0] for a, b in zip(again, batches))  # the whole stream, once
-    cal2, replay2 = int8_calibration(iter(batches[:1]), window_s=5.0, nonwear=np.array([[0.0, 1e9]]))
+    cal2, replay2 = stream_calibration(iter(batches[:1]), window_s=5.0, nonwear=np.array([[0.0, 1e9]]))
     assert len(cal2) == 256 and len(list(replay2)) == 1  # never worn: all windows rather than none
-    assert int8_calibration(iter(()), window_s=5.0)[0] is None
+    assert stream_calibration(iter(()), window_s=5.0)[0] is None
 
 
 def test_classify_passes_the_recordings_own_windows_as_calibration(monkeypatch, tiny_run, hapt_csv, tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from helpers import SUBJECTS, TINY_MODEL, layout_of, randomise_bn, signal_of, untrained_run, window_set_file
@@ -229,6 +230,26 @@ def test_classify_distilled_runs_the_student_and_says_so(distilled, tmp_path):
     assert json.loads((tmp_path / "own" / "rec" / "info.json").read_text())["model"]["backbone"]["kind"] == "trained"
     if onnx_available():  # --distilled --precision int8: the student's HARNet in int8, its projection after it
         assert main(args[:-2] + ["--precision", "int8", "--out", str(tmp_path / "int8.csv"), "--distilled"]) == 0
+
+
+def test_classify_cascade_keeps_the_students_label_only_where_its_error_cannot_change_it(distilled, tmp_path):
+    rec = _datetime_csv(tmp_path / "rec.csv", 120)
+    args = ["classify", "--run", str(distilled), "--input", str(rec), "--labels", "walking", "sitting", "lying",
+            "--placement", "waist", "--device", "smartphone", "--no-progress", "--precision", "fp32",
+            "--no-unknown"]
+    labels = {}
+    for name, flags in {"own": [], "student": ["--distilled"], "cascade": ["--cascade"]}.items():
+        assert main(args + ["--out-dir", str(tmp_path / name)] + flags) == 0
+        labels[name] = pd.read_csv(tmp_path / name / "rec" / "windows.csv")["label"].to_numpy()
+    info = json.loads((tmp_path / "cascade" / "rec" / "info.json").read_text())
+    c = info["cascade"]
+    assert info["arguments"]["cascade"] and info["model"]["backbone"]["kind"] == "distilled"
+    assert c["worn_windows"] == len(labels["own"]) and 0 <= c["checked_windows"] <= c["worn_windows"]
+    assert c["checked_share"] == pytest.approx(c["checked_windows"] / c["worn_windows"]) and c["quantile"] == 0.99
+    # every label is the teacher's (checked again) or the student's (left to it): never a third one
+    assert ((labels["cascade"] == labels["own"]) | (labels["cascade"] == labels["student"])).all()
+    assert (labels["cascade"] != labels["own"]).sum() <= (labels["student"] != labels["own"]).sum()
+    assert main(args + ["--out", str(tmp_path / "both.csv"), "--cascade", "--distilled"]) == 2
 
 
 def test_cohort_classify_distilled_runs_the_student_on_the_workers(distilled, tmp_path):

@@ -99,6 +99,16 @@ def add_distilled_argument(p: argparse.ArgumentParser) -> None:
                    "--precision")
 
 
+def add_cascade_argument(p: argparse.ArgumentParser) -> None:
+    """`--cascade`: the distilled backbone, checked by the run's own where it could change a label (classify)."""
+    p.add_argument("--cascade", action="store_true",
+                   help="run the distilled backbone (`zerohar distill`) on every window, then the run's own backbone "
+                   "again on the windows whose label the smaller one could have got wrong: bounds on its error are "
+                   "measured on 256 windows of the recording's start, no labels needed; info.json and the log "
+                   "give the share checked again. Closer to the run's own labels than --distilled, and faster "
+                   "than neither flag when few windows are close calls")
+
+
 def check_precision(precision: str) -> None:
     """`--precision int8` without onnxruntime: the one-sentence error, before any work."""
     if precision == "int8":

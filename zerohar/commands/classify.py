@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from zerohar.commands import (
+    add_cascade_argument,
     add_distilled_argument,
     add_inference_arguments,
     add_label_arguments,
@@ -45,6 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "instants and 87%% of all)")
     add_inference_arguments(p, int8=True)
     add_distilled_argument(p)
+    add_cascade_argument(p)
     out = p.add_mutually_exclusive_group(required=True)
     out.add_argument("--out", metavar="FILE.csv", help="output table, one row per window (.csv, or .parquet with "
                      "pyarrow)")
@@ -96,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, precision=args.precision, force=args.force, progress=not args.no_progress,
         out_dir=args.out_dir, timezone_name=args.timezone, min_wear_hours=args.min_wear_hours,
         calibrate=not args.no_calibration, detect_nonwear=not args.no_nonwear, unknown=not args.no_unknown,
-        distilled=args.distilled,
+        distilled=args.distilled, cascade=args.cascade,
     )
     print(f"{res.n_windows} windows of {res.window_s:g} s (step {res.step_s:g} s) -> {res.out}")
     print("\n".join(res.summary_lines()))
@@ -121,7 +123,7 @@ def run_cohort(args: argparse.Namespace) -> int:
         layout=args.layout, placement=args.placement, device=args.device, rate=args.rate, top_k=args.top_k,
         step_s=args.step, batch_size=args.batch_size, precision=args.precision, timezone_name=args.timezone,
         min_wear_hours=args.min_wear_hours, calibrate=not args.no_calibration, detect_nonwear=not args.no_nonwear,
-        unknown=not args.no_unknown, distilled=args.distilled,
+        unknown=not args.no_unknown, distilled=args.distilled, cascade=args.cascade,
     )
     print("\n".join(res.summary_lines()))
     return 1 if res.count("failed") else 0

@@ -25,6 +25,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         f"--repeats tries (default {MIN_RATIO}, the noise of a shared machine)")
     p.add_argument("--repeats", type=int, default=3,
                    help="tries of a figure whose ratio is below --min-ratio; the best is kept (default 3)")
+    p.add_argument("--run", metavar="RUN",
+                   help="a trained Stage II run that the classify figures time instead of random weights; "
+                   "classify_7day_cascade needs one with a distilled backbone (zerohar distill), since how many "
+                   "windows it checks again depends on trained weights (default: left out)")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     p.add_argument("--no-progress", action="store_true", help="no progress bar while writing the recording")
 
@@ -49,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         raise ZeroharError(f"--repeats must be at least 1, found {args.repeats}")
     ceiling = measure_ceiling(args.quick)
     results = run_speed(args.figures, quick=args.quick, days=args.days, progress=not args.no_progress,
-                        repeats=args.repeats, min_ratio=args.min_ratio)
+                        repeats=args.repeats, min_ratio=args.min_ratio, run=args.run)
     add_ceiling_shares(results, ceiling)
     for r in results.values():
         r["matmul_gflops"] = ceiling["matmul_gflops"]

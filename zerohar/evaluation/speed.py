@@ -43,7 +43,11 @@ Figures (names as in BENCHMARK.md):
   BENCHMARK.md; the `onnx` extra) the same with `--precision int8` (calibrated on the recording's own windows);
   `classify_7day_distilled` (not in BENCHMARK.md) the same with `--distilled` against the fp32 command without it.
   Its run needs a distilled backbone: a random-weight student saved in the format `zerohar distill` writes
-  (:func:`random_distilled`); no distillation is needed for timing.
+  (:func:`random_distilled`); no distillation is needed for timing. `classify_7day_cascade` (not in
+  BENCHMARK.md) the same with `--cascade` (the student, and the run's own backbone again on the windows its error
+  could change): its cost depends on how many windows a *trained* student is unsure of, so it needs a trained
+  run with a distilled backbone (`zerohar speed --run RUN`; every classify figure then uses that run); the note
+  gives the share checked again (`info.json`).
 - `stage1_train`, `stage2_train`: optimiser steps per second x batch size (64 windows) of the Stage I / Stage
   II objective (forward, contrastive loss, backward, gradient clipping, AdamW) with bf16 autocast vs fp32.
   Only the model step: data loading is not included. Without native bf16 the fast path is the plain one,
@@ -90,7 +94,7 @@ from zerohar.errors import ZeroharError
 from zerohar.inference.embed import embed_backbone, embed_windows, plan_backbone
 from zerohar.inference.index import LabelIndex, numpy_search_pays, search_speeds
 from zerohar.inference.plan import inference_plan, machine_has_bf16_convolutions, machine_speeds
-from zerohar.io import atomic_write_json
+from zerohar.io import atomic_write_json, load_json
 from zerohar.losses.contrastive import ContrastiveLoss
 from zerohar.losses.pretext import pretext_batch
 from zerohar.model.cpu import cpu_model
@@ -114,7 +118,7 @@ logger = logging.getLogger(__name__)
 FIGURES = (
     "harnet5_inference", "harnet10_inference", "model_inference", "model_inference_int8",
     "model_inference_distilled", "classify_7day", "classify_7day_step5", "classify_7day_int8",
-    "classify_7day_distilled", "classify_7day_csv",
+    "classify_7day_distilled", "classify_7day_cascade", "classify_7day_csv",
     "stage1_train", "stage2_train", "index_10", "index_1000", "index_100000",
     "pretrain_ssl_train", "motif_distance_train", "relcon_ranking", "relcon_train", "relcon_train_separate",
 )
@@ -131,22 +135,25 @@ CEILING_FIGURES = {"harnet5_inference": ("harnet5", 1), "harnet10_inference": ("
 ONNX_FIGURES = {"model_inference_int8": "int8", "classify_7day_int8": "int8"}
 #: Figures that `--quick` leaves out unless named.
 SLOW_FIGURES = ("classify_7day", "classify_7day_step5", "classify_7day_int8", "classify_7day_distilled",
-                "classify_7day_csv", "relcon_train_separate")
+                "classify_7day_cascade", "classify_7day_csv", "relcon_train_separate")
 #: Pretraining figures: `train.pretrain_method` of each.
 PRETRAIN_FIGURES = {"pretrain_ssl_train": "ssl", "motif_distance_train": "motif-distance",
                     "relcon_ranking": "relcon", "relcon_train": "relcon", "relcon_train_separate": "relcon"}
 #: `--step` of the classify figures (None = classify's default, half a window).
 CLASSIFY_STEPS = {"classify_7day": None, "classify_7day_step5": 5.0, "classify_7day_int8": None,
-                  "classify_7day_distilled": None, "classify_7day_csv": None}
+                  "classify_7day_distilled": None, "classify_7day_cascade": None, "classify_7day_csv": None}
 #: The input of the classify figures: the week as a device file (GENEActiv .bin through actipy: calibration,
 #: non-wear detection) into `--out-dir` study outputs, or as a CSV into a window table (the figure before the
 #: device path existed).
 CLASSIFY_INPUT = {"classify_7day": "device", "classify_7day_step5": "device", "classify_7day_int8": "device",
-                  "classify_7day_distilled": "device", "classify_7day_csv": "csv"}
+                  "classify_7day_distilled": "device", "classify_7day_cascade": "device",
+                  "classify_7day_csv": "csv"}
 #: `--precision` of the fast command of the classify figures (default "auto"; the baseline is always fp32).
 CLASSIFY_PRECISION = {"classify_7day_int8": "int8"}
 #: Classify figures whose fast command runs the run's distilled backbone (`--distilled`).
 CLASSIFY_DISTILLED = ("classify_7day_distilled",)
+#: Classify figures whose fast command runs `--cascade`; they need a trained run (`zerohar speed --run`).
+CLASSIFY_CASCADE = ("classify_7day_cascade",)
 CLASSIFY_LABELS = ("sleeping", "sitting", "standing", "walking", "running", "cycling", "household chores",
                    "lying down")
 PLACEMENT, DEVICE = "left wrist", "smartwatch"
@@ -663,7 +670,8 @@ def random_distilled(run_dir: Path) -> Path:
 
 
 def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
-                 step: float | None = None, distilled: bool = False) -> tuple[int, float, float, float]:
+                 step: float | None = None, distilled: bool = False, cascade: bool = False
+                 ) -> tuple[int, float, float, float]:
     """`zerohar classify` in a subprocess: (windows, wall seconds, peak RSS MB, CPU seconds). An `out` without a
     suffix is an `--out-dir` (the study outputs: window, minute and day tables, info.json and the figure)."""
     dest = ["--out", str(out)] if out.suffix else ["--out-dir", str(out)]
@@ -671,6 +679,7 @@ def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
            "--labels", *CLASSIFY_LABELS, "--placement", PLACEMENT, "--device", DEVICE, *dest,
            "--precision", precision, "--force", "--no-progress"] + ([] if step is None else ["--step", f"{step:g}"])
     cmd += ["--distilled"] if distilled else []
+    cmd += ["--cascade"] if cascade else []
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     stdout, wall, rss, code, err, cpu = run_child(cmd, env)
     if code != 0:
@@ -684,7 +693,8 @@ def run_classify(csv_path: Path, run_dir: Path, precision: str, out: Path,
 
 
 def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step: float | None = None,
-                    kind: str = "device", fast: str = "auto", distilled: bool = False) -> dict:
+                    kind: str = "device", fast: str = "auto", distilled: bool = False, cascade: bool = False,
+                    run: str | Path | None = None) -> dict:
     """`classify_7day`: the classify command end to end, fast path vs `--precision fp32` (each run once in
     quick mode, twice otherwise; best of each). Where `auto` is fp32 (no native bf16) the two are one command,
     run once per round and reported as both.
@@ -697,20 +707,34 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
             the recording's own first windows, included in its time).
         distilled: the fast command also runs `--distilled` (`classify_7day_distilled`; the run gets a random
             distilled backbone, :func:`random_distilled`); the baseline is `--precision fp32` without it.
+        cascade: the fast command runs `--cascade` (`classify_7day_cascade`); needs `run`.
+        run: a trained Stage II run to time instead of random weights (with a distilled backbone for `distilled`
+            and `cascade`).
     """
+    if cascade and run is None:
+        raise ZeroharError("classify_7day_cascade needs a trained run with a distilled backbone (zerohar speed --run "
+                           "RUN): how many windows the cascade checks again depends on trained weights")
+    if run is not None:
+        load_run(run, distilled=distilled or cascade)  # a missing student: said before the week
+        run_dir = Path(run)
+    else:
+        run_dir = random_distilled(random_run()) if distilled else random_run()
     rec_path = synthetic_recording(days, progress=progress, kind=kind)
-    run_dir = random_distilled(random_run()) if distilled else random_run()
     rounds = 1 if quick else 2
     if fast == "int8" and not onnx_available():
         raise ZeroharError("classify_7day_int8 needs onnxruntime: pip install 'zerohar[onnx]'")
-    same = fast == "auto" and resolve_precision("auto") == "fp32" and not distilled
-    commands = {"fp32": ("fp32", False)} if same else {"fp32": ("fp32", False), "fast": (fast, distilled)}
+    same = fast == "auto" and resolve_precision("auto") == "fp32" and not (distilled or cascade)
+    commands = {"fp32": ("fp32", False)} if same else {"fp32": ("fp32", False), "fast": (fast, distilled or cascade)}
+    checked = None
     best: dict[str, tuple] = {}
     with tempfile.TemporaryDirectory(dir=speed_dir()) as tmp:
         for _ in range(rounds):
             for key, (prec, dist) in commands.items():
                 out = Path(tmp) / (f"study-{key}" if kind == "device" else f"labels-{key}.csv")
-                got = run_classify(rec_path, run_dir, prec, out, step, distilled=dist)
+                got = run_classify(rec_path, run_dir, prec, out, step, distilled=dist and not cascade,
+                                   cascade=dist and cascade)
+                if dist and cascade:  # the share the run's own backbone checked again
+                    checked = load_json(next(out.glob("*/info.json")), "classify info")["cascade"]["checked_share"]
                 logger.info("classify --precision %s%s: %d windows in %.1f s (%.1f CPU s), peak %.0f MB", prec,
                             " --distilled" if dist else "", got[0], got[1], got[3], got[2])
                 if key not in best or got[1] < best[key][1]:
@@ -722,23 +746,28 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
             if kind == "device" else f"{days:g}-day CSV ({os.path.getsize(rec_path) / 1e6:.0f} MB) into --out")
     res = _result(n / wall, n / wall0,
                   f"{what}, {n} windows (step {'2.5' if step is None else f'{step:g}'} s, --precision {fast}"
-                  f"{' --distilled, random weights' if distilled else ''}); "
+                  f"{' --distilled' if distilled else ''}{' --cascade' if cascade else ''}"
+                  f"{', random weights' if run is None else f', run {run}'}"
+                  f"{'' if checked is None else f', {checked:.1%} of the windows checked again'}); "
                   f"wall {wall:.1f} s, "
                   f"CPU {cpu:.0f} s (fp32: wall {wall0:.1f} s, CPU {cpu0:.0f} s, peak {rss0:.0f} MB); includes "
                   "process start, reading, model and text encoder loading"
                   + ("; auto is fp32 on this CPU: one command, timed once a round" if len(precisions) == 1 else ""))
     res["peak_rss_mb"] = round(rss, 1)
     res["seconds"] = round(wall, 1)
+    if checked is not None:
+        res["checked_share"] = checked
     return res
 
 
 # ---------------------------------------------------------------------------------------------- driver
 def run_speed(
     figures: Sequence[str] | None = None, *, quick: bool = False, days: float = 7.0, progress: bool = False,
-    repeats: int = 1, min_ratio: float = MIN_RATIO,
+    repeats: int = 1, min_ratio: float = MIN_RATIO, run: str | Path | None = None,
 ) -> dict[str, dict]:
     """Measure `figures` (default: all; with `quick`, all but the slow ones; :data:`ONNX_FIGURES` only where
-    onnxruntime is installed), each in its own process.
+    onnxruntime is installed, :data:`CLASSIFY_CASCADE` only with a `run`), each in its own process. `run`: a
+    trained Stage II run the classify figures time instead of random weights.
 
     A figure whose default path measures slower than plain (ratio below `min_ratio`) is measured again, up to
     `repeats` times in all, and the try with the best ratio is kept: one disturbed round on a shared machine
@@ -755,7 +784,8 @@ def run_speed(
         names = list(figures)
     else:
         names = [f for f in FIGURES
-                 if not (quick and f in SLOW_FIGURES) and (f not in ONNX_FIGURES or onnx_available())]
+                 if not (quick and f in SLOW_FIGURES) and (f not in ONNX_FIGURES or onnx_available())
+                 and (f not in CLASSIFY_CASCADE or run is not None)]
     # The plan's one-off timing of this CPU, measured afresh: every figure's worker reads this one (the default
     # path of each figure is what classify would run now, not what an older or disturbed timing chose).
     machine_speeds(refresh=True)
@@ -767,7 +797,8 @@ def run_speed(
             try:
                 got = (classify_figure(quick, days, progress, step=CLASSIFY_STEPS[name], kind=CLASSIFY_INPUT[name],
                                        fast=CLASSIFY_PRECISION.get(name, "auto"),
-                                       distilled=name in CLASSIFY_DISTILLED)
+                                       distilled=name in CLASSIFY_DISTILLED, cascade=name in CLASSIFY_CASCADE,
+                                       run=run)
                        if name in CLASSIFY_STEPS else _worker(name, quick))
             except ZeroharError as e:
                 logger.error("%s", e)

@@ -27,6 +27,8 @@ from zerohar.data.layout import SensorLayout
 from zerohar.data.streaming import CHUNK_ROWS, match_layout, open_recording, stream_windows
 from zerohar.data.transforms import canonical_stream
 from zerohar.errors import ZeroharError
+from zerohar.inference.cascade import QUANTILE as CASCADE_QUANTILE
+from zerohar.inference.cascade import calibrate as calibrate_cascade
 from zerohar.inference.embed import calibration_windows, embed_windows, sensor_context
 from zerohar.inference.index import LabelIndex
 from zerohar.inference.plan import inference_plan
@@ -52,15 +54,17 @@ from zerohar.train.runs import load_run, use_distilled
 logger = logging.getLogger(__name__)
 
 RATE = 30.0
-#: `precision="int8"`: the activation ranges are calibrated on windows spread over the recording's first this many
-#: windows (about 85 min at the 2.5 s step; 2,048 windows of a wrist accelerometer hold 3.7 MB), the worn ones
-#: where a device flagged non-wear. Read ahead and then classified as usual: the stream stays a stream.
+#: `precision="int8"` and `cascade`: the int8 activation ranges and the student's error bounds are calibrated on
+#: windows spread over the recording's first this many windows (about 85 min at the 2.5 s step; 2,048 windows of
+#: a wrist accelerometer hold 3.7 MB), the worn ones where a device flagged non-wear. Read ahead and then
+#: classified as usual: the stream stays a stream.
 CALIBRATION_SPAN = 2048
 
 
-def int8_calibration(batches: Iterable[tuple[np.ndarray, np.ndarray]], *, window_s: float, nonwear=None,
+def stream_calibration(batches: Iterable[tuple[np.ndarray, np.ndarray]], *, window_s: float, nonwear=None,
                      span: int = CALIBRATION_SPAN) -> tuple[np.ndarray | None, Iterator]:
-    """The int8 calibration windows of a window stream, taken from the stream itself (no labels, no training data).
+    """The calibration windows of a window stream (int8 ranges, the cascade's error bounds), taken from the stream
+    itself (no labels, no training data).
 
     Args:
         batches: `(X (n, C, T), starts (n,))` batches, as :func:`zerohar.data.streaming.stream_windows` yields.
@@ -171,6 +175,7 @@ def classify_recording(
     detect_nonwear: bool = True,
     unknown: bool = True,
     distilled: bool = False,
+    cascade: bool = False,
 ) -> ClassifyResult:
     """Name every window of a recording with the best of the candidate labels.
 
@@ -190,7 +195,7 @@ def classify_recording(
             a whole window halves the work on long recordings).
         batch_size, precision: the inference path (`zerohar.inference.embed.embed_windows`); "int8" (the
             `onnx` extra) calibrates its activation ranges on windows of the recording's first
-            :data:`CALIBRATION_SPAN` (:func:`int8_calibration`; no labels).
+            :data:`CALIBRATION_SPAN` (:func:`stream_calibration`; no labels).
         force: overwrite an existing output.
         progress: show a progress bar.
         run: an already loaded :class:`zerohar.train.runs.Run` (skips loading `model_dir`).
@@ -208,6 +213,9 @@ def classify_recording(
         distilled: run the run's distilled backbone (`RUN/distilled/`, written by `zerohar distill`) in place of
             its backbone, every other part of the model unchanged (:attr:`zerohar.train.runs.Run.window_model`);
             `info.json` records its identity.
+        cascade: the distilled backbone on every window, then the run's own backbone again on the windows whose
+            label the student's error could change (:mod:`zerohar.inference.cascade`: error bounds measured on
+            windows of the recording's own start); `info.json` records the share checked again.
 
     Returns:
         A :class:`ClassifyResult` (time per label for the summary).
@@ -238,8 +246,12 @@ def classify_recording(
         raise ZeroharError("give the candidate labels one way: --labels, --labels-file or --index")
     if top_k < 1:
         raise ZeroharError(f"--top-k must be at least 1, found {top_k}")
-    run = run or load_run(model_dir, distilled=distilled)
-    if distilled and run.distilled is None:
+    if cascade and distilled:
+        raise ZeroharError("give --distilled (the student on every window) or --cascade (the student, checked by "
+                           "the run's own backbone where it could be wrong), not both")
+    student = distilled or cascade
+    run = run or load_run(model_dir, distilled=student)
+    if student and run.distilled is None:
         use_distilled(run)
     window_s = run.window_s
     length = int(round(window_s * RATE))
@@ -250,7 +262,7 @@ def classify_recording(
     step_s = step / RATE
     if run.model is None:
         raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; use a Stage II run")
-    model = run.window_model if distilled else run.model  # with the distilled backbone only if asked for
+    model = run.window_model if student else run.model  # with the distilled backbone only if asked for
 
     if index_dir is not None:
         index = LabelIndex.load(index_dir, model=run.model)  # its text projector made the index, either backbone
@@ -280,8 +292,22 @@ def classify_recording(
     nonwear = rec.nonwear if rec.nonwear is not None and len(rec.nonwear) else None
     kept_t: list[np.ndarray] = []
     kept_labels: list[np.ndarray] = []
+    calibration = None
+    checked = [0, 0]  # cascade: windows embedded again by the run's own backbone, windows embedded
+
+    def embed(m, X):
+        return np.asarray(embed_windows(m, X, context, kinds=used_layout, batch_size=batch_size,
+                                        precision=precision, calibration=calibration), dtype=np.float32)
+
+    def cascade_record() -> dict:
+        return {"checked_windows": checked[0], "worn_windows": checked[1],
+                "checked_share": checked[0] / checked[1] if checked[1] else 0.0, "quantile": CASCADE_QUANTILE,
+                "rule": "the run's own backbone embeds again every window whose top label (or unknown decision) "
+                        "the distilled backbone's error could change, by the error's quantile on calibration "
+                        "windows of the recording (zerohar.inference.cascade)"}
 
     def label_windows(table: Path) -> tuple[int, Counter, str | None]:
+        nonlocal calibration
         writer = TableWriter(table, columns)
         per_label: Counter[str] = Counter()
         n = 0
@@ -289,9 +315,12 @@ def classify_recording(
         bar = tqdm(desc="classifying", unit="window", disable=not progress)
         try:
             batches = stream_windows(pieces, length, step, keep)
-            calibration = None
-            if precision == "int8":  # the recording's own first windows calibrate the int8 ranges
-                calibration, batches = int8_calibration(batches, window_s=window_s, nonwear=nonwear)
+            check = None
+            if precision == "int8" or cascade:  # the recording's own first windows calibrate int8 / the cascade
+                calibration, batches = stream_calibration(batches, window_s=window_s, nonwear=nonwear)
+            if cascade and calibration is not None:
+                protos = index.prototypes[index.label_ids(candidates)]  # (L, E), the candidates' order
+                check = calibrate_cascade(embed(model, calibration), embed(run.model, calibration), protos)
             for X, starts in batches:
                 off = nonwear_windows(starts, window_s, nonwear) if nonwear is not None else np.zeros(len(X), bool)
                 top = np.full((len(X), k), "", dtype=object)
@@ -299,8 +328,13 @@ def classify_recording(
                 scores = np.full((len(X), k), np.nan, dtype=np.float32)
                 worn = np.flatnonzero(~off)
                 if len(worn):  # non-wear windows are never classified
-                    emb = embed_windows(model, X[worn], context, kinds=used_layout, batch_size=batch_size,
-                                        precision=precision, calibration=calibration)  # (n, E)
+                    emb = embed(model, X[worn])  # (n, E)
+                    if check is not None:  # the run's own backbone where the student could change the label
+                        again = check.unsure(emb @ protos.T, threshold)
+                        if again.any():
+                            emb[again] = embed(run.model, X[worn][again])
+                        checked[0] += int(again.sum())
+                        checked[1] += len(worn)
                     scores[worn], top[worn] = index.search(np.asarray(emb, dtype=np.float32), k, candidates=candidates)
                     if threshold is not None:  # "none of these": the candidates move one place down
                         low = worn[scores[worn, 0] < threshold]
@@ -343,7 +377,7 @@ def classify_recording(
             "placement": placement, "device": device, "rate": rate, "top_k": top_k, "step_s": step_s,
             "precision": precision, "timezone": timezone_name, "min_wear_hours": min_wear_hours,
             "calibrate": calibrate, "detect_nonwear": detect_nonwear, "describe": describe, "unknown": unknown,
-            "distilled": distilled,
+            "distilled": distilled, "cascade": cascade,
         }
 
         def fill(tmp: Path) -> None:
@@ -354,6 +388,7 @@ def classify_recording(
                 candidates + ([UNKNOWN] if threshold is not None else []), step_s=step_s,
                 window_s=window_s, tz=tz, min_wear_hours=min_wear_hours, run=run, used_layout=used_layout,
                 arguments=arguments, unknown=run.meta.get("unknown") if threshold is not None else None,
+                cascade=cascade_record() if cascade else None,
             )
 
         n, per_label, last_label = 0, Counter(), None
@@ -361,6 +396,9 @@ def classify_recording(
         out = folder
     # The last window stands for its whole length, not just one step.
     per_label[last_label] += window_s - step_s
+    if cascade:
+        logger.info("cascade: the run's own backbone checked %d of %d worn windows (%.1f%%)", checked[0], checked[1],
+                    100 * checked[0] / max(checked[1], 1))
     duration = float(sum(per_label.values()))
     logger.info("classified %d windows of %s into %s", n, rec.path, out)
     return ClassifyResult(out, n, window_s, step_s, duration, dict(per_label))
@@ -414,6 +452,7 @@ def write_study_outputs(
     used_layout: SensorLayout | None = None,
     arguments: dict | None = None,
     unknown: dict | None = None,
+    cascade: dict | None = None,
 ) -> dict:
     """`minutes.csv`, `daily.csv`, `timeline.png` and `info.json` of one classified recording, into `folder`.
 
@@ -431,7 +470,7 @@ def write_study_outputs(
         names: the candidate labels (columns of the daily table, in this order).
         step_s, window_s: the windows; tz: a `zoneinfo.ZoneInfo` or None; min_wear_hours: the valid-day rule.
         run, used_layout, arguments: recorded in `info.json`; unknown: the run's "none of these" calibration
-            (None when off).
+            (None when off); cascade: with `--cascade`, how many windows the run's own backbone checked.
 
     Returns:
         The `info.json` content.
@@ -463,7 +502,8 @@ def write_study_outputs(
             "run": str(run.path), "stage": run.stage, "dataset": run.dataset, "fold": run.meta.get("fold"),
             "window_s": window_s, "text_encoder": getattr(run, "text_encoder", None),
             "identity": (getattr(run.model, "metadata", None) or {}).get("identity"),
-            "backbone": run.backbone_info() if (arguments or {}).get("distilled") else {"kind": "trained"},
+            "backbone": run.backbone_info() if (arguments or {}).get("distilled") or (arguments or {}).get("cascade")
+            else {"kind": "trained"},
         },
         "arguments": arguments or {},
         "labels": list(names),
@@ -490,6 +530,7 @@ def write_study_outputs(
         "valid_days": int(sum(daily.column("valid"))),
         "valid_day_rule": daily.rule,
         "unknown_rule": None if unknown is None else unknown.get("rule"),
+        "cascade": cascade,
         "minute_rule": "each window stands for the step after its start; a minute's label is the label of most "
                        "of its seconds (non-wear included)",
         "warnings": list(dev.get("warnings", [])),

@@ -129,7 +129,7 @@ def _classify_task(run_dir: str, index_dir: str, input_path: str, out_dir: str, 
     root.addHandler(handler)
     t0 = time.perf_counter()
     try:
-        key = (run_dir, bool(options.get("distilled")))
+        key = (run_dir, bool(options.get("distilled") or options.get("cascade")))
         if key not in _WORKER_RUNS:  # the model loads once per worker process, not per recording
             _WORKER_RUNS.clear()
             _WORKER_RUNS[key] = load_run(run_dir, distilled=key[1])
@@ -221,7 +221,8 @@ def classify_cohort(
         raise ZeroharError(f"--workers must be at least 1, found {workers}")
     if scheduler is not None and workers is not None:
         raise ZeroharError("give --workers (a local cluster) or --scheduler (a running one), not both")
-    run = load_run(model_dir, distilled=bool(options.get("distilled")))  # no distilled backbone: said here, once
+    # no distilled backbone: said here, once
+    run = load_run(model_dir, distilled=bool(options.get("distilled") or options.get("cascade")))
     if run.model is None:
         raise ZeroharError(f"run {run.path} is a {run.stage} run without a zero-shot model; use a Stage II run")
     check_writable(out_dir / "cohort.csv", "--out-dir")  # fail now, not after the LLM calls and an hour of work
