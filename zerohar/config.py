@@ -41,6 +41,7 @@ SCHEDULES = ("auto", "wsd", "cosine", "constant")
 PRETRAIN_METHODS = ("ssl", "motif-distance", "relcon")
 MOTIF_ATTENTIONS = ("sparsemax", "released")
 RELCON_BATCHING = ("grouped", "separate")
+RELCON_HEADS = ("none", "mlp")
 
 
 #: Window length in samples (30 Hz) of every HARNet variant.
@@ -228,6 +229,9 @@ class TrainConfig:
     relcon_within_cands: int = 20  # relcon separate: within-subject candidates per anchor (same recording, nearby)
     relcon_within_s: float = 1800.0  # relcon: they start at most this many seconds before / after the anchor
     relcon_temperature: float = 0.1  # relcon: temperature of the cosine similarity in the relative loss
+    #: relcon: none = the loss reads the backbone's features (RelCon's); mlp = a projection head (D -> D -> 128,
+    #: ReLU), as SimCLR's, that the loss reads and the exported backbone leaves behind
+    relcon_head: str = "none"
     #: motif-distance: released (RelCon's code: sparsemax in training, softmax for the distances RelCon ranks
     #: with; the published results used it, and it ranks 1.6x faster on a CPU) | sparsemax (the paper's formula,
     #: both places)
@@ -604,6 +608,7 @@ def validate(cfg: Config, source: str = "config") -> None:
         (t.pretrain_method in PRETRAIN_METHODS, "train.pretrain_method", f"one of {', '.join(PRETRAIN_METHODS)}",
          t.pretrain_method),
         (t.relcon_within_cands >= 1, "train.relcon_within_cands", "at least 1", t.relcon_within_cands),
+        (t.relcon_head in RELCON_HEADS, "train.relcon_head", f"one of {', '.join(RELCON_HEADS)}", t.relcon_head),
         (t.relcon_batching in RELCON_BATCHING, "train.relcon_batching", f"one of {', '.join(RELCON_BATCHING)}",
          t.relcon_batching),
         (t.relcon_group >= 2, "train.relcon_group", "at least 2 (a window and a within-subject candidate)",

@@ -215,3 +215,21 @@ def test_relcon_on_several_sources_draws_balanced_epochs_of_its_own_anchors(tmp_
     assert len(order) == task.n_train and order.max() < task.n_train
     run = train_stage("pretrain", cfg("relcon", relcon_distance=str(motif)), tmp_path / "relcon", progress=False)
     assert json.loads((run / "metrics.json").read_text())["finished"]
+
+
+def test_a_projection_head_is_trained_with_the_loss_and_left_out_of_the_backbone(runs, tmp_path):
+    motif, _ = runs
+    cfg = tiny_cfg("relcon", relcon_distance=str(motif), relcon_head="mlp")
+    task = make_task(cfg, Dist())
+    b = task.make_batch(np.arange(16), (0, 16), step_rng(0, 0, 0), torch.device("cpu"))
+    out = task.forward(task.model, b)
+    assert out["z"].shape == (len(b["x"]), 128)
+    task.loss(out, b).backward()
+    assert task.model.head[0].weight.grad is not None and task.model.backbone.layer1[0].weight.grad is not None
+    run = train_stage("pretrain", cfg, tmp_path / "head", progress=False)
+    assert json.loads((run / "model.json").read_text())["extra"]["relcon"]["head"] == "mlp"
+    net = load_backbone(run).eval()  # the backbone alone, HARNet keys: the head stays behind
+    with torch.no_grad():
+        assert net(torch.randn(2, 3, 150)).shape == (2, 512)
+    with pytest.raises(ZeroharError, match="relcon_head"):
+        tiny_cfg("relcon", relcon_distance=str(motif), relcon_head="linear")

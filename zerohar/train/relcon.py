@@ -41,8 +41,9 @@ similarities follows a learned motif distance. Per training step:
   windows are computed once per step and reused by every anchor, and so is the first convolution of each
   anchor's query encoding.
 - **Loss**: :func:`~zerohar.losses.relcon.relative_contrastive_loss` on the backbone's features (cosine / tau,
-  no projection head). With ``separate``, as in RelCon, anchors and within-subject candidates go through the
-  encoder in two separate forward passes (so BatchNorm sees two batches), both with gradient.
+  no projection head, as RelCon; `train.relcon_head: mlp` adds one, see :class:`RelConModel`). With
+  ``separate``, as in RelCon, anchors and within-subject candidates go through the encoder in two separate
+  forward passes (so BatchNorm sees two batches), both with gradient.
 
 Validation: the same loss on the held-out subjects (BatchNorm in eval mode, fixed candidate draws, distances
 computed once per run), selected on ``neg_relcon_loss`` (higher is better: RelCon keeps the lowest validation
@@ -158,15 +159,30 @@ class WithinCandidates:
         return out, short
 
 
-class RelConModel(nn.Module):
-    """The HARNet backbone being pretrained; forward gives its features `(N, D)` (no projection head)."""
+#: Output width of the optional projection head (`train.relcon_head: mlp`).
+HEAD_DIM = 128
 
-    def __init__(self, backbone: nn.Module):
+
+class RelConModel(nn.Module):
+    """The HARNet backbone being pretrained; forward gives its features `(N, D)`, or with `head` ("mlp") their
+    projection `(N, 128)` by a two-layer head (Linear D -> D, ReLU, Linear D -> 128), as SimCLR's.
+
+    RelCon has no head: its loss reads the encoder's output (RELCON.md 2.3). The head is an option because
+    HARNet's frozen features collapsed under RelCon here (effective rank 26 on HAPT against a random
+    backbone's 60; README "Backbones"): a head lets the loss shape its own space while the features below it,
+    the ones exported, keep more directions (SimCLR, Chen et al. 2020, section 4.2).
+    """
+
+    def __init__(self, backbone: nn.Module, head: str = "none"):
         super().__init__()
         self.backbone = backbone
+        d = int(getattr(backbone, "out_dim", 512))
+        self.head = (nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, HEAD_DIM))
+                     if head == "mlp" else None)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.backbone(x)
+        z = self.backbone(x)
+        return z if self.head is None else self.head(z)
 
 
 def candidate_index(n: int, k: int) -> torch.Tensor:
@@ -246,7 +262,8 @@ class RelConTask(BaseTask):
         self.motif.to(self.device)
         if cfg.init is not None and Path(cfg.init).is_dir():
             check_backbone_run(Path(cfg.init))
-        self.model = RelConModel(load_backbone(cfg.init, cfg.model.backbone, partial=cfg.train.partial_backbone))
+        self.model = RelConModel(load_backbone(cfg.init, cfg.model.backbone, partial=cfg.train.partial_backbone),
+                                 t.relcon_head)
         self._val_cache: list | None = None
 
     @property
@@ -358,6 +375,7 @@ class RelConTask(BaseTask):
         return {**super().metadata(), "pretrain_method": "relcon",
                 "motif_distance": {"run": str(self.motif_dir), **prov},
                 "relcon": {"batching": self.cfg.train.relcon_batching, "within_cands": self.k,
+                           "head": self.cfg.train.relcon_head,
                            "within_s": self.cfg.train.relcon_within_s,
                            "temperature": self.cfg.train.relcon_temperature,
                            "overlap_groups": self.overlap_groups if self.grouped else None}}
