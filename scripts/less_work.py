@@ -76,11 +76,6 @@ def option_model(run, option: str):
     raise SystemExit(f"unknown option {option!r}")
 
 
-def _spread(n: int) -> np.ndarray:
-    """Indices of the calibration windows of a set of `n`: :func:`calibration_windows`' choice."""
-    return calibration_windows(np.arange(n))
-
-
 def _cascade(index, student, teacher, cal, classes, unseen, zs) -> tuple[np.ndarray, dict]:
     """`classify --cascade` on a window set: replaces `student`'s rows in place for the all-class decision and
     returns the zero-shot rows (their own bounds), with the shares checked again at the default quantile and at
@@ -120,7 +115,7 @@ def measure(run_dir: str, options: list[str], root: str | None) -> dict:
     zs = np.isin(ws.y, ids_of(unseen, classes))
     rows = {}
     ref_all = ref_zs = ref_emb = None
-    cal = _spread(len(ws))  # the cascade's calibration windows
+    cal = calibration_windows(np.arange(len(ws)))  # the cascade's calibration windows (their indices)
     for option in ["fp32", *options]:
         model, precision = option_model(run, option)
         t0 = time.perf_counter()

@@ -723,20 +723,20 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
     rounds = 1 if quick else 2
     if fast == "int8" and not onnx_available():
         raise ZeroharError("classify_7day_int8 needs onnxruntime: pip install 'zerohar[onnx]'")
-    same = fast == "auto" and resolve_precision("auto") == "fp32" and not (distilled or cascade)
-    commands = {"fp32": ("fp32", False)} if same else {"fp32": ("fp32", False), "fast": (fast, distilled or cascade)}
+    flags = {"distilled": distilled, "cascade": cascade}  # of the fast command
+    same = fast == "auto" and resolve_precision("auto") == "fp32" and not any(flags.values())
+    commands = {"fp32": ("fp32", {})} if same else {"fp32": ("fp32", {}), "fast": (fast, flags)}
     checked = None
     best: dict[str, tuple] = {}
     with tempfile.TemporaryDirectory(dir=speed_dir()) as tmp:
         for _ in range(rounds):
-            for key, (prec, dist) in commands.items():
+            for key, (prec, opts) in commands.items():
                 out = Path(tmp) / (f"study-{key}" if kind == "device" else f"labels-{key}.csv")
-                got = run_classify(rec_path, run_dir, prec, out, step, distilled=dist and not cascade,
-                                   cascade=dist and cascade)
-                if dist and cascade:  # the share the run's own backbone checked again
+                got = run_classify(rec_path, run_dir, prec, out, step, **opts)
+                if opts.get("cascade"):  # the share the run's own backbone checked again
                     checked = load_json(next(out.glob("*/info.json")), "classify info")["cascade"]["checked_share"]
                 logger.info("classify --precision %s%s: %d windows in %.1f s (%.1f CPU s), peak %.0f MB", prec,
-                            " --distilled" if dist else "", got[0], got[1], got[3], got[2])
+                            "".join(f" --{k}" for k, on in opts.items() if on), got[0], got[1], got[3], got[2])
                 if key not in best or got[1] < best[key][1]:
                     best[key] = got
     best.setdefault("fast", best["fp32"])

@@ -10,7 +10,8 @@ backbone) on them only, so that the labels are the teacher's wherever the studen
 candidate labels' prototypes (L2-normalised), a window's score of label `i` is `s . p_i`; the student's top label
 `a` stays the teacher's top label over `j` iff `(s . p_a - s . p_j) + d . (p_a - p_j) > 0`, with `d = t - s`.
 The error's projection `d . (p_a - p_j)` is unknown for a window the teacher does not see, so it is bounded by
-what it was on **calibration windows**: both backbones run on :data:`CALIBRATION_WINDOWS` windows spread over
+what it was on **calibration windows**: both backbones run on
+:data:`~zerohar.inference.embed.CALIBRATION_WINDOWS` windows spread over
 the first windows of the input (the recording's own, no labels; :func:`calibrate`), and `tau[a, j]` is the
 :data:`QUANTILE` quantile of `|d . (p_a - p_j)|` over them. A window is *unsure* (:meth:`CascadeCheck.unsure`)
 when some candidate `j` has `s . p_a - s . p_j < tau[a, j]`, or, where `classify` names windows `unknown` below a
@@ -28,19 +29,14 @@ separate the candidates need.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
 import numpy as np
 
 from zerohar.errors import ZeroharError
 
-logger = logging.getLogger(__name__)
-
 #: The quantile of the calibration windows' error projections that a student margin must exceed.
 QUANTILE = 0.99
-#: Windows on which both backbones run to measure the student's error (spread over the input's first windows).
-CALIBRATION_WINDOWS = 256
 
 
 @dataclass

@@ -62,7 +62,7 @@ CALIBRATION_SPAN = 2048
 
 
 def stream_calibration(batches: Iterable[tuple[np.ndarray, np.ndarray]], *, window_s: float, nonwear=None,
-                     span: int = CALIBRATION_SPAN) -> tuple[np.ndarray | None, Iterator]:
+                       span: int = CALIBRATION_SPAN) -> tuple[np.ndarray | None, Iterator]:
     """The calibration windows of a window stream (int8 ranges, the cascade's error bounds), taken from the stream
     itself (no labels, no training data).
 
@@ -335,7 +335,7 @@ def classify_recording(
                             emb[again] = embed(run.model, X[worn][again])
                         checked[0] += int(again.sum())
                         checked[1] += len(worn)
-                    scores[worn], top[worn] = index.search(np.asarray(emb, dtype=np.float32), k, candidates=candidates)
+                    scores[worn], top[worn] = index.search(emb, k, candidates=candidates)
                     if threshold is not None:  # "none of these": the candidates move one place down
                         low = worn[scores[worn, 0] < threshold]
                         top[low, 1:], scores[low, 1:] = top[low, :-1], scores[low, :-1]
@@ -502,7 +502,7 @@ def write_study_outputs(
             "run": str(run.path), "stage": run.stage, "dataset": run.dataset, "fold": run.meta.get("fold"),
             "window_s": window_s, "text_encoder": getattr(run, "text_encoder", None),
             "identity": (getattr(run.model, "metadata", None) or {}).get("identity"),
-            "backbone": run.backbone_info() if (arguments or {}).get("distilled") or (arguments or {}).get("cascade")
+            "backbone": run.backbone_info() if any((arguments or {}).get(k) for k in ("distilled", "cascade"))
             else {"kind": "trained"},
         },
         "arguments": arguments or {},
