@@ -14,10 +14,12 @@ Options: `int8` (`--precision int8`: the backbone on ONNX Runtime, calibrated on
 eval --precision int8` does), `distilled` (`--distilled`: the run's student backbone from `zerohar distill`), and
 both at once (`distilled-int8`: `--distilled --precision int8`, the student's HARNet on ONNX Runtime), and
 `cascade` (`classify --cascade`: the student on every window, the fp32 teacher again on the windows whose label
-the student's error could change; bounds from :data:`~zerohar.inference.embed.CALIBRATION_WINDOWS` windows spread
-over the set, as `eval` spreads int8's calibration; the candidates of each decision make their own bounds, so
-the all-class and the zero-shot decisions each report the share checked again, `checked_all` / `checked_zero_shot`,
-and the same at other quantiles than the default, `by_quantile`). The bf16
+the student's error could change; the set's windows in order are the stream, as classify runs it: first bounds
+from windows spread over its first :data:`~zerohar.inference.classify.CALIBRATION_SPAN`, then the audit of one
+window in :data:`~zerohar.inference.cascade.AUDIT_EVERY`; the candidates of each decision make their own bounds,
+so the all-class and the zero-shot decisions each report the share checked again, `checked_all` /
+`checked_zero_shot`; also reported: the same without the audit (`start_only_no_audit`) and, with bounds from
+windows spread over the whole set, other quantiles than the default, `by_quantile_spread_over_set`). The bf16
 implementations the plan chooses between, each forced whatever this machine's plan is: `bf16` (the fused
 backbone, first layer in fp32), `bf16-all` (fused, every residual block in bf16), `bf16-autocast` (the plain
 module under bf16 autocast).
@@ -40,7 +42,8 @@ import numpy as np
 from zerohar.evaluation.evaluate import load_eval_windows
 from zerohar.evaluation.metrics import ids_of, zero_shot_report
 from zerohar.inference import embed
-from zerohar.inference.cascade import QUANTILE, calibrate
+from zerohar.inference.cascade import AUDIT_EVERY, QUANTILE, CheckedStream, calibrate
+from zerohar.inference.classify import CALIBRATION_SPAN
 from zerohar.inference.embed import calibration_windows, embed_windows
 from zerohar.inference.index import LabelIndex
 from zerohar.inference.plan import InferencePlan
@@ -76,34 +79,45 @@ def option_model(run, option: str):
     raise SystemExit(f"unknown option {option!r}")
 
 
-def _cascade(index, student, teacher, cal, classes, unseen, zs) -> tuple[np.ndarray, dict]:
-    """`classify --cascade` on a window set: replaces `student`'s rows in place for the all-class decision and
-    returns the zero-shot rows (their own bounds), with the shares checked again at the default quantile and at
-    others (`by_quantile`: agreement with fp32 and share checked, for the all-class decision)."""
-    def run(cands, rows, q, cal=cal):
-        P = index.prototypes[index.label_ids(cands)]
-        check = calibrate(student[cal], teacher[cal], P, q)
-        again = check.unsure(student[rows] @ P.T)
-        return np.where(again[:, None], teacher[rows], student[rows]), again
+def _checked(index, student, teacher, cands, rows, cal, every=AUDIT_EVERY, threshold=None):
+    """`classify --cascade` on windows `rows` taken as one stream in set order: the first bounds from the windows
+    `cal`, then the audit of one window in `every` (0: none). (embeddings, the stream's record)."""
+    P = index.prototypes[index.label_ids(cands)]
+    stream = CheckedStream(student[cal], teacher[cal], P, threshold, every=every)
+    out = stream.embed(student[rows], lambda r: teacher[rows[r]])
+    return out, stream.record()
 
+
+def _cascade(index, student, teacher, classes, unseen, zs) -> tuple[np.ndarray, dict]:
+    """`classify --cascade` on a window set: replaces `student`'s rows in place for the all-class decision and
+    returns the zero-shot rows (their own bounds and stream), with the shares checked again, the same without the
+    audit (bounds from the start only) and, with bounds from windows spread over the whole set and no audit, at
+    other quantiles (`by_quantile`: agreement with fp32 and share checked, for the all-class decision)."""
     every = np.arange(len(student))
+    start = calibration_windows(every[:CALIBRATION_SPAN])  # classify's: spread over the stream's first windows
     ref = index.search(teacher, k=1, candidates=classes)[1][:, 0]
+
+    def agree(e):
+        return float(np.mean(index.search(e, k=1, candidates=classes)[1][:, 0] == ref))
+
+    spread = calibration_windows(every)
     curve = {}
     for q in (0.9, 0.95, 0.99, 0.999, 1.0):
-        e, again = run(classes, every, q)
-        curve[f"{q:g}"] = {"agree_all": float(np.mean(index.search(e, k=1, candidates=classes)[1][:, 0] == ref)),
+        P = index.prototypes[index.label_ids(classes)]
+        again = calibrate(student[spread], teacher[spread], P, q).unsure(student @ P.T)
+        curve[f"{q:g}"] = {"agree_all": agree(np.where(again[:, None], teacher, student)),
                            "checked_all": float(again.mean())}
-    # calibrated on the set's first windows only (one or two subjects' first recording), as classify calibrates
-    # on a recording's start: how much the bounds depend on where the calibration windows come from
-    e, again = run(classes, every, QUANTILE, cal=np.arange(min(len(cal), len(student))))
-    first = {"agree_all": float(np.mean(index.search(e, k=1, candidates=classes)[1][:, 0] == ref)),
-             "checked_all": float(again.mean())}
-    e_all, again_all = run(classes, every, QUANTILE)
-    e_zs, again_zs = run(unseen, np.flatnonzero(zs), QUANTILE)
+    e, rec = _checked(index, student, teacher, classes, every, start, every=0)
+    start_only = {"agree_all": agree(e), "checked_all": rec["checked_share"]}
+    e_all, rec_all = _checked(index, student, teacher, classes, every, start)
+    zs_rows = np.flatnonzero(zs)
+    e_zs, rec_zs = _checked(index, student, teacher, unseen, zs_rows, zs_rows[calibration_windows(
+        np.arange(min(len(zs_rows), CALIBRATION_SPAN)))])
     student[:] = e_all
-    return e_zs, {"checked_all": float(again_all.mean()), "checked_zero_shot": float(again_zs.mean()),
-                  "quantile": QUANTILE, "calibration_windows": int(len(cal)), "by_quantile": curve,
-                  "calibrated_on_first_windows": first}
+    return e_zs, {"checked_all": rec_all["checked_share"], "checked_zero_shot": rec_zs["checked_share"],
+                  "quantile": QUANTILE, "audit_every": AUDIT_EVERY, "stream_all": rec_all, "stream_zero_shot": rec_zs,
+                  "calibration": f"windows spread over the set's first {CALIBRATION_SPAN} (classify's rule)",
+                  "start_only_no_audit": start_only, "by_quantile_spread_over_set": curve}
 
 
 def measure(run_dir: str, options: list[str], root: str | None) -> dict:
@@ -115,7 +129,6 @@ def measure(run_dir: str, options: list[str], root: str | None) -> dict:
     zs = np.isin(ws.y, ids_of(unseen, classes))
     rows = {}
     ref_all = ref_zs = ref_emb = None
-    cal = calibration_windows(np.arange(len(ws)))  # the cascade's calibration windows (their indices)
     for option in ["fp32", *options]:
         model, precision = option_model(run, option)
         t0 = time.perf_counter()
@@ -124,7 +137,7 @@ def measure(run_dir: str, options: list[str], root: str | None) -> dict:
         seconds = time.perf_counter() - t0
         extra = {}
         if option == "cascade":  # the fp32 teacher again where the student could change the decision
-            emb_zs, extra = _cascade(index, emb, ref_emb, cal, classes, unseen, zs)
+            emb_zs, extra = _cascade(index, emb, ref_emb, classes, unseen, zs)
         else:
             emb_zs = emb[zs]
         _, top_all = index.search(emb, k=1, candidates=classes)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from zerohar.errors import ZeroharError
-from zerohar.inference.cascade import CascadeCheck, calibrate
+from zerohar.inference.cascade import AUDIT_EVERY, REFRESH, CascadeCheck, CheckedStream, calibrate
 
 
 def unit(x):
@@ -78,3 +78,75 @@ def test_bad_inputs_are_refused_in_one_sentence():
         calibrate(s, t, P, quantile=0)
     with pytest.raises(ZeroharError, match="expected"):
         calibrate(s, t, P).unsure(np.zeros((4, 2)))
+
+
+# ---------------------------------------------------------------------------------------------- CheckedStream
+def drifting(rng, n, dim=32, late=0.3):
+    """Teacher and student embeddings of a stream whose student error is small in its first quarter and `late` in
+    noise after it (a recording whose later activities the student knows less well)."""
+    t = unit(rng.normal(size=(n, dim)).astype(np.float32))
+    noise = np.where(np.arange(n)[:, None] < n // 4, 0.02, late).astype(np.float32)
+    return unit(t + noise * rng.normal(size=(n, dim)).astype(np.float32)), t
+
+
+def run_stream(s, t, P, sizes, **kw):
+    """A CheckedStream over `s` in batches of `sizes` (cycled); the teacher's calls are recorded."""
+    stream = CheckedStream(s[:256], t[:256], P, **kw)
+    calls, out, a, k = [], [], 0, 0
+    while a < len(s):
+        b = min(len(s), a + sizes[k % len(sizes)])
+        calls.append(np.arange(a, b))
+
+        def teacher(rows, a=a):
+            calls.append(a + rows)
+            return t[a + rows]
+        out.append(stream.embed(s[a:b], teacher))
+        a, k = b, k + 1
+    return np.concatenate(out), stream
+
+
+def test_the_audit_sends_every_nth_window_of_the_stream_to_the_teacher_whatever_the_batches():
+    rng = np.random.default_rng(4)
+    s, t = drifting(rng, 3000)
+    P = unit(rng.normal(size=(5, 32)).astype(np.float32))
+    one, st1 = run_stream(s, t, P, [3000])
+    many, st2 = run_stream(s, t, P, [37, 500, 1, 999])
+    assert np.array_equal(one, many)  # the same embeddings however the caller cuts the stream
+    assert st1.audited == st2.audited == len(range(0, 3000, AUDIT_EVERY))
+    assert np.array_equal(one[::AUDIT_EVERY], t[::AUDIT_EVERY])  # every audited window has the teacher's embedding
+    assert st1.refreshes == st1.audited // REFRESH and st1.check.windows == 256 + st1.refreshes * REFRESH
+    kept = ~np.isclose(one, t).all(1)
+    assert st1.checked == len(s) - kept.sum()  # every window not left to the student was counted
+    rec = st1.record()
+    assert rec["audited_windows"] == st1.audited and rec["worn_windows"] == 3000 and rec["audit_every"] == AUDIT_EVERY
+    assert rec["checked_share"] == pytest.approx(st1.checked / 3000)
+
+
+def test_bounds_that_follow_the_stream_catch_an_error_the_start_understated():
+    """The student's error grows after the calibration windows: bounds from the start alone let wrong labels
+    through; the audited stream widens its bounds and keeps more of the teacher's labels, at the cost of checks."""
+    rng = np.random.default_rng(5)
+    s, t = drifting(rng, 8000)
+    P = unit(rng.normal(size=(6, 32)).astype(np.float32))
+    fixed, st0 = run_stream(s, t, P, [1000], every=0)
+    followed, st1 = run_stream(s, t, P, [1000])
+    ref = (t @ P.T).argmax(1)
+    same0 = (fixed @ P.T).argmax(1) == ref
+    same1 = (followed @ P.T).argmax(1) == ref
+    assert st0.audited == 0 and st0.refreshes == 0 and st0.check.windows == 256
+    assert (st1.check.tau_pair > st0.check.tau_pair + 1e-6).sum() > 0.9 * (6 * 5)  # every pair's bound widened
+    assert same1.mean() > same0.mean() + 0.1 and st1.checked > st0.checked
+    # the error grew at window 2,000; the refresh at 4,096 is the first whose pool holds enough of it (32 of 320
+    # windows, more than the 1% the quantile leaves out): from there on the labels are the teacher's
+    late = slice(2 * AUDIT_EVERY * REFRESH, None)
+    assert same1[late].mean() > 0.99 and same0[late].mean() < 0.8
+
+
+def test_a_bad_audit_setting_is_refused():
+    rng = np.random.default_rng(6)
+    s, t = pair(rng, 20)
+    P = unit(rng.normal(size=(3, 32)).astype(np.float32))
+    with pytest.raises(ZeroharError, match="audits"):
+        CheckedStream(s, t, P, every=-1)
+    with pytest.raises(ZeroharError, match="audits"):
+        CheckedStream(s, t, P, refresh=0)

@@ -27,8 +27,7 @@ from zerohar.data.layout import SensorLayout
 from zerohar.data.streaming import CHUNK_ROWS, match_layout, open_recording, stream_windows
 from zerohar.data.transforms import canonical_stream
 from zerohar.errors import ZeroharError
-from zerohar.inference.cascade import QUANTILE as CASCADE_QUANTILE
-from zerohar.inference.cascade import calibrate as calibrate_cascade
+from zerohar.inference.cascade import CheckedStream
 from zerohar.inference.embed import calibration_windows, embed_windows, sensor_context
 from zerohar.inference.index import LabelIndex
 from zerohar.inference.plan import inference_plan
@@ -214,8 +213,9 @@ def classify_recording(
             its backbone, every other part of the model unchanged (:attr:`zerohar.train.runs.Run.window_model`);
             `info.json` records its identity.
         cascade: the distilled backbone on every window, then the run's own backbone again on the windows whose
-            label the student's error could change (:mod:`zerohar.inference.cascade`: error bounds measured on
-            windows of the recording's own start); `info.json` records the share checked again.
+            label the student's error could change (:class:`zerohar.inference.cascade.CheckedStream`: error bounds
+            measured on windows of the recording's own start, then on one window in 64 throughout);
+            `info.json` records the share checked again.
 
     Returns:
         A :class:`ClassifyResult` (time per label for the summary).
@@ -293,21 +293,14 @@ def classify_recording(
     kept_t: list[np.ndarray] = []
     kept_labels: list[np.ndarray] = []
     calibration = None
-    checked = [0, 0]  # cascade: windows embedded again by the run's own backbone, windows embedded
+    stream: CheckedStream | None = None  # --cascade: the student, checked by the run's own backbone
 
     def embed(m, X):
         return np.asarray(embed_windows(m, X, context, kinds=used_layout, batch_size=batch_size,
                                         precision=precision, calibration=calibration), dtype=np.float32)
 
-    def cascade_record() -> dict:
-        return {"checked_windows": checked[0], "worn_windows": checked[1],
-                "checked_share": checked[0] / checked[1] if checked[1] else 0.0, "quantile": CASCADE_QUANTILE,
-                "rule": "the run's own backbone embeds again every window whose top label (or unknown decision) "
-                        "the distilled backbone's error could change, by the error's quantile on calibration "
-                        "windows of the recording (zerohar.inference.cascade)"}
-
     def label_windows(table: Path) -> tuple[int, Counter, str | None]:
-        nonlocal calibration
+        nonlocal calibration, stream
         writer = TableWriter(table, columns)
         per_label: Counter[str] = Counter()
         n = 0
@@ -315,12 +308,11 @@ def classify_recording(
         bar = tqdm(desc="classifying", unit="window", disable=not progress)
         try:
             batches = stream_windows(pieces, length, step, keep)
-            check = None
             if precision == "int8" or cascade:  # the recording's own first windows calibrate int8 / the cascade
                 calibration, batches = stream_calibration(batches, window_s=window_s, nonwear=nonwear)
             if cascade and calibration is not None:
                 protos = index.prototypes[index.label_ids(candidates)]  # (L, E), the candidates' order
-                check = calibrate_cascade(embed(model, calibration), embed(run.model, calibration), protos)
+                stream = CheckedStream(embed(model, calibration), embed(run.model, calibration), protos, threshold)
             for X, starts in batches:
                 off = nonwear_windows(starts, window_s, nonwear) if nonwear is not None else np.zeros(len(X), bool)
                 top = np.full((len(X), k), "", dtype=object)
@@ -329,12 +321,8 @@ def classify_recording(
                 worn = np.flatnonzero(~off)
                 if len(worn):  # non-wear windows are never classified
                     emb = embed(model, X[worn])  # (n, E)
-                    if check is not None:  # the run's own backbone where the student could change the label
-                        again = check.unsure(emb @ protos.T, threshold)
-                        if again.any():
-                            emb[again] = embed(run.model, X[worn][again])
-                        checked[0] += int(again.sum())
-                        checked[1] += len(worn)
+                    if stream is not None:  # the run's own backbone where the student could change the label
+                        emb = stream.embed(emb, lambda rows: embed(run.model, X[worn[rows]]))
                     scores[worn], top[worn] = index.search(emb, k, candidates=candidates)
                     if threshold is not None:  # "none of these": the candidates move one place down
                         low = worn[scores[worn, 0] < threshold]
@@ -388,7 +376,7 @@ def classify_recording(
                 candidates + ([UNKNOWN] if threshold is not None else []), step_s=step_s,
                 window_s=window_s, tz=tz, min_wear_hours=min_wear_hours, run=run, used_layout=used_layout,
                 arguments=arguments, unknown=run.meta.get("unknown") if threshold is not None else None,
-                cascade=cascade_record() if cascade else None,
+                cascade=stream.record() if stream is not None else None,
             )
 
         n, per_label, last_label = 0, Counter(), None
@@ -396,9 +384,10 @@ def classify_recording(
         out = folder
     # The last window stands for its whole length, not just one step.
     per_label[last_label] += window_s - step_s
-    if cascade:
-        logger.info("cascade: the run's own backbone checked %d of %d worn windows (%.1f%%)", checked[0], checked[1],
-                    100 * checked[0] / max(checked[1], 1))
+    if stream is not None:
+        logger.info("cascade: the run's own backbone checked %d of %d worn windows (%.1f%%; %d of them audited, "
+                    "bounds from %d windows)", stream.checked, stream.windows,
+                    100 * stream.checked / max(stream.windows, 1), stream.audited, stream.check.windows)
     duration = float(sum(per_label.values()))
     logger.info("classified %d windows of %s into %s", n, rec.path, out)
     return ClassifyResult(out, n, window_s, step_s, duration, dict(per_label))
