@@ -94,6 +94,7 @@ def test_cascade_figure_needs_a_run_and_reports_the_share_checked_again(tmp_path
     r = classify_figure(quick=True, days=0.01, cascade=True, run=run_dir)
     assert 0 <= r["checked_share"] <= 1 and "checked again" in r["note"] and str(run_dir) in r["note"]
     assert r["windows_per_s"] > 0 and r["baseline_windows_per_s"] > 0
+    assert 0 <= r["same_labels_as_fp32"] <= 1 and "the same as fp32" in r["note"]
     ran = []
     monkeypatch.setattr(speed, "classify_figure", lambda *a, **k: ran.append(k) or {"error": "not timed"})
     monkeypatch.setattr(speed, "_worker", lambda name, quick: {"error": "not timed"})
@@ -103,6 +104,18 @@ def test_cascade_figure_needs_a_run_and_reports_the_share_checked_again(tmp_path
     ran.clear()
     speed.run_speed(run=str(run_dir))
     assert [k["cascade"] for k in ran] == [False, True] and all(k["run"] == str(run_dir) for k in ran)
+
+
+def test_same_labels_compares_two_outputs_row_by_row(tmp_path):
+    for name, labels in {"a": ["walking", "sitting", "unknown"], "b": ["walking", "lying", "unknown"]}.items():
+        folder = tmp_path / name / "rec"
+        folder.mkdir(parents=True)
+        (folder / "windows.csv").write_text("start_s,label,score\n" + "".join(f"{i},{lab},0.5\n" for i, lab in
+                                                                           enumerate(labels)))
+    assert speed.same_labels(tmp_path / "a", tmp_path / "b") == pytest.approx(2 / 3)
+    (tmp_path / "c.csv").write_text("start_s,label,score\n0,walking,0.5\n")
+    with pytest.raises(speed.ZeroharError, match="the same windows"):
+        speed.same_labels(tmp_path / "c.csv", tmp_path / "a")
 
 
 # ---------------------------------------------------------------------------------------------- ceiling and the gate

@@ -73,6 +73,7 @@ Figures (names as in BENCHMARK.md):
 
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -739,6 +740,8 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
                             "".join(f" --{k}" for k, on in opts.items() if on), got[0], got[1], got[3], got[2])
                 if key not in best or got[1] < best[key][1]:
                     best[key] = got
+        agree = None if len(commands) == 1 or run is None else same_labels(
+            *(Path(tmp) / (f"study-{key}" if kind == "device" else f"labels-{key}.csv") for key in ("fast", "fp32")))
     best.setdefault("fast", best["fp32"])
     (n, wall, rss, cpu), (_, wall0, rss0, cpu0) = best["fast"], best["fp32"]
     precisions = tuple(commands)
@@ -748,7 +751,8 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
                   f"{what}, {n} windows (step {'2.5' if step is None else f'{step:g}'} s, --precision {fast}"
                   f"{' --distilled' if distilled else ''}{' --cascade' if cascade else ''}"
                   f"{', random weights' if run is None else f', run {run}'}"
-                  f"{'' if checked is None else f', {checked:.1%} of the windows checked again'}); "
+                  f"{'' if checked is None else f', {checked:.1%} of the windows checked again'}"
+                  f"{'' if agree is None else f', {agree:.2%} of its labels the same as fp32'}); "
                   f"wall {wall:.1f} s, "
                   f"CPU {cpu:.0f} s (fp32: wall {wall0:.1f} s, CPU {cpu0:.0f} s, peak {rss0:.0f} MB); includes "
                   "process start, reading, model and text encoder loading"
@@ -757,7 +761,23 @@ def classify_figure(quick: bool, days: float = 7.0, progress: bool = False, step
     res["seconds"] = round(wall, 1)
     if checked is not None:
         res["checked_share"] = checked
+    if agree is not None:
+        res["same_labels_as_fp32"] = agree
     return res
+
+
+def same_labels(out: Path, ref: Path) -> float:
+    """The share of windows with the same `label` in two classify outputs (window tables, or `--out-dir` folders
+    holding one recording's `windows.csv`), row by row."""
+    def labels(p: Path) -> list[str]:
+        table = p if p.suffix else next(p.glob("*/windows.csv"))
+        with open(table, newline="", encoding="utf-8") as f:
+            return [row["label"] for row in csv.DictReader(f)]
+
+    a, b = labels(out), labels(ref)
+    if len(a) != len(b) or not a:
+        raise ZeroharError(f"{out} and {ref} hold {len(a)} and {len(b)} windows; expected the same windows")
+    return float(np.mean(np.asarray(a, dtype=object) == np.asarray(b, dtype=object)))
 
 
 # ---------------------------------------------------------------------------------------------- driver
