@@ -269,6 +269,21 @@ def test_eval_distilled_scores_the_student(distilled, tmp_path):
     assert 0 <= m["macro_f1"] <= 1
 
 
+def test_eval_cascade_checks_each_decision_as_a_stream(distilled, tmp_path, capsys):
+    m = evaluate_run(distilled, tmp_path / "eval", cascade=True, progress=False)
+    own = evaluate_run(distilled, tmp_path / "own", progress=False)
+    assert m["backbone"]["kind"] == "distilled" and own["cascade"] is None and m["n_windows"] == own["n_windows"]
+    zs, gz = m["cascade"]["zero_shot"], m["cascade"]["gzsl"]
+    assert zs["worn_windows"] == m["n_windows"] and gz["worn_windows"] >= zs["worn_windows"]
+    for c in (zs, gz):  # the audit alone sends one window in 64 to the run's own backbone
+        assert -(-c["worn_windows"] // 64) == c["audited_windows"] <= c["checked_windows"] <= c["worn_windows"]
+    assert main(["eval", "--run", str(distilled), "--cascade", "--out", str(tmp_path / "cli"), "--no-progress"]) == 0
+    assert "cascade, zero-shot decision: the run's own backbone checked" in capsys.readouterr().out
+    assert main(["eval", "--run", str(distilled), "--cascade", "--distilled", "--no-progress"]) == 2
+    assert main(["eval", "--run", str(distilled), "--cascade", "--candidates", "all", "--dataset", "hapt"]) == 2
+    assert "--cascade scores a run on its own fold" in capsys.readouterr().err
+
+
 # ---------------------------------------------------------------------------------------------- refusals
 def test_distilled_without_a_distilled_folder_says_to_run_distill(tmp_path, capsys):
     run = untrained_run(tmp_path / "run")

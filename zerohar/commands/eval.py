@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_run_argument(p, "a finished Stage II (or supervised) run directory (with --candidates all: default the "
                      "shipped general model)", old=None, required=False)
     p.add_argument("--out", metavar="DIR", help="where metrics.json and confusion.png go (default RUN/eval, "
-                   "RUN/eval-<target> for --candidates all; with --distilled, -distilled is added)")
+                   "RUN/eval-<target> for --candidates all; with --distilled, -distilled is added; RUN/eval-cascade "
+                   "with --cascade)")
     p.add_argument("--candidates", choices=("fold", "all"), default="fold",
                    help="fold (default): the run's fold, its unseen classes as candidates; all: cross-dataset, "
                    "every class of --dataset/--data a candidate, for a model that never trained on it")
@@ -33,6 +34,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--candidates all: descriptions (default) or each label's name alone")
     add_inference_arguments(p, precision="fp32", int8=True)
     add_distilled_argument(p)
+    p.add_argument("--cascade", action="store_true",
+                   help="score `classify --cascade`: the distilled backbone on every window, the run's own again "
+                   "where the student's error could change the decision (bounds per decision from its first windows "
+                   "and one window in 64 throughout); metrics.json records the share checked again (default output "
+                   "RUN/eval-cascade)")
     p.add_argument("--force", action="store_true", help="overwrite an existing evaluation")
     add_progress_argument(p)
 
@@ -40,6 +46,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_precision(args.precision)
     if args.candidates == "all":
+        if args.cascade:
+            raise ZeroharError("--cascade scores a run on its own fold; with --candidates all compare --distilled "
+                               "with the run's own backbone")
         from zerohar.evaluation.cross import evaluate_cross, format_cross  # heavy: torch
 
         m = evaluate_cross(
@@ -56,13 +65,13 @@ def run(args: argparse.Namespace) -> int:
         raise ZeroharError("--label-text is for --candidates all; a fold evaluation uses the run's label texts")
     if args.run is None:
         raise ZeroharError("give --run RUN: a fold evaluation scores a run on its own fold's unseen classes")
-    from zerohar.evaluation.evaluate import evaluate_run, format_metrics  # heavy: torch
+    from zerohar.evaluation.evaluate import default_out, evaluate_run, format_metrics  # heavy: torch
 
     m = evaluate_run(
         args.run, args.out, root=args.root, data=args.data, batch_size=args.batch_size, precision=args.precision,
-        force=args.force, progress=not args.no_progress, distilled=args.distilled,
+        force=args.force, progress=not args.no_progress, distilled=args.distilled, cascade=args.cascade,
     )
     print(format_metrics(m))
-    default = Path(args.run) / ("eval-distilled" if args.distilled else "eval")
+    default = Path(args.run) / default_out(args.distilled, args.cascade)
     print(f"-> {Path(args.out) if args.out else default}/metrics.json, confusion.png")
     return 0

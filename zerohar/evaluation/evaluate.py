@@ -33,7 +33,9 @@ from zerohar.evaluation.metrics import (
     ids_of,
     zero_shot_report,
 )
-from zerohar.inference.embed import embed_windows
+from zerohar.inference.cascade import CheckedStream
+from zerohar.inference.classify import CALIBRATION_SPAN
+from zerohar.inference.embed import calibration_windows, embed_windows
 from zerohar.inference.index import LabelIndex
 from zerohar.io import atomic_write_json, check_writable
 from zerohar.text.encoder import get_text_encoder
@@ -87,6 +89,7 @@ def evaluate_run(
     run=None,
     subjects: list[str] | None = None,
     distilled: bool = False,
+    cascade: bool = False,
 ) -> dict:
     """Evaluate a finished Stage II (or supervised) run and write `metrics.json` + `confusion.png`.
 
@@ -104,17 +107,26 @@ def evaluate_run(
             own test subjects.
         distilled: embed the windows with the run's distilled backbone (`RUN/distilled/`, `zerohar distill`)
             instead of its own, every other part of the model unchanged; default output `RUN/eval-distilled`.
+        cascade: `classify --cascade` per decision (:class:`zerohar.inference.cascade.CheckedStream`): the
+            distilled backbone on every window, the run's own again where the student's error could change the
+            decision; the zero-shot windows and the GZSL windows are each a stream in the data's order, with the
+            bounds of their own candidates; default output `RUN/eval-cascade`; `metrics.json` records the shares
+            checked again.
 
     Returns:
         The metrics dict written to `metrics.json`.
     """
     run_dir = Path(run_dir)
-    out = Path(out) if out is not None else run_dir / ("eval-distilled" if distilled else "eval")
+    if distilled and cascade:
+        raise ZeroharError("give --distilled (the student on every window) or --cascade (the student, checked by "
+                           "the run's own backbone), not both")
+    out = Path(out) if out is not None else run_dir / default_out(distilled, cascade)
     if (out / "metrics.json").exists() and not force:
         raise ZeroharError(f"{out / 'metrics.json'} already exists; pass --force to overwrite it")
     check_writable(out / "metrics.json", "evaluation output")
-    run = run or load_run(run_dir, distilled=distilled)
-    if distilled and run.distilled is None:
+    student = distilled or cascade
+    run = run or load_run(run_dir, distilled=student)
+    if student and run.distilled is None:
         use_distilled(run)
     if run.stage not in ("stage2", "supervised") or run.model is None:
         raise ZeroharError(
@@ -152,18 +164,35 @@ def evaluate_run(
     idx = np.flatnonzero(need)
     logger.info("embedding %d windows (%d unseen-class, %d held-out seen-class)", len(idx), zs_mask.sum(),
                 gz_seen_mask.sum())
-    model = run.window_model if distilled else run.model  # the distilled backbone only if asked for
-    emb = np.asarray(embed_windows(model, ws.X[idx], ws.layout, batch_size=batch_size, precision=precision,
-                                   progress=progress),
-                     dtype=np.float32)  # (n, E)
+    model = run.window_model if student else run.model  # the distilled backbone only if asked for
+
+    def embed(m, rows):
+        return np.asarray(embed_windows(m, ws.X[rows], ws.layout, batch_size=batch_size, precision=precision,
+                                        progress=progress), dtype=np.float32)  # (n, E)
+
+    emb = embed(model, idx)
     pos = np.full(len(ws), -1)
     pos[idx] = np.arange(len(idx))
 
     index = LabelIndex.build(run.model, run.label_texts(classes), get_text_encoder(run.text_encoder),
                              progress=None if progress else False)
+    checked = {}
+
+    def decision(mask, candidates, name) -> np.ndarray:
+        """The embeddings of one decision's windows: the model's, or with `cascade` the checked student's."""
+        e = emb[pos[np.flatnonzero(mask)]]
+        if not cascade:
+            return e
+        rows = np.flatnonzero(mask)
+        first = calibration_windows(np.arange(min(len(rows), CALIBRATION_SPAN)))
+        P = index.prototypes[index.label_ids(candidates)]
+        stream = CheckedStream(e[first], embed(run.model, rows[first]), P)
+        e = stream.embed(e, lambda r: embed(run.model, rows[r]))
+        checked[name] = stream.record()
+        return e
+
     # Zero-shot: unseen windows, unseen candidates (in the fold's order: the report re-orders by class ids).
-    zi = pos[np.flatnonzero(zs_mask)]
-    _, top = index.search(emb[zi], k=min(3, len(unseen)), candidates=unseen)
+    _, top = index.search(decision(zs_mask, unseen, "zero_shot"), k=min(3, len(unseen)), candidates=unseen)
     report = zero_shot_report(ws.y[zs_mask], top, unseen, classes)
     on_subjects = None
     mine = np.isin(ws.subject[zs_mask], report_subjects)  # rows of `top`
@@ -173,8 +202,7 @@ def evaluate_run(
                        **{k: r[k] for k in (*HEADLINE, "n_windows")},
                        "support": {c: r["per_class"][c]["support"] for c in r["class_order"]}}
     # Generalised zero-shot: every class is a candidate.
-    gi = pos[np.flatnonzero(need)]
-    s_all, top_all = index.search(emb[gi], k=len(classes), candidates=classes)
+    s_all, top_all = index.search(decision(need, classes, "gzsl"), k=len(classes), candidates=classes)
     top_ids = ids_of(top_all, classes)  # (n, C), best first
     gz = gzsl_report(ws.y[need], top_ids[:, 0], seen_ids, unseen_ids)
     gz_cal, note = None, None
@@ -214,7 +242,8 @@ def evaluate_run(
         "transductive_init": list(run.meta.get("transductive_init") or []),
     }
     metrics["precision"] = precision
-    metrics["backbone"] = run.backbone_info() if distilled else {"kind": "trained"}
+    metrics["backbone"] = run.backbone_info() if student else {"kind": "trained"}
+    metrics["cascade"] = checked or None
     metrics["eval_time_s"] = time.perf_counter() - t0
     metrics["eval_version"] = EVAL_VERSION
     out.mkdir(parents=True, exist_ok=True)
@@ -226,6 +255,11 @@ def evaluate_run(
         report["macro_f1"], report["chance"], out,
     )
     return metrics
+
+
+def default_out(distilled: bool = False, cascade: bool = False) -> str:
+    """The folder of a run's evaluation: `eval`, `eval-distilled` or `eval-cascade`."""
+    return "eval-distilled" if distilled else "eval-cascade" if cascade else "eval"
 
 
 def format_metrics(m: dict) -> str:
@@ -252,4 +286,7 @@ def format_metrics(m: dict) -> str:
     if t:
         lines.append(f"test subjects {', '.join(t['subjects'])} only ({t['n_windows']} unseen-class windows): "
                      f"accuracy {f(t['accuracy'])}  macro-F1 {f(t['macro_f1'])}")
+    for name, c in (m.get("cascade") or {}).items():
+        lines.append(f"cascade, {name.replace('_', '-')} decision: the run's own backbone checked "
+                     f"{c['checked_windows']} of {c['worn_windows']} windows ({c['checked_share']:.1%})")
     return "\n".join(lines)
