@@ -107,8 +107,9 @@ def add_cascade_argument(p: argparse.ArgumentParser) -> None:
                    "measured on 256 windows of the recording's start and on one window in 64 throughout (both "
                    "backbones run on those), no labels needed; info.json and the log "
                    "give the share checked again. Closer to the run's own labels than --distilled (99.6-99.9%% vs "
-                   "95.4-99.1%% on two benchmark folds), and faster than the run's own backbone alone as far as "
-                   "few windows are close calls (a week: 2.7x with 4.5%% checked, 1.25x with 44%%)")
+                   "95.4-99.1%% on two benchmark folds; 99.3-99.9%% of a week's), and faster than the run's own "
+                   "backbone alone as far as few windows are close calls (a week: 2.0x with 14%% checked, 1.2x with "
+                   "49%%, two trained runs)")
 
 
 def check_precision(precision: str) -> None:
