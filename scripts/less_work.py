@@ -15,7 +15,7 @@ eval --precision int8` does), `distilled` (`--distilled`: the run's student back
 both at once (`distilled-int8`: `--distilled --precision int8`, the student's HARNet on ONNX Runtime), and
 `cascade` (`classify --cascade`: the student on every window, the fp32 teacher again on the windows whose label
 the student's error could change; the set's windows in order are the stream, as classify runs it: first bounds
-from windows spread over its first :data:`~zerohar.inference.classify.CALIBRATION_SPAN`, then the audit of one
+from windows spread over its first :data:`~zerohar.inference.embed.CALIBRATION_SPAN`, then the audit of one
 window in :data:`~zerohar.inference.cascade.AUDIT_EVERY`; the candidates of each decision make their own bounds,
 so the all-class and the zero-shot decisions each report the share checked again, `checked_all` /
 `checked_zero_shot`; also reported: the same without the audit (`start_only_no_audit`) and, with bounds from
@@ -43,8 +43,7 @@ from zerohar.evaluation.evaluate import load_eval_windows
 from zerohar.evaluation.metrics import ids_of, zero_shot_report
 from zerohar.inference import embed
 from zerohar.inference.cascade import AUDIT_EVERY, QUANTILE, CheckedStream, calibrate
-from zerohar.inference.classify import CALIBRATION_SPAN
-from zerohar.inference.embed import calibration_windows, embed_windows
+from zerohar.inference.embed import CALIBRATION_SPAN, calibration_windows, embed_windows
 from zerohar.inference.index import LabelIndex
 from zerohar.inference.plan import InferencePlan
 from zerohar.io import atomic_write_json, atomic_write_text
@@ -79,12 +78,11 @@ def option_model(run, option: str):
     raise SystemExit(f"unknown option {option!r}")
 
 
-def _checked(index, student, teacher, cands, rows, cal, every=AUDIT_EVERY, threshold=None):
-    """`classify --cascade` on windows `rows` taken as one stream in set order: the first bounds from the windows
-    `cal`, then the audit of one window in `every` (0: none). (embeddings, the stream's record)."""
-    P = index.prototypes[index.label_ids(cands)]
-    stream = CheckedStream(student[cal], teacher[cal], P, threshold, every=every)
-    out = stream.embed(student[rows], lambda r: teacher[rows[r]])
+def _checked(index, student, teacher, cands, rows, every=AUDIT_EVERY):
+    """`classify --cascade` on windows `rows` taken as one stream in set order (classify's first bounds, then the
+    audit of one window in `every`, 0: none). (embeddings, the stream's record)."""
+    out, stream = CheckedStream.run_in_order(student[rows], lambda r: teacher[rows[r]],
+                                             index.prototypes[index.label_ids(cands)], every=every)
     return out, stream.record()
 
 
@@ -94,7 +92,6 @@ def _cascade(index, student, teacher, classes, unseen, zs) -> tuple[np.ndarray, 
     audit (bounds from the start only) and, with bounds from windows spread over the whole set and no audit, at
     other quantiles (`by_quantile`: agreement with fp32 and share checked, for the all-class decision)."""
     every = np.arange(len(student))
-    start = calibration_windows(every[:CALIBRATION_SPAN])  # classify's: spread over the stream's first windows
     ref = index.search(teacher, k=1, candidates=classes)[1][:, 0]
 
     def agree(e):
@@ -107,12 +104,10 @@ def _cascade(index, student, teacher, classes, unseen, zs) -> tuple[np.ndarray, 
         again = calibrate(student[spread], teacher[spread], P, q).unsure(student @ P.T)
         curve[f"{q:g}"] = {"agree_all": agree(np.where(again[:, None], teacher, student)),
                            "checked_all": float(again.mean())}
-    e, rec = _checked(index, student, teacher, classes, every, start, every=0)
+    e, rec = _checked(index, student, teacher, classes, every, every=0)
     start_only = {"agree_all": agree(e), "checked_all": rec["checked_share"]}
-    e_all, rec_all = _checked(index, student, teacher, classes, every, start)
-    zs_rows = np.flatnonzero(zs)
-    e_zs, rec_zs = _checked(index, student, teacher, unseen, zs_rows, zs_rows[calibration_windows(
-        np.arange(min(len(zs_rows), CALIBRATION_SPAN)))])
+    e_all, rec_all = _checked(index, student, teacher, classes, every)
+    e_zs, rec_zs = _checked(index, student, teacher, unseen, np.flatnonzero(zs))
     student[:] = e_all
     return e_zs, {"checked_all": rec_all["checked_share"], "checked_zero_shot": rec_zs["checked_share"],
                   "quantile": QUANTILE, "audit_every": AUDIT_EVERY, "stream_all": rec_all, "stream_zero_shot": rec_zs,

@@ -34,8 +34,7 @@ from zerohar.evaluation.metrics import (
     zero_shot_report,
 )
 from zerohar.inference.cascade import CheckedStream
-from zerohar.inference.classify import CALIBRATION_SPAN
-from zerohar.inference.embed import calibration_windows, embed_windows
+from zerohar.inference.embed import embed_windows
 from zerohar.inference.index import LabelIndex
 from zerohar.io import atomic_write_json, check_writable
 from zerohar.text.encoder import get_text_encoder
@@ -166,9 +165,9 @@ def evaluate_run(
                 gz_seen_mask.sum())
     model = run.window_model if student else run.model  # the distilled backbone only if asked for
 
-    def embed(m, rows):
+    def embed(m, rows, bar=progress):
         return np.asarray(embed_windows(m, ws.X[rows], ws.layout, batch_size=batch_size, precision=precision,
-                                        progress=progress), dtype=np.float32)  # (n, E)
+                                        progress=bar), dtype=np.float32)  # (n, E)
 
     emb = embed(model, idx)
     pos = np.full(len(ws), -1)
@@ -184,10 +183,8 @@ def evaluate_run(
         if not cascade:
             return e
         rows = np.flatnonzero(mask)
-        first = calibration_windows(np.arange(min(len(rows), CALIBRATION_SPAN)))
-        P = index.prototypes[index.label_ids(candidates)]
-        stream = CheckedStream(e[first], embed(run.model, rows[first]), P)
-        e = stream.embed(e, lambda r: embed(run.model, rows[r]))
+        e, stream = CheckedStream.run_in_order(e, lambda r: embed(run.model, rows[r], False),
+                                               index.prototypes[index.label_ids(candidates)])
         checked[name] = stream.record()
         return e
 

@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from zerohar.errors import ZeroharError
+from zerohar.inference.embed import CALIBRATION_SPAN, calibration_windows
 
 #: The quantile of the calibration windows' error projections that a student margin must exceed.
 QUANTILE = 0.99
@@ -194,6 +195,22 @@ class CheckedStream:
                 self._pending, self.refreshes = 0, self.refreshes + 1
             a = b
         return out
+
+    @classmethod
+    def run_in_order(cls, student: np.ndarray, teacher: Callable[[np.ndarray], np.ndarray], prototypes: np.ndarray,
+                     threshold: float | None = None, **kw) -> tuple[np.ndarray, CheckedStream]:
+        """`classify --cascade` on windows held in memory, taken as one stream in their order: the first bounds
+        from windows spread over the first :data:`~zerohar.inference.embed.CALIBRATION_SPAN` (classify's rule),
+        then :meth:`embed` over all of them. (embeddings `(N, E)`, the stream for its record).
+
+        Args:
+            student: `(N, E)` the student's embeddings; teacher: embeds the windows of an index array `(m,)`.
+            prototypes, threshold, kw: as for the constructor.
+        """
+        student = np.asarray(student, np.float32)
+        first = calibration_windows(np.arange(min(len(student), CALIBRATION_SPAN)))
+        stream = cls(student[first], teacher(first), prototypes, threshold, **kw)
+        return stream.embed(student, teacher), stream
 
     def record(self) -> dict:
         """What `info.json` records of the cascade."""

@@ -28,7 +28,7 @@ from zerohar.data.streaming import CHUNK_ROWS, match_layout, open_recording, str
 from zerohar.data.transforms import canonical_stream
 from zerohar.errors import ZeroharError
 from zerohar.inference.cascade import CheckedStream
-from zerohar.inference.embed import calibration_windows, embed_windows, sensor_context
+from zerohar.inference.embed import CALIBRATION_SPAN, calibration_windows, embed_windows, sensor_context
 from zerohar.inference.index import LabelIndex
 from zerohar.inference.plan import inference_plan
 from zerohar.inference.summaries import (
@@ -53,11 +53,6 @@ from zerohar.train.runs import load_run, use_distilled
 logger = logging.getLogger(__name__)
 
 RATE = 30.0
-#: `precision="int8"` and `cascade`: the int8 activation ranges and the student's error bounds are calibrated on
-#: windows spread over the recording's first this many windows (about 85 min at the 2.5 s step; 2,048 windows of
-#: a wrist accelerometer hold 3.7 MB), the worn ones where a device flagged non-wear. Read ahead and then
-#: classified as usual: the stream stays a stream.
-CALIBRATION_SPAN = 2048
 
 
 def stream_calibration(batches: Iterable[tuple[np.ndarray, np.ndarray]], *, window_s: float, nonwear=None,

@@ -46,6 +46,11 @@ logger = logging.getLogger(__name__)
 #: Windows whose triads calibrate the int8 backbone's activation ranges (`precision="int8"`): the triads of 256
 #: windows of one sensor quantize in about 5 s on one core of the AVX2 EPYC.
 CALIBRATION_WINDOWS = 256
+#: `classify`'s `precision="int8"` and `cascade`: the int8 activation ranges and the student's error bounds are
+#: calibrated on windows spread over the recording's first this many windows (about 85 min at the 2.5 s step;
+#: 2,048 windows of a wrist accelerometer hold 3.7 MB), the worn ones where a device flagged non-wear. Read ahead
+#: and then classified as usual: the stream stays a stream.
+CALIBRATION_SPAN = 2048
 
 
 # ---------------------------------------------------------------------------------------------- batching
