@@ -90,7 +90,7 @@ def _cascade(index, student, teacher, classes, unseen, zs) -> tuple[np.ndarray, 
     """`classify --cascade` on a window set: replaces `student`'s rows in place for the all-class decision and
     returns the zero-shot rows (their own bounds and stream), with the shares checked again, the same without the
     audit (bounds from the start only) and, with bounds from windows spread over the whole set and no audit, at
-    other quantiles (`by_quantile`: agreement with fp32 and share checked, for the all-class decision)."""
+    other quantiles (`by_quantile_spread_over_set`: agreement with fp32 and share checked, all-class decision)."""
     every = np.arange(len(student))
     ref = index.search(teacher, k=1, candidates=classes)[1][:, 0]
 
@@ -98,9 +98,9 @@ def _cascade(index, student, teacher, classes, unseen, zs) -> tuple[np.ndarray, 
         return float(np.mean(index.search(e, k=1, candidates=classes)[1][:, 0] == ref))
 
     spread = calibration_windows(every)
+    P = index.prototypes[index.label_ids(classes)]
     curve = {}
     for q in (0.9, 0.95, 0.99, 0.999, 1.0):
-        P = index.prototypes[index.label_ids(classes)]
         again = calibrate(student[spread], teacher[spread], P, q).unsure(student @ P.T)
         curve[f"{q:g}"] = {"agree_all": agree(np.where(again[:, None], teacher, student)),
                            "checked_all": float(again.mean())}
