@@ -85,6 +85,23 @@ def test_calibration_and_nonwear_from_window_sums_equal_actipy_on_the_whole_file
     assert iv.shape == (1, 2) and iv[0, 0] == pytest.approx(frame.index[off][0].value / 1e9)
 
 
+def test_windows_of_one_sample_count_as_actipy_counts_them(monkeypatch, tmp_path):
+    """Calibration and non-wear both sum 10 s windows: each sample enters the sums once (added twice, a window of
+    one sample had a standard deviation of 0, not NaN, and calibrated as stationary)."""
+    time_ns, x, temp, rate = _miscalibrated(hours=2.0, nonwear_h=(0.5, 0.6))
+    k = 60  # still single samples, 30 s apart after the end, each alone in its 10 s window
+    time_ns = np.concatenate([time_ns, time_ns[-1] + np.arange(1, k + 1) * 30 * 10**9])
+    x = np.concatenate([x, np.tile(np.float32([[0.03, 0.96, 0.01]]), (k, 1))])
+    temp = np.concatenate([temp, np.full(k, 25.0, np.float32)])
+    fake_device_parser(monkeypatch, time_ns, {"x": x[:, 0], "y": x[:, 1], "z": x[:, 2], "temperature": temp}, rate)
+    p = tmp_path / "wrist.cwa"
+    p.write_bytes(b"x")
+    got = devices.read_device(p).info["actipy"]
+    _, ref = _actipy_whole(time_ns, x, temp, rate)
+    assert got["CalibNumSamples"] == ref["CalibNumSamples"]
+    assert got["CalibErrorAfter(mg)"] == pytest.approx(float(ref["CalibErrorAfter(mg)"]), rel=1e-6)
+
+
 def test_chunk_size_does_not_change_the_samples(miscalibrated):
     p, _ = miscalibrated
     dev = devices.open_device(p)

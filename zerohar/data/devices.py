@@ -349,7 +349,7 @@ def open_device(
         scan = actipy_stream.ParserPass(source, workdir.name)
         try:
             for t, x, temp, nan in scan:
-                for w in filter(None, widths.values()):
+                for w in set(filter(None, widths.values())):  # equal widths (10 s both) share one set of sums
                     sums.setdefault(w, actipy_stream.WindowSums(w, scan.temperature)).add(t, x[:, :3], temp, nan)
                 if nan.any():
                     nan_runs.append(actipy_stream.sample_runs(t, nan))
