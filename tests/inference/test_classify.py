@@ -158,8 +158,9 @@ def test_datetime_input_gets_a_start_time_column(tiny_run, tmp_path):
                        device="smartphone", progress=False)
     rows = _read_csv(tmp_path / "out.csv")
     assert list(rows[0])[:3] == ["start_s", "start_time", "label"]
-    assert [r["start_time"] for r in rows] == [
-        (t0 + timedelta(seconds=2.5 * i)).isoformat(timespec="milliseconds") for i in range(len(rows))
+    assert [r["start_time"] for r in rows] == [  # naive datetimes: a wall clock, kept as written
+        (t0 + timedelta(seconds=2.5 * i)).replace(tzinfo=None).isoformat(timespec="milliseconds")
+        for i in range(len(rows))
     ]
 
 

@@ -121,7 +121,8 @@ def test_windows_more_than_half_in_nonwear_are_nonwear():
 # ---------------------------------------------------------------------------------------------- classify --out-dir
 @pytest.fixture(scope="module")
 def midnight_csv(tmp_path_factory):
-    """Ten minutes at 30 Hz across midnight into 29 March 2026 (the spring change in London), naive UTC times."""
+    """Ten minutes at 30 Hz across midnight into 29 March 2026 (the spring change in London), naive times (a wall
+    clock; London's is UTC until 01:00 that night)."""
     n = 10 * 60 * 30
     t = _utc("2026-03-28T23:55:00") + np.arange(n) / 30.0
     x = signal_of(np.arange(n) / 30.0)
@@ -145,7 +146,7 @@ def test_out_dir_writes_one_folder_per_recording_with_local_days(tiny_run, midni
     assert sorted(p.name for p in (tmp_path / "study").iterdir()) == ["night"], "temporary folders left behind"
     windows = _read_csv(folder / "windows.csv")
     assert len(windows) == res.n_windows and res.n_windows in (238, 239)  # (18000 - 150) // 75 + 1, ms times
-    assert windows[0]["start_time"] == "2026-03-28T23:55:00.000+00:00"  # times as written (UTC)
+    assert windows[0]["start_time"] == "2026-03-28T23:55:00.000"  # times as written (naive)
     minutes = _read_csv(folder / "minutes.csv")
     assert minutes[0]["time"] == "2026-03-28T23:55:00+00:00" and minutes[-1]["time"] == "2026-03-29T00:04:00+00:00"
     assert {m["label"] for m in minutes} <= {"walking", "sitting"}
@@ -167,6 +168,44 @@ def test_out_dir_writes_one_folder_per_recording_with_local_days(tiny_run, midni
         classify_recording(tiny_run, midnight_csv, None, out_dir=tmp_path / "study", **KW)
     classify_recording(tiny_run, midnight_csv, None, out_dir=tmp_path / "study", force=True, **KW)
     assert [d["date"] for d in _read_csv(folder / "daily.csv")] == ["2026-03-28", "2026-03-29"]  # UTC = GMT here
+
+
+def _csv_at(path, times: list[str]):
+    """A 30 Hz CSV recording with the time column written as `times`, one per row."""
+    x = signal_of(np.arange(len(times)) / 30.0)
+    rows = "\n".join(f"{ti}," + ",".join(f"{v:.5f}" for v in xi) for ti, xi in zip(times, x.astype(float)))
+    path.write_text("time,acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z\n" + rows + "\n")
+    return path
+
+
+def test_naive_datetimes_are_the_zones_wall_clock(tiny_run, tmp_path):
+    """A CSV's naive datetimes are a wall clock, as a device's clock is (an ActiLife export's are local time):
+    with a zone they are its local time, not UTC instants shifted into it."""
+    t = np.datetime64("2021-12-20T06:55:00", "ms") + (np.arange(6 * 60 * 30) * 1000 / 30).astype("timedelta64[ms]")
+    p = _csv_at(tmp_path / "neo.csv", list(np.datetime_as_string(t, unit="ms")))
+    classify_recording(tiny_run, p, None, out_dir=tmp_path / "s", timezone_name="America/New_York", **KW)
+    folder = tmp_path / "s" / "neo"
+    info = json.loads((folder / "info.json").read_text())
+    assert info["first_sample"] == "2021-12-20T06:55:00-05:00"
+    assert info["clock"].startswith("naive datetimes as written, read as local time of the zone")
+    assert _read_csv(folder / "minutes.csv")[0]["time"] == "2021-12-20T06:55:00-05:00"
+    assert _read_csv(folder / "windows.csv")[0]["start_time"] == "2021-12-20T06:55:00.000"  # as written
+
+
+def test_datetimes_with_an_offset_make_days_in_that_offset_without_a_zone(tiny_run, tmp_path):
+    """Without --timezone, days are those of the timestamps as written: 23:57 at UTC-4 is still 1 June."""
+    t = datetime.fromisoformat("2024-06-01T23:57:00-04:00").timestamp() + np.arange(6 * 60 * 30) / 30.0
+    stamps = [datetime.fromtimestamp(v, timezone.utc).astimezone(datetime.fromisoformat(
+        "2024-06-01T23:57:00-04:00").tzinfo).isoformat(timespec="milliseconds") for v in t]
+    p = _csv_at(tmp_path / "evening.csv", stamps)
+    classify_recording(tiny_run, p, None, out_dir=tmp_path / "s", **KW)
+    folder = tmp_path / "s" / "evening"
+    assert [d["date"] for d in _read_csv(folder / "daily.csv")] == ["2024-06-01", "2024-06-02"]
+    minutes = _read_csv(folder / "minutes.csv")
+    assert minutes[0]["time"] == "2024-06-01T23:57:00-04:00" and minutes[-1]["time"] == "2024-06-02T00:02:00-04:00"
+    info = json.loads((folder / "info.json").read_text())
+    assert info["timezone"] is None and "UTC-04:00" in info["clock"]
+    assert _read_csv(folder / "windows.csv")[0]["start_time"] == "2024-06-02T03:57:00.000+00:00"  # the instant
 
 
 def test_a_failure_leaves_no_half_written_folder(tiny_run, midnight_csv, tmp_path, monkeypatch):

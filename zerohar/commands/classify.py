@@ -55,9 +55,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "valid-day flag per local day), info.json and timeline.png; needs real timestamps (a device "
                      "file, or a CSV with datetimes)")
     p.add_argument("--timezone", metavar="TZ", help="with --out-dir: IANA time zone of the daily summaries (e.g. "
-                   "Europe/London); a device clock is read as this zone's local time at the start of the recording "
-                   "(devices do not change their clock at daylight saving), so days are 23 or 25 h long at a "
-                   "change; the window table keeps the times as written (default: days of the clock as written)")
+                   "Europe/London); a device clock, or a CSV's datetimes without an offset, is read as this zone's "
+                   "local time at the start of the recording (devices do not change their clock at daylight saving), "
+                   "so days are 23 or 25 h long at a change; the window table keeps the times as written (default: "
+                   "days of the clock as written; datetimes with an offset: in the first one's offset)")
     p.add_argument("--min-wear-hours", type=float, default=20.0, metavar="HOURS",
                    help="with --out-dir: wear time of a valid day in daily.csv (default 20, as in actinet / "
                    "stepcount)")

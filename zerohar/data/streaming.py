@@ -9,7 +9,7 @@ does not grow with the recording. The labelled windows are written by :class:`ze
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,11 +91,14 @@ class InputRecording:
     absolute_time: bool = False  # times are seconds since the Unix epoch (a datetime column)
     nonwear: np.ndarray | None = None  # (k, 2) start, end (s, the input's time base) of non-wear runs (devices)
     info: dict | None = None  # what a device reader found (zerohar.data.devices.DeviceStream.info)
-    device_clock: bool = False  # times are a naive device clock (read as if UTC), not instants
+    device_clock: bool = False  # times are a naive clock as written (read as if UTC), not instants: a device's,
+    # or a CSV's naive datetimes or ActiLife start (set once the first chunk is read, from `clock`)
+    clock: Callable[[], tuple[bool, float | None]] | None = None  # a CSV's (wall clock, UTC offset as written)
 
     def __post_init__(self):
         self.t_first: float | None = None  # time of the first sample, known once the first chunk is read
         self.rate_found: float | None = None  # mean sampling rate of the first chunk (Hz)
+        self.written_offset_s: float | None = None  # datetimes with a zone: the first one's UTC offset as written
         self.chunks = self._track(self.chunks)
 
     def _track(self, chunks):
@@ -104,6 +107,8 @@ class InputRecording:
                 self.t_first = float(t[0])
                 span = float(t[-1]) - float(t[0])  # mean rate: robust to timestamps rounded to milliseconds
                 self.rate_found = (len(t) - 1) / span if span > 0 else None
+                if self.clock is not None:
+                    self.device_clock, self.written_offset_s = self.clock()
             yield t, x, lab
 
 
@@ -142,7 +147,7 @@ def open_recording(
                            f"{', '.join(INPUT_SUFFIXES + devices.SUFFIXES)}")
     opened = csv_source.open_stream(p, layout=layout, placement=placement, device=device, rate=rate,
                                     chunk_rows=chunk_rows)
-    return InputRecording(p, opened.layout, opened.chunks, bool(opened.absolute_time))
+    return InputRecording(p, opened.layout, opened.chunks, bool(opened.absolute_time), clock=opened.clock)
 
 
 # ---------------------------------------------------------------------------------------------- windows

@@ -16,7 +16,7 @@ import itertools
 import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -445,7 +445,9 @@ def write_study_outputs(
     to), so the recording's instants are the clock minus the zone's offset at its first sample; other datetimes
     (UTC, or with an offset) are instants already. Days then run between local midnights of the zone: 23 h on
     the day daylight saving starts, 25 h on the day it ends. Without a zone, days are those of the timestamps
-    as written (for a device file, of its clock), 24 h each. The window table keeps the times as written.
+    as written, 24 h each: of a device's clock or a CSV's naive datetimes, or, for datetimes with a UTC offset, in
+    the first one's offset (give a zone for its daylight saving). The window table keeps a clock as written and
+    shows instants in UTC.
 
     Args:
         folder: where to write (the temporary folder of :func:`zerohar.io.atomic_directory`).
@@ -459,6 +461,9 @@ def write_study_outputs(
     Returns:
         The `info.json` content.
     """
+    written = None  # times with an offset and no zone: days as written, in the first time's offset
+    if tz is None and not rec.device_clock and rec.written_offset_s is not None:
+        tz = written = timezone(timedelta(seconds=rec.written_offset_s))
     shift = clock_offset_s(rec.t_first, tz) if rec.device_clock else 0.0  # device clock -> instants
     instants = np.asarray(starts, dtype=np.float64) - shift
     first = float(rec.t_first) - shift
@@ -478,6 +483,7 @@ def write_study_outputs(
     covered = float(minutes.covered_s.sum())
     nonwear = float(minutes.nonwear_s.sum())
     dev = rec.info or {}
+    clock = "device clock" if rec.info else "naive datetimes"  # a wall clock: a device's, or a CSV's
     info = {
         "zerohar_version": __version__,
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -501,11 +507,12 @@ def write_study_outputs(
         "device": dev or None,
         "calibration": dev.get("calibration"),
         "nonwear": dev.get("nonwear"),
-        "timezone": getattr(tz, "key", None),
-        "clock": ("device clock as written, read as local time of the zone at the first sample and never changed "
-                  "at daylight saving" if rec.device_clock and tz is not None else
-                  "device clock as written (no zone)" if rec.device_clock else
-                  "UTC instants, shown in the zone" if tz is not None else "UTC"),
+        "timezone": None if written is not None else getattr(tz, "key", None),
+        "clock": (f"{clock} as written, read as local time of the zone at the first sample and never changed at "
+                  "daylight saving" if rec.device_clock and tz is not None else
+                  f"{clock} as written (no zone)" if rec.device_clock else
+                  f"instants with a UTC offset; days in the first one's offset as written ({written})"
+                  if written is not None else "UTC instants, shown in the zone" if tz is not None else "UTC"),
         "first_sample": format_local([first], tz)[0],
         "covered_hours": covered / 3600.0,
         "wear_hours": (covered - nonwear) / 3600.0,

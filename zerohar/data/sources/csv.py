@@ -5,7 +5,8 @@ This is how a user brings data zerohar has never heard of, and what ``zerohar cl
 A CSV file has a header row and:
 
 - a time column (``time``, ``timestamp``, ``t``, ``seconds``, ``datetime``): seconds (any origin) or ISO 8601
-  datetimes (naive ones are read as UTC; only differences matter);
+  datetimes (naive ones are a wall clock as written: ``classify`` reads them as local time of ``--timezone``, as it
+  reads a device's clock; times with an offset are instants);
 - channel columns, by default ``acc_x, acc_y, acc_z, gyro_x, ..., mag_z``; common aliases are recognised
   (``ax``, ``accel_x``, ``x_acc``, ``AccX``; ``gx``, ``wx``, ``gyr_x``; ``mx``, ``mag_x``), or a sensor layout
   file (``metadata/sensors/`` format) names them with ``column:`` keys;
@@ -30,7 +31,7 @@ import logging
 import math
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -93,6 +94,7 @@ class _Plan:
     time_is_datetime: bool = False  # the first row's time is not a number: ISO 8601 datetimes
     time_aware: bool | None = None  # the datetimes carry a time zone (set by the first chunk)
     time_first: tuple[int, str] | None = None  # line and text of the first datetime
+    time_offset_s: float | None = None  # the first datetime's UTC offset as written (times with a zone)
     skip: int = 0  # lines before the header row (an ActiLife export's preamble)
     start: float | None = None  # an ActiLife export's start (UTC-naive epoch seconds): times are absolute
     rate: float | None = None  # an ActiLife export's sampling rate (Hz), from its first line
@@ -323,6 +325,8 @@ def _datetimes(values: np.ndarray, plan: _Plan, first_line: int) -> np.ndarray:
     aware = _aware(values)
     if plan.time_aware is None:
         plan.time_aware, plan.time_first = bool(aware[0]), (first_line, str(values[0]))
+        if plan.time_aware:
+            plan.time_offset_s = datetime.fromisoformat(values[0].replace("Z", "+00:00")).utcoffset().total_seconds()
     other = np.flatnonzero(aware != plan.time_aware)
     if len(other):
         i = int(other[0])
@@ -481,6 +485,10 @@ class RecordingStream:
     chunks: Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]
     absolute_time: bool = False  # times are seconds since the Unix epoch (a datetime column)
     meta: dict = field(default_factory=dict)
+    #: () -> (wall clock, UTC offset as written): naive datetimes and an ActiLife start are a wall clock (read as if
+    #: UTC); datetimes with a zone are instants, the first one's offset as written (None without). Known once the
+    #: first chunk is read; None: numbers, no clock.
+    clock: Callable[[], tuple[bool, float | None]] | None = None
 
 
 def _resolve_layout(layout: SensorLayout | str | Path | None, placement: str | None = None,
@@ -529,7 +537,12 @@ def open_csv_stream(
         for t, x, labels, _ in _iter_rows(plan, chunk_rows, rate):
             yield t, x, (_map_labels(labels, lookup, p) if lookup is not None and labels is not None else None)
 
-    return RecordingStream(p, plan.layout, chunks(), plan.time_is_datetime or plan.start is not None)
+    def clock() -> tuple[bool, float | None]:
+        """(a wall clock: naive datetimes or an ActiLife start; the first datetime's UTC offset as written), known
+        once the first chunk is read."""
+        return plan.start is not None or (plan.time_is_datetime and plan.time_aware is False), plan.time_offset_s
+
+    return RecordingStream(p, plan.layout, chunks(), plan.time_is_datetime or plan.start is not None, clock=clock)
 
 
 def iter_csv_chunks(
