@@ -195,6 +195,20 @@ def test_streaming_equals_whole_recording(chunk):
         assert first.meta["t0"] == pytest.approx(ref.meta["t0"])
 
 
+@pytest.mark.parametrize("chunk", [333, 1000])
+def test_streaming_jittered_timestamps_equals_whole_recording(chunk):
+    """A device's timestamps are not exactly regular (they take the path that interpolates onto a uniform grid
+    before the anti-aliasing filter): in chunks, the samples are those of the recording read whole."""
+    rng = np.random.default_rng(2)
+    t = 1000.0 + np.cumsum(0.01 * (1 + rng.uniform(-0.03, 0.03, 6000)))  # about 100 Hz, 1 minute
+    x = np.stack([np.sin(2 * np.pi * 1.3 * t), rng.normal(0, 0.3, len(t)), np.ones_like(t)], axis=1)
+    (whole,) = to_canonical(_flat(t, x), max_gap_s=5.0)
+    chunks = [(t[i : i + chunk], x[i : i + chunk], None) for i in range(0, len(t), chunk)]
+    got = np.concatenate([p.signals for p in canonical_stream(chunks, ACC_G, max_gap_s=5.0)])
+    assert got.shape == whole.signals.shape
+    np.testing.assert_allclose(got, whole.signals, rtol=0, atol=1e-6)
+
+
 def test_streaming_checks_time_order_across_chunks():
     t = np.arange(0, 10, 0.02)
     chunks = [(t[:300], np.ones((300, 3)) * [0, 0, 1], None), (t[250:], np.ones((250, 3)) * [0, 0, 1], None)]

@@ -30,7 +30,8 @@ from zerohar.paths import cache_dir
 logger = logging.getLogger(__name__)
 
 #: Bump when transforms or sources change what a prepared set holds: old cache entries are then never read.
-CACHE_VERSION = 2  # 2: window sets record per-window sample classes (sample_classes)
+CACHE_VERSION = 3  # 2: window sets record per-window sample classes (sample_classes); 3: jittered timestamps
+# resample through a uniform grid at the source rate in whole Hz (zerohar.data.transforms._resample)
 
 
 def _fingerprint(path: Path) -> str:

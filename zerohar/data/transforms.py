@@ -377,9 +377,14 @@ def _resample(seg: _Segment, rate: float, origin: float) -> tuple[np.ndarray, np
         return grid, x[: len(grid)].copy(), labels
     if src_rate > rate * (1 + 1e-6):
         if not regular:
-            # Filters need a uniform grid: interpolate onto one at the recording's own median rate first.
-            n = int(math.floor((t[-1] - t[0]) * src_rate + 1e-6)) + 1
-            tu = t[0] + np.arange(n) / src_rate
+            # Filters need a uniform grid: interpolate onto one first, at the source's rate rounded to whole Hz, on
+            # the lattice origin + j / rate_u. Both depend on the stream alone, not on where a chunk of it starts
+            # or on its own median interval, so a recording read in chunks gives the samples of one read whole
+            # (anchored at the chunk's first sample and at its median rate, they moved by up to 0.09 g).
+            src_rate = float(max(1, round(src_rate)))
+            j0 = math.ceil((t[0] - origin) * src_rate - 1e-6)
+            j1 = math.floor((t[-1] - origin) * src_rate + 1e-6)
+            tu = origin + np.arange(j0, j1 + 1) / src_rate
             xu = interp_rows(tu, t, x)
         else:
             tu, xu = t, x
