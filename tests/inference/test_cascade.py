@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from zerohar.errors import ZeroharError
-from zerohar.inference.cascade import AUDIT_EVERY, PIECE, REFRESH, CascadeCheck, CheckedStream, calibrate, pieces
+from zerohar.inference.cascade import AUDIT_EVERY, REFRESH, CascadeCheck, CheckedStream, calibrate
 
 
 def unit(x):
@@ -146,41 +146,3 @@ def test_a_bad_audit_setting_is_refused():
     with pytest.raises(ZeroharError, match="audits"):
         CheckedStream(s, t, P, refresh=0)
 
-
-@pytest.mark.parametrize("n", [0, 1, 63, 64, 65, 127, 200, 256, 1000])
-def test_pieces_cover_the_rows_in_order_in_powers_of_two(n):
-    rows = np.arange(n) * 3 + 1
-    parts = pieces(rows, 64)
-    assert np.array_equal(np.concatenate(parts) if parts else rows, rows)
-    sizes = [len(p) for p in parts]
-    assert all(s in (1, 2, 4, 8, 16, 32, 64) for s in sizes)
-    assert sizes == sorted(sizes, reverse=True)  # the big pieces first, each smaller size at most once
-    assert len(sizes) - sizes.count(64) == len(set(sizes) - {64}) == bin(n % 64).count("1")
-    with pytest.raises(ZeroharError, match="power of two"):
-        pieces(rows, 48)
-
-
-def test_the_teacher_meets_a_handful_of_batch_sizes_whatever_is_unsure():
-    """However many windows of a batch are unsure, the teacher is called on power-of-two pieces of at most PIECE
-    windows (the process would otherwise keep buffers of every size apart), and the embeddings are those of one
-    call per batch."""
-    rng = np.random.default_rng(7)
-    s, t = drifting(rng, 6000)
-    P = unit(rng.normal(size=(6, 32)).astype(np.float32))
-    seen = []
-
-    def teacher(rows, a):
-        seen.append(len(rows))
-        return t[a + rows]
-
-    stream = CheckedStream(s[:256], t[:256], P)
-    out, a = [], 0
-    for size in [256, 300, 17, 1000, 255] * 4:
-        b = min(len(s), a + size)
-        out.append(stream.embed(s[a:b], lambda rows, a=a: teacher(rows, a)))
-        a = b
-    out = np.concatenate(out)
-    ref, _ = run_stream(s[:a], t[:a], P, [a])
-    assert np.array_equal(out, ref)
-    assert set(seen) <= {1, 2, 4, 8, 16, 32, PIECE} and PIECE in seen
-    assert sum(seen) == stream.checked

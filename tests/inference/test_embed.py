@@ -53,6 +53,21 @@ def test_micro_batched_equals_one_call():
         torch.testing.assert_close(MicroBatched(net, 3)(x), net(x), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("batch", [256, 500, 1])
+@pytest.mark.parametrize("n", [0, 1, 63, 255, 256, 257, 300, 1000])
+def test_batches_are_the_batch_size_then_halving_powers_of_two(n, batch):
+    """A model meets a handful of batch shapes whatever the callers' sizes (the process keeps freed buffers of
+    every shape apart: calls of every size grew it without bound), the windows in their order."""
+    sizes = embed.batch_sizes(n, batch)
+    assert sum(sizes) == n and sizes == sorted(sizes, reverse=True)
+    rest = [s for s in sizes if s != batch]
+    assert all(s & (s - 1) == 0 and s < batch for s in rest) and len(set(rest)) == len(rest)
+    X = np.arange(n, dtype=np.float32).reshape(n, 1, 1)
+    got = list(embed._batches([X[: n // 3], X[n // 3 :]], batch))  # a stream of two chunks
+    assert np.array_equal(torch.cat(got).numpy() if got else X, X)
+    assert embed.batch_sizes(300, 256) == [256, 32, 8, 4]
+
+
 @pytest.mark.parametrize("kind", ["fused", "plain"])
 def test_embed_windows_runs_the_planned_backbone(model, monkeypatch, kind):
     """The plan picks the backbone: a fused one only where it says so, in calls of its batch size."""

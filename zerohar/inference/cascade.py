@@ -54,12 +54,6 @@ AUDIT_EVERY = 64
 #: :class:`CheckedStream`: the bounds are recomputed from the pool every this many audited windows (every 2,048
 #: windows of the stream, 85 minutes at the 2.5 s step).
 REFRESH = 32
-#: :class:`CheckedStream`: the teacher embeds a batch's checked windows in pieces of this many, then of halving
-#: powers of two (:func:`pieces`), so that it meets a handful of batch shapes, not every size from 1 to the batch.
-#: Why: the process keeps freed buffers of every shape apart (glibc's heap fragments), and calls of every size grew
-#: it without bound. Measured (the USC-HAD fold1 run's backbone, 300 calls of random sizes 1-256, one thread):
-#: peak RSS 1,431 MB in one piece per call, 372 MB in pieces, for the same CPU time (127.4 and 128.7 s).
-PIECE = 64
 
 
 @dataclass
@@ -137,21 +131,6 @@ def bounds(proj: np.ndarray, quantile: float = QUANTILE) -> CascadeCheck:
     return CascadeCheck(tau_pair, tau_label, float(quantile), len(proj))
 
 
-def pieces(rows: np.ndarray, most: int = PIECE) -> list[np.ndarray]:
-    """`rows` cut in order into pieces of `most`, then of `most / 2`, `most / 4`, ... 1 as the rest allows (at most
-    one piece of each smaller power of two): every piece's length is `most` or a power of two below it (`most` a
-    power of two; :data:`PIECE` says why)."""
-    if most < 1 or most & (most - 1):
-        raise ZeroharError(f"the teacher's pieces are a power of two windows long, found {most}")
-    out, a, size = [], 0, most
-    while a < len(rows):
-        while size > len(rows) - a:
-            size //= 2
-        out.append(rows[a : a + size])
-        a += size
-    return out
-
-
 class CheckedStream:
     """The checked student over a stream of windows, its bounds following the recording (module docstring).
 
@@ -204,7 +183,7 @@ class CheckedStream:
             self.windows += len(s)
             redo = np.flatnonzero(again | audit)
             if len(redo):
-                out[a + redo] = np.concatenate([np.asarray(teacher(a + r), np.float32) for r in pieces(redo)])
+                out[a + redo] = np.asarray(teacher(a + redo), np.float32)
                 self.checked += len(redo)
             if audit.any():
                 self.audited += int(audit.sum())
