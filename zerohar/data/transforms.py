@@ -378,7 +378,7 @@ def _resample(seg: _Segment, rate: float, origin: float) -> tuple[np.ndarray, np
     if src_rate > rate * (1 + 1e-6):
         if not regular:
             # Filters need a uniform grid: interpolate onto one first, at the source's rate rounded to whole Hz, on
-            # the lattice origin + j / rate_u. Both depend on the stream alone, not on where a chunk of it starts
+            # the lattice origin + j / that rate. Both depend on the stream alone, not on where a chunk of it starts
             # or on its own median interval, so a recording read in chunks gives the samples of one read whole
             # (anchored at the chunk's first sample and at its median rate, they moved by up to 0.09 g).
             src_rate = float(max(1, round(src_rate)))
