@@ -6,7 +6,8 @@ which :func:`make_windows` cuts into windows with the label rule of BENCHMARK.md
 does the same as :func:`to_canonical` chunk by chunk, for recordings too long to hold in memory.
 
 Resampling: duplicate timestamps are averaged; an irregular recording is first interpolated linearly onto a
-uniform grid at its median rate; when that rate is above the target, a zero-phase Butterworth low-pass at
+uniform grid at its median rate (rounded to whole Hz, the grid anchored at the stream's first sample, so
+chunks change nothing); when that rate is above the target, a zero-phase Butterworth low-pass at
 80 % of the target Nyquist frequency removes what would alias; the result is interpolated linearly at the
 target grid ``t0 + k / rate``. Labels follow the nearest original sample in time.
 """
