@@ -316,7 +316,7 @@ def _datetimes(values: np.ndarray, plan: _Plan, first_line: int) -> np.ndarray:
     naive times, or times with a zone (offsets may differ, e.g. at a daylight-saving change)."""
     col = plan.header[plan.time_col]
     try:
-        datetime.fromisoformat(values[0].replace("Z", "+00:00"))
+        first_dt = datetime.fromisoformat(values[0].replace("Z", "+00:00"))
     except ValueError:
         raise ZeroharError(
             f"{plan.path} line {first_line}, column {col!r}: {values[0][:40]!r} is neither seconds nor an ISO "
@@ -326,7 +326,7 @@ def _datetimes(values: np.ndarray, plan: _Plan, first_line: int) -> np.ndarray:
     if plan.time_aware is None:
         plan.time_aware, plan.time_first = bool(aware[0]), (first_line, str(values[0]))
         if plan.time_aware:
-            plan.time_offset_s = datetime.fromisoformat(values[0].replace("Z", "+00:00")).utcoffset().total_seconds()
+            plan.time_offset_s = first_dt.utcoffset().total_seconds()
     other = np.flatnonzero(aware != plan.time_aware)
     if len(other):
         i = int(other[0])
